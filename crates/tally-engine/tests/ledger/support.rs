@@ -1,0 +1,73 @@
+//! Shared helpers: a ledger on a fresh database, and short ways to open accounts and post.
+
+use tally_core::{AccountId, BalanceRule, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult};
+use tally_engine::Engine;
+use tally_store::{NewAccount, Outcome, Submission};
+use tally_testkit::TestDb;
+use uuid::Uuid;
+
+pub const ACTOR: &str = "test:alice";
+
+pub struct Ledger {
+    pub db: TestDb,
+    pub engine: Engine,
+}
+
+pub async fn ledger() -> Ledger {
+    let db = tally_testkit::fresh_database().await;
+    let engine = Engine::new(db.store.clone());
+    Ledger { db, engine }
+}
+
+pub fn new_id() -> TransferId {
+    TransferId(Uuid::now_v7())
+}
+
+pub fn posted(from: AccountId, to: AccountId, amount: MinorUnits) -> TransferRequest {
+    TransferRequest::posted(new_id(), from, to, amount)
+}
+
+pub fn pending(from: AccountId, to: AccountId, amount: MinorUnits, timeout: Option<u32>) -> TransferRequest {
+    TransferRequest { kind: TransferKind::Pending, timeout_seconds: timeout, ..posted(from, to, amount) }
+}
+
+pub fn acting(kind: TransferKind, related: TransferId, amount: Option<MinorUnits>) -> TransferRequest {
+    TransferRequest::acting_on(new_id(), kind, related, amount)
+}
+
+impl Ledger {
+    pub async fn open(&self, code: &str, currency: &str, rule: BalanceRule) -> AccountId {
+        let new = NewAccount { id: None, code: Some(code.into()), currency: currency.into(), rule, metadata: None };
+        self.db.store.create_account(&new, ACTOR).await.expect("open account").0.account.id
+    }
+
+    /// An unrestricted funding account and a funded no-overdraft wallet.
+    pub async fn funded_wallet(&self, code: &str, amount: MinorUnits) -> (AccountId, AccountId) {
+        let bank = self.open(&format!("{code}-bank"), "USD", BalanceRule::Unrestricted).await;
+        let wallet = self.open(code, "USD", BalanceRule::NoOverdraft).await;
+        if amount > 0 {
+            assert_eq!(self.post(posted(bank, wallet, amount)).await.result, TransferResult::Ok);
+        }
+        (bank, wallet)
+    }
+
+    pub async fn post(&self, request: TransferRequest) -> Outcome {
+        self.engine.submit_one(Submission { request, actor: ACTOR.into() }).await.expect("submit")
+    }
+
+    pub async fn post_all(&self, requests: Vec<TransferRequest>) -> Vec<TransferResult> {
+        let submissions: Vec<Submission> =
+            requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
+        self.engine.submit(&submissions).await.expect("submit").into_iter().map(|o| o.result).collect()
+    }
+
+    pub async fn balance(&self, account: AccountId) -> MinorUnits {
+        self.db.store.require_account(&account.to_string()).await.expect("account").account.balance()
+    }
+
+    /// Fails the test if the ledger is inconsistent in any way reconciliation can see.
+    pub async fn assert_consistent(&self) {
+        let report = tally_recon::check_ledger(&self.db.store).await.expect("reconcile");
+        assert!(report.findings.is_empty(), "ledger inconsistent: {:#?}", report.findings);
+    }
+}

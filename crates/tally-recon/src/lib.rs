@@ -1,0 +1,155 @@
+//! Reconciliation: does the ledger agree with itself?
+//!
+//! `check_ledger` recomputes everything that is stored twice and reports every disagreement,
+//! naming the accounts, transfers and amounts involved:
+//! - **trial balance**: per currency, total debits equal total credits (posted and pending);
+//! - **journal vs accounts**: each account's posted totals equal the sums of its posted journal
+//!   entries, and its pending totals equal its open holds;
+//! - **balance rules**: no account is past its rule;
+//! - **completeness**: every journal entry has its audit row, every applied entry its event,
+//!   and the event sequence has no gap.
+//!
+//! The checks run in one REPEATABLE READ snapshot, so a ledger under load is checked at one
+//! consistent point in time. Findings are values; only database failures are errors.
+
+use serde::Serialize;
+use tally_store::{Store, StoreError};
+use thiserror::Error;
+
+/// How many findings of one kind are listed before the rest are only counted.
+pub const FINDINGS_PER_CHECK_MAX: i64 = 100;
+
+#[derive(Debug, Error)]
+pub enum ReconError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// One disagreement, with what is needed to investigate it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable code of the check, e.g. `account_totals_mismatch`.
+    pub check: &'static str,
+    /// The account, transfer, currency or event the finding is about.
+    pub subject: String,
+    /// What was expected and what was found, in minor units where amounts are involved.
+    pub detail: String,
+}
+
+/// The result of a reconciliation run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub accounts: i64,
+    pub transfers: i64,
+    pub events: i64,
+    /// Per currency: (currency, debits posted, credits posted), in minor units.
+    pub totals: Vec<(String, String, String)>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Each check: a stable code and a query returning `(subject, detail)` rows for every finding.
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "trial_balance",
+        "SELECT currency, format('debits posted %s, credits posted %s, debits pending %s, credits pending %s',
+                                 sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending))
+         FROM accounts GROUP BY currency
+         HAVING sum(debits_posted) <> sum(credits_posted) OR sum(debits_pending) <> sum(credits_pending)",
+    ),
+    (
+        "account_totals_mismatch",
+        "WITH j AS (
+             SELECT account_id,
+                    sum(amount) FILTER (WHERE side = 'D' AND posted) AS debits_posted,
+                    sum(amount) FILTER (WHERE side = 'C' AND posted) AS credits_posted,
+                    sum(amount) FILTER (WHERE side = 'D' AND held) AS debits_pending,
+                    sum(amount) FILTER (WHERE side = 'C' AND held) AS credits_pending
+             FROM (SELECT debit_account_id AS account_id, 'D' AS side, amount,
+                          kind IN ('posted', 'post_pending', 'reversal') AS posted,
+                          kind = 'pending' AND status = 'pending' AS held
+                   FROM transfers WHERE status <> 'rejected'
+                   UNION ALL
+                   SELECT credit_account_id, 'C', amount,
+                          kind IN ('posted', 'post_pending', 'reversal'),
+                          kind = 'pending' AND status = 'pending'
+                   FROM transfers WHERE status <> 'rejected') entries
+             GROUP BY account_id)
+         SELECT a.id::text,
+                format('account has debits %s / credits %s posted, %s / %s pending; journal says %s / %s posted, %s / %s pending',
+                       a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
+                       coalesce(j.debits_posted, 0), coalesce(j.credits_posted, 0),
+                       coalesce(j.debits_pending, 0), coalesce(j.credits_pending, 0))
+         FROM accounts a LEFT JOIN j ON j.account_id = a.id
+         WHERE (a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending)
+               IS DISTINCT FROM (coalesce(j.debits_posted, 0), coalesce(j.credits_posted, 0),
+                                 coalesce(j.debits_pending, 0), coalesce(j.credits_pending, 0))",
+    ),
+    (
+        "balance_rule_broken",
+        "SELECT id::text, format('available %s is below the overdraft limit -%s',
+                                 credits_posted - debits_posted - debits_pending, overdraft_limit)
+         FROM accounts
+         WHERE NOT unrestricted AND credits_posted - debits_posted - debits_pending < -overdraft_limit",
+    ),
+    (
+        "transfer_without_audit",
+        "SELECT t.id::text, format('%s transfer has no audit row', t.kind) FROM transfers t
+         WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
+                           AND l.action IN ('transfer.create', 'transfer.reject'))",
+    ),
+    (
+        "transfer_without_event",
+        "SELECT t.id::text, format('%s transfer has no event', t.kind) FROM transfers t
+         WHERE t.status <> 'rejected'
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.entity_id = t.id::text AND e.type = 'transfer.' || t.kind)",
+    ),
+    (
+        "event_sequence_gap",
+        "SELECT 'events', format('%s events but sequence numbers run from %s to %s (counter at %s)',
+                                 count(*), min(seq), max(seq), (SELECT last_seq FROM event_sequence))
+         FROM events
+         HAVING count(*) <> coalesce(max(seq), 0) OR coalesce(min(seq), 1) <> 1
+             OR coalesce(max(seq), 0) <> (SELECT last_seq FROM event_sequence)",
+    ),
+];
+
+/// Runs every check in one consistent snapshot.
+pub async fn check_ledger(store: &Store) -> Result<Report, ReconError> {
+    let mut client = store.client().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut findings = Vec::new();
+    for (check, sql) in CHECKS {
+        let limited = format!("{sql} LIMIT {FINDINGS_PER_CHECK_MAX}");
+        for row in tx.query(&limited, &[]).await? {
+            findings.push(Finding { check, subject: row.get(0), detail: row.get(1) });
+        }
+    }
+    let count = |table: &'static str| format!("SELECT count(*) FROM {table}");
+    let accounts: i64 = tx.query_one(&count("accounts"), &[]).await?.get(0);
+    let transfers: i64 = tx.query_one(&count("transfers"), &[]).await?.get(0);
+    let events: i64 = tx.query_one(&count("events"), &[]).await?.get(0);
+    let totals = tx
+        .query(
+            "SELECT currency, sum(debits_posted)::text, sum(credits_posted)::text FROM accounts GROUP BY currency ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    tx.commit().await?;
+    Ok(Report { accounts, transfers, events, totals, findings })
+}

@@ -1,0 +1,288 @@
+//! Accounts: create (idempotent), look up by id or code, list, freeze, unfreeze, close.
+//!
+//! Every change writes its audit row and its event in the same SQL transaction as the change.
+
+use crate::convert::{from_numeric, from_system_time, to_numeric};
+use crate::journal::append_audit_and_events;
+use crate::{Store, StoreError};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use tally_core::transfer::METADATA_BYTES_MAX;
+use tally_core::{Account, AccountId, AccountStatus, BalanceRule, Timestamp};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// The longest account code.
+pub const ACCOUNT_CODE_LEN_MAX: usize = 128;
+/// The most accounts one page of `list_accounts` returns.
+pub const ACCOUNT_PAGE_SIZE_MAX: i64 = 1_000;
+
+/// What a client asks for when it opens an account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAccount {
+    /// Client-supplied id; a UUIDv7 is generated when absent.
+    pub id: Option<AccountId>,
+    /// Optional unique external code, e.g. `"wallet:alice"`.
+    pub code: Option<String>,
+    pub currency: String,
+    pub rule: BalanceRule,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An account with its descriptive fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountRecord {
+    #[serde(flatten)]
+    pub account: Account,
+    pub code: Option<String>,
+    /// Decimal places of the account's currency.
+    pub scale: u8,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Status changes a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Freeze,
+    Unfreeze,
+    Close,
+}
+
+impl StatusChange {
+    pub fn target(self) -> AccountStatus {
+        match self {
+            StatusChange::Freeze => AccountStatus::Frozen,
+            StatusChange::Unfreeze => AccountStatus::Active,
+            StatusChange::Close => AccountStatus::Closed,
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            StatusChange::Freeze => "account.freeze",
+            StatusChange::Unfreeze => "account.unfreeze",
+            StatusChange::Close => "account.close",
+        }
+    }
+}
+
+/// The columns `account_from_row` reads, in order.
+pub(crate) const ACCOUNT_COLUMNS: &str = "a.id, a.currency, a.status, a.unrestricted, a.overdraft_limit, \
+     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version";
+const RECORD_COLUMNS: &str = "a.id, a.currency, a.status, a.unrestricted, a.overdraft_limit, \
+     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version, \
+     a.code, c.scale, a.metadata, a.created_at, a.updated_at";
+
+pub(crate) fn account_from_row(row: &Row) -> Account {
+    let status: &str = row.get(2);
+    Account {
+        id: AccountId(row.get(0)),
+        currency: row.get(1),
+        status: AccountStatus::parse(status).expect("status constrained by the schema"),
+        rule: BalanceRule::from_parts(row.get(3), from_numeric(row.get(4))),
+        debits_posted: from_numeric(row.get(5)),
+        credits_posted: from_numeric(row.get(6)),
+        debits_pending: from_numeric(row.get(7)),
+        credits_pending: from_numeric(row.get(8)),
+        version: row.get(9),
+    }
+}
+
+fn record_from_row(row: &Row) -> AccountRecord {
+    let scale: i16 = row.get(11);
+    AccountRecord {
+        account: account_from_row(row),
+        code: row.get(10),
+        scale: u8::try_from(scale).expect("scale constrained by the schema"),
+        metadata: row.get(12),
+        created_at: from_system_time(row.get(13)),
+        updated_at: from_system_time(row.get(14)),
+    }
+}
+
+/// Checks a new account's fields before anything touches the database.
+pub fn validate_new_account(new: &NewAccount) -> Result<(), StoreError> {
+    if let Some(code) = &new.code {
+        validate_code(code)?;
+    }
+    tally_core::currency::validate_code(&new.currency).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if new.metadata.as_ref().is_some_and(|m| m.to_string().len() > METADATA_BYTES_MAX) {
+        return Err(StoreError::Invalid(format!("metadata is larger than {METADATA_BYTES_MAX} bytes")));
+    }
+    if new.id.is_some_and(|id| id.0.is_nil()) {
+        return Err(StoreError::Invalid("account id must not be the nil UUID".into()));
+    }
+    Ok(())
+}
+
+/// An account code: 1 to 128 characters of letters, digits and `_.:@/-`, not a UUID (so that
+/// "id or code" is never ambiguous).
+pub fn validate_code(code: &str) -> Result<(), StoreError> {
+    let mut chars = code.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.:@/-".contains(c));
+    if !first_ok || !rest_ok || code.len() > ACCOUNT_CODE_LEN_MAX || Uuid::parse_str(code).is_ok() {
+        return Err(StoreError::Invalid(format!(
+            "account code must be 1 to {ACCOUNT_CODE_LEN_MAX} letters, digits or _.:@/- starting with a letter or digit, and not a UUID"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens an account. Idempotent: repeating the same request (same id, or same code when no
+    /// id is given) returns the existing account with `created == false`.
+    pub async fn create_account(&self, new: &NewAccount, actor: &str) -> Result<(AccountRecord, bool), StoreError> {
+        validate_new_account(new)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if tx.query_opt("SELECT 1 FROM currencies WHERE code = $1", &[&new.currency]).await?.is_none() {
+            return Err(StoreError::CurrencyNotFound(new.currency.clone()));
+        }
+        let id = new.id.map_or_else(Uuid::now_v7, |id| id.0);
+        let (unrestricted, limit) = match new.rule {
+            BalanceRule::Unrestricted => (true, 0),
+            rule => (false, rule.limit().expect("restricted")),
+        };
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+                &[&id, &new.code, &new.currency, &unrestricted, &to_numeric(limit), &new.metadata],
+            )
+            .await?;
+        if inserted.is_none() {
+            drop(tx);
+            return self.existing_account_for(new, id).await.map(|record| (record, false));
+        }
+        let record = fetch_account(&tx, &id.to_string()).await?.expect("just inserted");
+        let after = serde_json::to_value(&record).expect("account serializes");
+        append_audit_and_events(&tx, actor, &[("account.create", "account.created", id.to_string(), None, after)])
+            .await?;
+        tx.commit().await?;
+        Ok((record, true))
+    }
+
+    /// After a conflicting insert: the same account again (an idempotent retry), or an error.
+    async fn existing_account_for(&self, new: &NewAccount, id: Uuid) -> Result<AccountRecord, StoreError> {
+        let by_id = match new.id {
+            Some(_) => self.account(&id.to_string()).await?,
+            None => None,
+        };
+        let by_code = match &new.code {
+            Some(code) => self.account(code).await?,
+            None => None,
+        };
+        let existing = by_id.clone().or(by_code.clone()).expect("a conflict has a conflicting row");
+        let same = existing.code == new.code
+            && existing.account.currency == new.currency
+            && existing.account.rule == new.rule
+            && existing.metadata == new.metadata
+            && new.id.is_none_or(|id| id == existing.account.id);
+        match (same, by_id) {
+            (true, _) => Ok(existing),
+            (false, Some(_)) => Err(StoreError::AccountExistsWithDifferentFields(id.to_string())),
+            (false, None) => Err(StoreError::AccountCodeTaken(new.code.clone().unwrap_or_default())),
+        }
+    }
+
+    /// An account by id or by code.
+    pub async fn account(&self, id_or_code: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let client = self.client().await?;
+        fetch_account(&client, id_or_code).await
+    }
+
+    /// Like `account`, but a missing account is an error.
+    pub async fn require_account(&self, id_or_code: &str) -> Result<AccountRecord, StoreError> {
+        self.account(id_or_code).await?.ok_or_else(|| StoreError::AccountNotFound(id_or_code.to_owned()))
+    }
+
+    /// A page of accounts ordered by id, after the cursor (an id), optionally filtered.
+    pub async fn list_accounts(
+        &self,
+        currency: Option<&str>,
+        status: Option<AccountStatus>,
+        after: Option<AccountId>,
+        limit: i64,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
+        let limit = limit.clamp(1, ACCOUNT_PAGE_SIZE_MAX);
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency
+             WHERE ($1::text IS NULL OR a.currency = $1) AND ($2::text IS NULL OR a.status = $2)
+               AND ($3::uuid IS NULL OR a.id > $3)
+             ORDER BY a.id LIMIT $4"
+        );
+        let status = status.map(AccountStatus::as_str);
+        let rows = client.query(&sql, &[&currency, &status, &after.map(|a| a.0), &limit]).await?;
+        Ok(rows.iter().map(record_from_row).collect())
+    }
+
+    /// Freezes, unfreezes or closes an account. Idempotent: asking for the status the account
+    /// already has changes nothing. `expected_version` is an optimistic precondition.
+    pub async fn change_account_status(
+        &self,
+        id_or_code: &str,
+        change: StatusChange,
+        expected_version: Option<i64>,
+        actor: &str,
+    ) -> Result<AccountRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let id = resolve_account_id(&tx, id_or_code).await?;
+        let row =
+            tx.query_one(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE id = $1 FOR UPDATE"), &[&id]).await?;
+        let account = account_from_row(&row);
+        if let Some(expected) = expected_version.filter(|v| *v != account.version) {
+            return Err(StoreError::VersionConflict { expected, actual: account.version });
+        }
+        let target = change.target();
+        if account.status == target {
+            drop(tx);
+            return self.require_account(&id.to_string()).await;
+        }
+        if account.status == AccountStatus::Closed
+            || (change == StatusChange::Unfreeze && account.status != AccountStatus::Frozen)
+        {
+            return Err(StoreError::StatusTransitionInvalid {
+                id: id.to_string(),
+                from: account.status.as_str(),
+                to: target.as_str(),
+            });
+        }
+        if change == StatusChange::Close && !account.is_empty() {
+            return Err(StoreError::AccountNotEmpty(id.to_string()));
+        }
+        let before = serde_json::to_value(fetch_account(&tx, &id.to_string()).await?).expect("serializes");
+        tx.execute(
+            "UPDATE accounts SET status = $2, version = version + 1, updated_at = now() WHERE id = $1",
+            &[&id, &target.as_str()],
+        )
+        .await?;
+        let record = fetch_account(&tx, &id.to_string()).await?.expect("locked row exists");
+        let after = serde_json::to_value(&record).expect("serializes");
+        let event = format!("account.{}", target.as_str());
+        append_audit_and_events(&tx, actor, &[(change.action(), &event, id.to_string(), Some(before), after)]).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+}
+
+/// The id of the account named by id or code.
+pub(crate) async fn resolve_account_id(client: &impl GenericClient, id_or_code: &str) -> Result<Uuid, StoreError> {
+    fetch_account(client, id_or_code)
+        .await?
+        .map(|record| record.account.id.0)
+        .ok_or_else(|| StoreError::AccountNotFound(id_or_code.to_owned()))
+}
+
+async fn fetch_account(client: &impl GenericClient, id_or_code: &str) -> Result<Option<AccountRecord>, StoreError> {
+    let select = format!("SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency");
+    let row = match Uuid::parse_str(id_or_code) {
+        Ok(id) => client.query_opt(&format!("{select} WHERE a.id = $1"), &[&id]).await?,
+        Err(_) => client.query_opt(&format!("{select} WHERE a.code = $1"), &[&id_or_code]).await?,
+    };
+    Ok(row.as_ref().map(record_from_row))
+}

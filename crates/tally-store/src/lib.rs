@@ -1,0 +1,104 @@
+//! Tally's storage on PostgreSQL: migrations, the batch commit, account operations, queries,
+//! and the audit log and event outbox written in the same SQL transaction as every change.
+//!
+//! Architecture invariants:
+//! - Decisions are made by `tally_core`; this crate only prefetches, locks and writes. It never
+//!   decides whether a transfer is allowed (the schema's constraints double-check it).
+//! - Nothing user-supplied is ever formatted into SQL text: every value is a bind parameter.
+//! - Every change and its audit row and event commit together or not at all.
+
+pub mod accounts;
+pub mod convert;
+pub mod error;
+pub mod journal;
+pub mod migrate;
+pub mod posting;
+pub mod queries;
+
+pub use accounts::{AccountRecord, NewAccount, StatusChange};
+pub use error::StoreError;
+pub use migrate::{MigrationReport, migrate};
+pub use posting::{EXPIRY_ACTOR, JournalRow, Outcome, Submission};
+pub use queries::{Direction, HistoryEntry};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use tokio_postgres::NoTls;
+
+/// The most connections one Tally process opens.
+pub const POOL_SIZE_MAX: usize = 64;
+
+/// A handle to the ledger database: a bounded connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Builds a pool for a libpq connection string or URL. Connects lazily.
+    pub fn connect(conninfo: &str, pool_size: usize) -> Result<Store, StoreError> {
+        assert!((1..=POOL_SIZE_MAX).contains(&pool_size), "pool size {pool_size} outside 1..={POOL_SIZE_MAX}");
+        let mut config = tokio_postgres::Config::from_str(conninfo)?;
+        config.application_name("tally");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(pool_size).build().expect("no runtime-specific options are set");
+        Ok(Store { pool })
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let mut client = self.client().await?;
+        migrate::migrate(&mut client).await
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The scale of a registered currency.
+    pub async fn currency_scale(&self, code: &str) -> Result<u8, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT scale FROM currencies WHERE code = $1", &[&code])
+            .await?
+            .ok_or_else(|| StoreError::CurrencyNotFound(code.to_owned()))?;
+        Ok(u8::try_from(row.get::<_, i16>(0)).expect("scale constrained by the schema"))
+    }
+
+    /// Registers a user-defined asset. Idempotent for the same scale.
+    pub async fn register_currency(&self, currency: &tally_core::Currency, actor: &str) -> Result<bool, StoreError> {
+        let checked = tally_core::Currency::custom(&currency.code, currency.scale)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let scale = i16::from(checked.scale);
+        let inserted = tx
+            .execute(
+                "INSERT INTO currencies (code, scale, iso) VALUES ($1, $2, false) ON CONFLICT DO NOTHING",
+                &[&checked.code, &scale],
+            )
+            .await?;
+        if inserted == 0 {
+            let existing: i16 =
+                tx.query_one("SELECT scale FROM currencies WHERE code = $1", &[&checked.code]).await?.get(0);
+            return if existing == scale {
+                Ok(false)
+            } else {
+                Err(StoreError::CurrencyExistsWithDifferentScale(checked.code))
+            };
+        }
+        let entry = journal::AuditEntry {
+            actor,
+            action: "currency.create",
+            event_type: Some("currency.created".into()),
+            entity_type: "currency",
+            entity_id: checked.code.clone(),
+            before: None,
+            after: serde_json::to_value(&checked).expect("serializes"),
+        };
+        journal::append(&tx, &[entry]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
