@@ -1,1 +1,89 @@
-fn main() {}
+//! The `tally` command. Parses arguments, sets up logging, opens the ledger and hands over to
+//! the command; errors are reported here, at the edge, with their context.
+
+mod args;
+mod commands;
+mod connect;
+mod demo;
+mod render;
+
+use anyhow::Result;
+use args::{Cli, Command, PgCommand};
+use clap::Parser;
+use connect::Database;
+use render::Output;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(error) = runtime.block_on(run(cli)) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let out = Output { json: cli.json };
+    if let Command::Pg(command) = &cli.command {
+        return pg(&cli, &out, command).await;
+    }
+    let db = Database::open(&cli).await?;
+    let result = match cli.command {
+        Command::Migrate => {
+            out.value(&serde_json::json!({"migrated": true}), || "the ledger schema is up to date".into());
+            Ok(())
+        }
+        Command::Account(command) => commands::account(&db, &out, command).await,
+        Command::Currency(command) => commands::currency(&db, &out, command).await,
+        Command::Transfer(args) => commands::transfer(&db, &out, args).await,
+        Command::Balance { account } => commands::balance(&db, &out, &account).await,
+        Command::History { account, limit, before } => commands::history(&db, &out, &account, limit, before).await,
+        Command::Reconcile => commands::reconcile(&db, &out).await,
+        Command::Expire => commands::expire(&db, &out).await,
+        Command::Demo => demo::run(&db, &out).await,
+        Command::Pg(_) => unreachable!("handled above"),
+    };
+    db.close()?;
+    result
+}
+
+async fn pg(cli: &Cli, out: &Output, command: &PgCommand) -> Result<()> {
+    anyhow::ensure!(cli.database_url.is_none(), "`tally pg` manages the embedded server; unset DATABASE_URL");
+    let pg = connect::embedded(cli)?;
+    match command {
+        PgCommand::Start => {
+            connect::start_embedded(&pg).await?;
+            let conninfo = pg.connection_string(connect::LEDGER_DB);
+            out.value(&serde_json::json!({"running": true, "conninfo": conninfo}), || {
+                format!("PostgreSQL {} is running\n  psql \"{conninfo}\"", pg.bins().version_major)
+            });
+        }
+        PgCommand::Stop => {
+            let stopped = pg.stop()?;
+            out.value(&serde_json::json!({"stopped": stopped}), || {
+                if stopped { "stopped".into() } else { "was not running".into() }
+            });
+        }
+        PgCommand::Status => {
+            let status = pg.status()?;
+            let conninfo = pg.connection_string(connect::LEDGER_DB);
+            out.value(
+                &serde_json::json!({"running": status.is_running(), "pid": status.pid, "data_dir": pg.data_dir(), "conninfo": conninfo}),
+                || match status.pid {
+                    Some(pid) => format!("running (pid {pid}) in {}\n  psql \"{conninfo}\"", pg.data_dir().display()),
+                    None => format!("not running ({})", pg.data_dir().display()),
+                },
+            );
+        }
+        PgCommand::Psql { args } => {
+            connect::start_embedded(&pg).await?;
+            let status = pg.psql_command(connect::LEDGER_DB).args(args).status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+    }
+    Ok(())
+}

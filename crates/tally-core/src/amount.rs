@@ -164,12 +164,14 @@ pub mod serde_minor {
         enum Text<'a> {
             Borrowed(&'a str),
             Owned(String),
-            Number(i128),
+            Unsigned(u64),
+            Signed(i64),
         }
         match Text::deserialize(deserializer)? {
             Text::Borrowed(text) => text.parse().map_err(D::Error::custom),
             Text::Owned(text) => text.parse().map_err(D::Error::custom),
-            Text::Number(number) => Ok(number),
+            Text::Unsigned(number) => Ok(MinorUnits::from(number)),
+            Text::Signed(number) => Ok(MinorUnits::from(number)),
         }
     }
 }

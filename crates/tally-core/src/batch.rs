@@ -157,14 +157,29 @@ impl<'a> Run<'a> {
         }
         match failure {
             None => self.output.results.extend(results),
-            Some((failed_index, result)) => {
+            Some((failed_index, cause)) => {
                 if group.len() > 1 {
                     self.roll_back(created_mark, resolved_mark);
                 }
-                for (index, request) in group.iter().enumerate() {
-                    let member_result = if index == failed_index { result } else { TransferResult::LinkedChainFailed };
+                // Members after the cause were not evaluated. One that was rejected and recorded
+                // before this chain (a replayed chain) answers as recorded, like every replay;
+                // a repeat of an id earlier in the chain is just a failed member.
+                let recorded: Vec<Option<TransferResult>> = group
+                    .iter()
+                    .enumerate()
+                    .map(|(index, request)| {
+                        let repeated = group[..index].iter().any(|earlier| earlier.id == request.id);
+                        (index > failed_index && !repeated).then(|| self.recorded_rejection(request)).flatten()
+                    })
+                    .collect();
+                for ((index, request), recorded) in group.iter().enumerate().zip(recorded) {
+                    let member_result = match recorded {
+                        Some(result) => result,
+                        None if index == failed_index => cause,
+                        None => TransferResult::LinkedChainFailed,
+                    };
                     self.output.results.push(member_result);
-                    self.record_rejection(request, member_result, result);
+                    self.record_rejection(request, member_result, cause);
                 }
             }
         }
@@ -219,6 +234,12 @@ impl<'a> Run<'a> {
             }
             Err(result) => result,
         }
+    }
+
+    /// The recorded result of this very request, if it was rejected before.
+    fn recorded_rejection(&self, request: &TransferRequest) -> Option<TransferResult> {
+        let rejection = self.state.rejections.get(&request.id)?;
+        same_request(&rejection.request, request).then_some(rejection.result)
     }
 
     /// The result for an id that is already decided, if it is.

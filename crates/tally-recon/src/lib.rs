@@ -44,7 +44,7 @@ pub struct Report {
     pub accounts: i64,
     pub transfers: i64,
     pub events: i64,
-    /// Per currency: (currency, debits posted, credits posted), in minor units.
+    /// Per currency: (currency, debits posted, credits posted), as decimal strings.
     pub totals: Vec<(String, String, String)>,
     pub findings: Vec<Finding>,
 }
@@ -143,7 +143,8 @@ pub async fn check_ledger(store: &Store) -> Result<Report, ReconError> {
     let events: i64 = tx.query_one(&count("events"), &[]).await?.get(0);
     let totals = tx
         .query(
-            "SELECT currency, sum(debits_posted)::text, sum(credits_posted)::text FROM accounts GROUP BY currency ORDER BY 1",
+            "SELECT a.currency, tally_major(sum(a.debits_posted), c.scale)::text, tally_major(sum(a.credits_posted), c.scale)::text
+             FROM accounts a JOIN currencies c ON c.code = a.currency GROUP BY a.currency, c.scale ORDER BY 1",
             &[],
         )
         .await?

@@ -5,7 +5,8 @@
 //!   may create databases), otherwise an embedded server in `$TMPDIR/tally-test-pg-<hash>`,
 //!   started on first use and left running for the next test process (nextest runs each test
 //!   in its own process; cargo test runs one process per test binary). A file lock makes
-//!   concurrent first starts safe. `scripts/test` stops it at the end.
+//!   concurrent first starts safe. `scripts/test` gives every run its own server
+//!   (`TALLY_TEST_PG_DIR`) and stops it at the end.
 //! - Template: `tally_tpl_<checksum of the migrations>`, created and migrated once under an
 //!   advisory lock. Each test then runs `CREATE DATABASE ... TEMPLATE ...`.
 //! - Clean-up: dropping a [`TestDb`] drops its database.
@@ -49,19 +50,24 @@ fn server() -> &'static Server {
     })
 }
 
-/// The directory of the shared test server: one per checkout.
+/// The directory of the shared test server: `TALLY_TEST_PG_DIR` (what `scripts/test` sets, a
+/// fresh directory per run), or one per checkout under the temp dir.
 pub fn test_server_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TALLY_TEST_PG_DIR") {
+        return PathBuf::from(dir).join("pg");
+    }
     let checkout = env!("CARGO_MANIFEST_DIR");
     let hash =
         checkout.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    std::env::temp_dir().join(format!("tally-test-pg-{:08x}", hash as u32))
+    std::env::temp_dir().join(format!("tally-test-pg-{:08x}", hash as u32)).join("pg")
 }
 
 fn start_embedded() -> EmbeddedPg {
     let bins = tally_pg::find_binaries().unwrap_or_else(|e| panic!("{e}"));
     let dir = test_server_dir();
-    std::fs::create_dir_all(std::env::temp_dir()).expect("temp dir");
-    let lock_path = dir.with_extension("lock");
+    let parent = dir.parent().expect("the server dir has a parent");
+    std::fs::create_dir_all(parent).expect("create the test server's parent directory");
+    let lock_path = parent.join("start.lock");
     let lock = std::fs::File::create(&lock_path).expect("create test server lock file");
     lock.lock().expect("lock test server");
     let pg = EmbeddedPg::new(dir, bins);

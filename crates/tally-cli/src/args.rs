@@ -1,0 +1,216 @@
+//! Command-line arguments (clap derive). Parsing only; no behaviour.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about = "Tally: a double-entry ledger on PostgreSQL 18")]
+pub struct Cli {
+    /// PostgreSQL connection string or URL. Without it (and without DATABASE_URL), Tally runs
+    /// its own embedded PostgreSQL 18 in --data-dir.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Data directory of the embedded PostgreSQL.
+    #[arg(long, global = true, env = "TALLY_DATA_DIR", default_value = "tally-data")]
+    pub data_dir: PathBuf,
+
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations (also done automatically by every command).
+    Migrate,
+    /// Open, inspect and change accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Register and list currencies and user-defined assets.
+    #[command(subcommand)]
+    Currency(CurrencyCommand),
+    /// Move money: `tally transfer --from A --to B --amount 12.34`, or act on a transfer.
+    Transfer(TransferArgs),
+    /// Show an account's balance.
+    Balance {
+        /// Account id or code.
+        account: String,
+    },
+    /// Show an account's transfers, newest first.
+    History {
+        /// Account id or code.
+        account: String,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Only entries older than this cursor (the `seq` of the last entry of the previous page).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Check that the ledger agrees with itself (trial balance, journal vs balances, audit, events).
+    Reconcile,
+    /// Expire every hold whose timeout has passed.
+    Expire,
+    /// Show Tally at work: opens accounts, moves money, shows balances, history and a reconciliation.
+    Demo,
+    /// Manage the embedded PostgreSQL server.
+    #[command(subcommand)]
+    Pg(PgCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Open an account.
+    Create {
+        /// Currency or asset code, e.g. CNY, USD, JPY.
+        #[arg(long)]
+        currency: String,
+        /// Client-chosen account id (a UUID); generated (UUIDv7) when absent.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        /// Unique external code, e.g. wallet:alice.
+        #[arg(long)]
+        code: Option<String>,
+        /// Allow the balance to go this far below zero (a decimal amount).
+        #[arg(long, conflicts_with = "unrestricted")]
+        overdraft_limit: Option<String>,
+        /// No balance bound at all: for system accounts (equity, settlement, fees).
+        #[arg(long)]
+        unrestricted: bool,
+        /// JSON metadata (at most 4 KiB).
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Show one account.
+    Show { account: String },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Only accounts whose id sorts after this one.
+        #[arg(long)]
+        after: Option<uuid::Uuid>,
+    },
+    /// Freeze an account: no money moves in or out until it is unfrozen.
+    Freeze(StatusChangeArgs),
+    /// Unfreeze a frozen account.
+    Unfreeze(StatusChangeArgs),
+    /// Close an empty account for good.
+    Close(StatusChangeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusChangeArgs {
+    pub account: String,
+    /// Only change the account if it is still at this version.
+    #[arg(long)]
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Frozen,
+    Closed,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CurrencyCommand {
+    /// Register a user-defined asset with its number of decimals (0 to 18).
+    Add {
+        code: String,
+        #[arg(long)]
+        scale: u8,
+    },
+    /// Show a currency's scale.
+    Show { code: String },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TransferArgs {
+    #[command(subcommand)]
+    pub action: Option<TransferAction>,
+    /// Account to debit (money leaves it): id or code.
+    #[arg(long, required = true)]
+    pub from: Option<String>,
+    /// Account to credit (money enters it): id or code.
+    #[arg(long, required = true)]
+    pub to: Option<String>,
+    /// Decimal amount in the accounts' currency, e.g. 12.34.
+    #[arg(long, required = true)]
+    pub amount: Option<String>,
+    /// Must equal the accounts' currency when given.
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// The transfer id (a UUID), its idempotency key: retrying with the same id never moves
+    /// money twice. Generated when absent.
+    #[arg(long)]
+    pub id: Option<uuid::Uuid>,
+    /// Only apply if the debit account is at this version.
+    #[arg(long)]
+    pub expected_from_version: Option<i64>,
+    /// Only apply if the credit account is at this version.
+    #[arg(long)]
+    pub expected_to_version: Option<i64>,
+    /// Place a hold instead of moving money; capture it with `transfer post`.
+    #[arg(long)]
+    pub pending: bool,
+    /// With --pending: the hold expires after this long, e.g. 60s, 15m, 2h.
+    #[arg(long, requires = "pending")]
+    pub timeout: Option<String>,
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// JSON metadata (at most 4 KiB).
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransferAction {
+    /// Capture a pending transfer, fully or partly (--amount).
+    Post {
+        pending_id: uuid::Uuid,
+        #[arg(long)]
+        amount: Option<String>,
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
+    /// Release a pending transfer.
+    Void {
+        pending_id: uuid::Uuid,
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
+    /// Move a posted transfer's money back with a new transfer that points to it.
+    Reverse {
+        transfer_id: uuid::Uuid,
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
+    /// Show a transfer (or the recorded rejection under that id).
+    Show { transfer_id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PgCommand {
+    /// Start the embedded server and keep it running (other commands then reuse it).
+    Start,
+    /// Stop the embedded server.
+    Stop,
+    /// Say whether the embedded server runs, and how to connect to it.
+    Status,
+    /// Open psql on the ledger database (extra arguments go to psql).
+    Psql {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}

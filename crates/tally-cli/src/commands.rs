@@ -1,0 +1,206 @@
+//! The commands: translate arguments into engine and store calls, render the answers.
+
+use crate::args::{AccountCommand, CurrencyCommand, StatusArg, StatusChangeArgs, TransferAction, TransferArgs};
+use crate::connect::Database;
+use crate::render::Output;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tally_core::{
+    AccountStatus, BalanceRule, Currency, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult,
+    parse_amount, parse_positive_amount,
+};
+use tally_store::{JournalRow, NewAccount, StatusChange, Submission};
+use uuid::Uuid;
+
+pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Result<()> {
+    match command {
+        AccountCommand::Create { currency, id, code, overdraft_limit, unrestricted, metadata } => {
+            let scale = db.store.currency_scale(&currency).await?;
+            let rule = match (unrestricted, overdraft_limit) {
+                (true, _) => BalanceRule::Unrestricted,
+                (false, None) => BalanceRule::NoOverdraft,
+                (false, Some(limit)) => {
+                    BalanceRule::from_parts(false, parse_amount(&limit, scale).context("--overdraft-limit")?)
+                }
+            };
+            let new = NewAccount {
+                id: id.map(tally_core::AccountId),
+                code,
+                currency,
+                rule,
+                metadata: parse_metadata(metadata.as_deref())?,
+            };
+            let (record, created) = db.store.create_account(&new, &db.actor).await?;
+            if !created {
+                out.note("the account already existed with these fields; nothing changed");
+            }
+            out.account(&record);
+        }
+        AccountCommand::Show { account } => out.account(&db.store.require_account(&account).await?),
+        AccountCommand::List { currency, status, limit, after } => {
+            let status = status.map(|s| match s {
+                StatusArg::Active => AccountStatus::Active,
+                StatusArg::Frozen => AccountStatus::Frozen,
+                StatusArg::Closed => AccountStatus::Closed,
+            });
+            let page =
+                db.store.list_accounts(currency.as_deref(), status, after.map(tally_core::AccountId), limit).await?;
+            out.accounts(&page);
+        }
+        AccountCommand::Freeze(args) => change_status(db, out, args, StatusChange::Freeze).await?,
+        AccountCommand::Unfreeze(args) => change_status(db, out, args, StatusChange::Unfreeze).await?,
+        AccountCommand::Close(args) => change_status(db, out, args, StatusChange::Close).await?,
+    }
+    Ok(())
+}
+
+async fn change_status(db: &Database, out: &Output, args: StatusChangeArgs, change: StatusChange) -> Result<()> {
+    let record = db.store.change_account_status(&args.account, change, args.expected_version, &db.actor).await?;
+    out.account(&record);
+    Ok(())
+}
+
+pub async fn currency(db: &Database, out: &Output, command: CurrencyCommand) -> Result<()> {
+    match command {
+        CurrencyCommand::Add { code, scale } => {
+            let currency = Currency::custom(&code, scale)?;
+            let created = db.store.register_currency(&currency, &db.actor).await?;
+            out.value(&json!({"code": code, "scale": scale, "created": created}), || {
+                format!("{code}: {scale} decimals{}", if created { "" } else { " (already registered)" })
+            });
+        }
+        CurrencyCommand::Show { code } => {
+            let scale = db.store.currency_scale(&code).await?;
+            out.value(&json!({"code": code, "scale": scale}), || format!("{code}: {scale} decimals"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn transfer(db: &Database, out: &Output, args: TransferArgs) -> Result<()> {
+    let request = match args.action {
+        Some(TransferAction::Show { transfer_id }) => return show_transfer(db, out, transfer_id).await,
+        Some(TransferAction::Post { pending_id, amount, id }) => {
+            let amount = match amount {
+                Some(text) => Some(parse_positive_amount(&text, scale_of_transfer(db, pending_id).await?)?),
+                None => None,
+            };
+            TransferRequest::acting_on(transfer_id(id), TransferKind::PostPending, TransferId(pending_id), amount)
+        }
+        Some(TransferAction::Void { pending_id, id }) => {
+            TransferRequest::acting_on(transfer_id(id), TransferKind::VoidPending, TransferId(pending_id), None)
+        }
+        Some(TransferAction::Reverse { transfer_id: original, id }) => {
+            TransferRequest::acting_on(transfer_id(id), TransferKind::Reversal, TransferId(original), None)
+        }
+        None => new_transfer(db, args).await?,
+    };
+    submit(db, out, request).await
+}
+
+async fn new_transfer(db: &Database, args: TransferArgs) -> Result<TransferRequest> {
+    let (from, to, amount) = match (args.from, args.to, args.amount) {
+        (Some(from), Some(to), Some(amount)) => (from, to, amount),
+        _ => bail!("--from, --to and --amount are required"),
+    };
+    let debit = db.store.require_account(&from).await?;
+    let credit = db.store.require_account(&to).await?;
+    let amount: MinorUnits = parse_positive_amount(&amount, debit.scale).context("--amount")?;
+    let timeout_seconds = match args.timeout {
+        Some(text) => {
+            let duration = humantime::parse_duration(&text).context("--timeout")?;
+            Some(u32::try_from(duration.as_secs()).context("--timeout is too long")?)
+        }
+        None => None,
+    };
+    Ok(TransferRequest {
+        id: transfer_id(args.id),
+        kind: if args.pending { TransferKind::Pending } else { TransferKind::Posted },
+        debit_account_id: Some(debit.account.id),
+        credit_account_id: Some(credit.account.id),
+        amount: Some(amount),
+        currency: args.currency,
+        related_id: None,
+        timeout_seconds,
+        expected_debit_version: args.expected_from_version,
+        expected_credit_version: args.expected_to_version,
+        reference: args.reference,
+        metadata: parse_metadata(args.metadata.as_deref())?,
+        linked: false,
+    })
+}
+
+async fn submit(db: &Database, out: &Output, request: TransferRequest) -> Result<()> {
+    let id = request.id;
+    let outcome = db.engine.submit_one(Submission { request, actor: db.actor.clone() }).await?;
+    match &outcome.transfer {
+        Some(transfer) => {
+            let scale = db.store.currency_scale(&transfer.currency).await?;
+            out.transfer(outcome.result, transfer, scale);
+        }
+        None => out.rejection(id, outcome.result),
+    }
+    if !outcome.result.is_success() {
+        std::process::exit(exit_code(outcome.result));
+    }
+    Ok(())
+}
+
+/// Rejected transfers exit with 3 (rule) or 2 (malformed), so scripts can tell them apart.
+fn exit_code(result: TransferResult) -> i32 {
+    if result.is_validation() { 2 } else { 3 }
+}
+
+async fn show_transfer(db: &Database, out: &Output, id: Uuid) -> Result<()> {
+    match db.store.journal_row(id).await? {
+        Some(JournalRow::Applied { transfer, .. }) => {
+            let scale = db.store.currency_scale(&transfer.currency).await?;
+            out.transfer(TransferResult::Ok, &transfer, scale);
+        }
+        Some(JournalRow::Rejected { rejection, .. }) => out.rejection(rejection.request.id, rejection.result),
+        None => bail!(tally_store::StoreError::TransferNotFound(id.to_string())),
+    }
+    Ok(())
+}
+
+async fn scale_of_transfer(db: &Database, id: Uuid) -> Result<u8> {
+    let transfer =
+        db.store.transfer(id).await?.ok_or_else(|| tally_store::StoreError::TransferNotFound(id.to_string()))?;
+    Ok(db.store.currency_scale(&transfer.currency).await?)
+}
+
+pub async fn balance(db: &Database, out: &Output, account: &str) -> Result<()> {
+    let record = db.store.require_account(account).await?;
+    out.balance(&record);
+    Ok(())
+}
+
+pub async fn history(db: &Database, out: &Output, account: &str, limit: i64, before: Option<i64>) -> Result<()> {
+    let record = db.store.require_account(account).await?;
+    let entries = db.store.history(account, before, limit).await?;
+    out.history(&record, &entries, limit);
+    Ok(())
+}
+
+pub async fn reconcile(db: &Database, out: &Output) -> Result<()> {
+    let report = tally_recon::check_ledger(&db.store).await?;
+    out.reconciliation(&report);
+    if !report.is_clean() {
+        std::process::exit(4);
+    }
+    Ok(())
+}
+
+pub async fn expire(db: &Database, out: &Output) -> Result<()> {
+    let expired = db.engine.expire_due(tally_store::convert::now()).await?;
+    out.value(&json!({"expired": expired}), || format!("expired {expired} hold(s)"));
+    Ok(())
+}
+
+fn transfer_id(id: Option<Uuid>) -> TransferId {
+    TransferId(id.unwrap_or_else(Uuid::now_v7))
+}
+
+fn parse_metadata(text: Option<&str>) -> Result<Option<serde_json::Value>> {
+    text.map(|t| serde_json::from_str(t).context("--metadata must be JSON")).transpose()
+}

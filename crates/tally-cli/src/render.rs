@@ -1,0 +1,196 @@
+//! Output for people (tables) or for programs (`--json`). Amounts are always decimal strings in
+//! the currency's scale, never floats.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+use tally_core::{Transfer, TransferId, TransferResult, format_amount};
+use tally_recon::Report;
+use tally_store::{AccountRecord, HistoryEntry};
+
+pub struct Output {
+    pub json: bool,
+}
+
+fn micros_to_text(micros: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+pub fn account_json(record: &AccountRecord) -> Value {
+    let a = &record.account;
+    let s = record.scale;
+    json!({
+        "id": a.id, "code": record.code, "currency": a.currency, "status": a.status.as_str(),
+        "balance": format_amount(a.balance(), s), "available": format_amount(a.available(), s),
+        "debits_posted": format_amount(a.debits_posted, s), "credits_posted": format_amount(a.credits_posted, s),
+        "debits_pending": format_amount(a.debits_pending, s), "credits_pending": format_amount(a.credits_pending, s),
+        "balance_rule": match a.rule {
+            tally_core::BalanceRule::NoOverdraft => json!({"kind": "no_overdraft"}),
+            tally_core::BalanceRule::OverdraftLimit(l) => json!({"kind": "overdraft_limit", "limit": format_amount(l, s)}),
+            tally_core::BalanceRule::Unrestricted => json!({"kind": "unrestricted"}),
+        },
+        "version": a.version, "metadata": record.metadata,
+        "created_at": micros_to_text(record.created_at.0), "updated_at": micros_to_text(record.updated_at.0),
+    })
+}
+
+pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8) -> Value {
+    json!({
+        "result": result.code(), "id": t.id, "kind": t.kind.as_str(), "status": t.status.as_str(),
+        "from": t.debit_account_id, "to": t.credit_account_id, "amount": format_amount(t.amount, scale),
+        "currency": t.currency, "related_id": t.related_id, "timeout_seconds": t.timeout_seconds,
+        "expires_at": t.expires_at.map(|e| micros_to_text(e.0)), "reference": t.reference, "metadata": t.metadata,
+        "created_at": micros_to_text(t.created_at.0), "completed_at": t.completed_at.map(|c| micros_to_text(c.0)),
+    })
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.iter().copied());
+    table
+}
+
+impl Output {
+    pub fn note(&self, text: &str) {
+        if !self.json {
+            eprintln!("note: {text}");
+        }
+    }
+
+    pub fn value(&self, value: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    pub fn account(&self, record: &AccountRecord) {
+        let value = account_json(record);
+        self.value(&value, || {
+            let mut table = table(&["field", "value"]);
+            for key in
+                ["id", "code", "currency", "status", "balance", "available", "balance_rule", "version", "created_at"]
+            {
+                let text = match &value[key] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                table.add_row(vec![key.to_owned(), text]);
+            }
+            table.to_string()
+        });
+    }
+
+    pub fn accounts(&self, records: &[AccountRecord]) {
+        let values: Vec<Value> = records.iter().map(account_json).collect();
+        self.value(&json!({"accounts": values}), || {
+            let mut table = table(&["id", "code", "currency", "status", "balance", "available", "version"]);
+            for v in &values {
+                let cell = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned);
+                table.add_row(["id", "code", "currency", "status", "balance", "available", "version"].map(cell));
+            }
+            table.to_string()
+        });
+    }
+
+    pub fn balance(&self, record: &AccountRecord) {
+        let a = &record.account;
+        let s = record.scale;
+        let value = json!({
+            "account": a.id, "code": record.code, "currency": a.currency,
+            "balance": format_amount(a.balance(), s), "available": format_amount(a.available(), s),
+            "pending_debits": format_amount(a.debits_pending, s), "pending_credits": format_amount(a.credits_pending, s),
+            "version": a.version,
+        });
+        self.value(&value, || {
+            let name = record.code.clone().unwrap_or_else(|| a.id.to_string());
+            format!(
+                "{name}: balance {} {}, available {} (held {}, incoming {}), version {}",
+                format_amount(a.balance(), s),
+                a.currency,
+                format_amount(a.available(), s),
+                format_amount(a.debits_pending, s),
+                format_amount(a.credits_pending, s),
+                a.version
+            )
+        });
+    }
+
+    pub fn transfer(&self, result: TransferResult, transfer: &Transfer, scale: u8) {
+        let value = transfer_json(result, transfer, scale);
+        self.value(&value, || {
+            let replay = if result == TransferResult::Exists { " (already applied: idempotent replay)" } else { "" };
+            format!(
+                "{} {} {} {} -> {} [{}]{replay}\n  id {}",
+                transfer.kind.as_str(),
+                format_amount(transfer.amount, scale),
+                transfer.currency,
+                transfer.debit_account_id,
+                transfer.credit_account_id,
+                transfer.status.as_str(),
+                transfer.id
+            )
+        });
+    }
+
+    pub fn rejection(&self, id: TransferId, result: TransferResult) {
+        let value = json!({"result": result.code(), "id": id, "transient": result.transient()});
+        if self.json {
+            println!("{value}");
+        } else {
+            eprintln!("rejected: {} (transfer {id})", result.code());
+        }
+    }
+
+    pub fn history(&self, record: &AccountRecord, entries: &[HistoryEntry], limit: i64) {
+        let s = record.scale;
+        let values: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "seq": e.seq, "type": e.direction, "transfer_id": e.transfer.id, "kind": e.transfer.kind.as_str(),
+                    "other_account": e.other_account_id, "amount": format_amount(e.transfer.amount, s),
+                    "status": e.transfer.status.as_str(), "created_at": micros_to_text(e.transfer.created_at.0),
+                    "actor": e.actor,
+                })
+            })
+            .collect();
+        let full_page = i64::try_from(entries.len()).is_ok_and(|n| n >= limit);
+        let next = entries.last().map(|e| e.seq).filter(|_| full_page);
+        self.value(&json!({"entries": values, "next_before": next}), || {
+            let mut table = table(&["seq", "type", "kind", "amount", "other account", "status", "created_at"]);
+            for v in &values {
+                let cell = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned);
+                table.add_row(["seq", "type", "kind", "amount", "other_account", "status", "created_at"].map(cell));
+            }
+            match next {
+                Some(seq) => format!("{table}\nolder entries: --before {seq}"),
+                _ => table.to_string(),
+            }
+        });
+    }
+
+    pub fn reconciliation(&self, report: &Report) {
+        self.value(&serde_json::to_value(report).expect("report serializes"), || {
+            let mut summary = table(&["currency", "debits posted", "credits posted"]);
+            for (currency, debits, credits) in &report.totals {
+                summary.add_row(vec![currency.clone(), debits.clone(), credits.clone()]);
+            }
+            let verdict = if report.is_clean() { "CLEAN: the ledger agrees with itself" } else { "FINDINGS:" };
+            let mut text = format!(
+                "{} accounts, {} journal entries, {} events\n{summary}\n{verdict}",
+                report.accounts, report.transfers, report.events
+            );
+            if !report.is_clean() {
+                let mut findings = table(&["check", "subject", "detail"]);
+                for f in &report.findings {
+                    findings.add_row(vec![f.check.to_owned(), f.subject.clone(), f.detail.clone()]);
+                }
+                text.push_str(&format!("\n{findings}"));
+            }
+            text
+        });
+    }
+}
