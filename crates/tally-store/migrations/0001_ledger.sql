@@ -23,7 +23,9 @@ CREATE TABLE accounts (
     debits_pending  numeric(39, 0) NOT NULL DEFAULT 0 CHECK (debits_pending BETWEEN 0 AND 79228162514264337593543950335),
     credits_pending numeric(39, 0) NOT NULL DEFAULT 0 CHECK (credits_pending BETWEEN 0 AND 79228162514264337593543950335),
     version         bigint NOT NULL DEFAULT 1 CHECK (version >= 1),
-    metadata        jsonb CHECK (metadata IS NULL OR octet_length(metadata::text) <= 4096),
+    -- Tally limits metadata to 4096 bytes of compact JSON; jsonb's text form adds a space after
+    -- every ':' and ',', so this backstop allows twice that.
+    metadata        jsonb CHECK (metadata IS NULL OR octet_length(metadata::text) <= 8192),
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- Target of the transfers' composite foreign keys: a transfer's currency is its accounts'.
@@ -81,7 +83,7 @@ CREATE TABLE transfers (
     expires_at        timestamptz,
     actor             text NOT NULL CHECK (length(actor) BETWEEN 1 AND 128),
     reference         text CHECK (length(reference) <= 256),
-    metadata          jsonb CHECK (metadata IS NULL OR octet_length(metadata::text) <= 4096),
+    metadata          jsonb CHECK (metadata IS NULL OR octet_length(metadata::text) <= 8192),
     result            text,
     request           jsonb,
     created_at        timestamptz NOT NULL,

@@ -66,6 +66,14 @@ impl StatusChange {
             StatusChange::Close => "account.close",
         }
     }
+
+    fn event_type(self) -> &'static str {
+        match self {
+            StatusChange::Freeze => "account.frozen",
+            StatusChange::Unfreeze => "account.unfrozen",
+            StatusChange::Close => "account.closed",
+        }
+    }
 }
 
 /// The columns `account_from_row` reads, in order.
@@ -263,8 +271,8 @@ impl Store {
         .await?;
         let record = fetch_account(&tx, &id.to_string()).await?.expect("locked row exists");
         let after = serde_json::to_value(&record).expect("serializes");
-        let event = format!("account.{}", target.as_str());
-        append_audit_and_events(&tx, actor, &[(change.action(), &event, id.to_string(), Some(before), after)]).await?;
+        let change_row = (change.action(), change.event_type(), id.to_string(), Some(before), after);
+        append_audit_and_events(&tx, actor, &[change_row]).await?;
         tx.commit().await?;
         Ok(record)
     }

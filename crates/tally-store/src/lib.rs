@@ -21,12 +21,17 @@ pub use migrate::{MigrationReport, migrate};
 pub use posting::{EXPIRY_ACTOR, JournalRow, Outcome, Submission};
 pub use queries::{Direction, HistoryEntry};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
+use std::time::Duration;
 use tokio_postgres::NoTls;
 
 /// The most connections one Tally process opens.
 pub const POOL_SIZE_MAX: usize = 64;
+/// How long a caller waits for a free pooled connection before `database_unavailable`.
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening a new connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handle to the ledger database: a bounded connection pool.
 #[derive(Clone)]
@@ -39,9 +44,15 @@ impl Store {
     pub fn connect(conninfo: &str, pool_size: usize) -> Result<Store, StoreError> {
         assert!((1..=POOL_SIZE_MAX).contains(&pool_size), "pool size {pool_size} outside 1..={POOL_SIZE_MAX}");
         let mut config = tokio_postgres::Config::from_str(conninfo)?;
-        config.application_name("tally");
+        config.application_name("tally").connect_timeout(CONNECT_TIMEOUT);
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(pool_size).build().expect("no runtime-specific options are set");
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .expect("the tokio runtime is configured for the timeouts");
         Ok(Store { pool })
     }
 

@@ -23,6 +23,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
+use tally_core::transfer::ACTOR_LEN_MAX;
 use tally_core::{
     BATCH_SIZE_MAX, BatchOutput, LedgerState, Rejection, Timestamp, Transfer, TransferId, TransferKind,
     TransferRequest, TransferResult, TransferStatus,
@@ -104,6 +105,9 @@ impl Store {
         if submissions.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(bad) = submissions.iter().find(|s| s.actor.is_empty() || s.actor.len() > ACTOR_LEN_MAX) {
+            return Err(StoreError::Invalid(format!("actor {:?} must be 1 to {ACTOR_LEN_MAX} bytes", bad.actor)));
+        }
         let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -119,10 +123,18 @@ impl Store {
         account_ids.extend(accounts_of_transfers(&tx, &related_ids).await?);
         let mut state = LedgerState::default();
         lock_accounts(&tx, &account_ids, &mut state).await?;
-        let mut transfer_ids: Vec<Uuid> = requests.iter().map(|r| r.id.0).chain(related_ids).collect();
+        let mut transfer_ids: Vec<Uuid> = requests.iter().map(|r| r.id.0).chain(related_ids.iter().copied()).collect();
         transfer_ids.sort_unstable();
         transfer_ids.dedup();
         prefetch_transfers(&tx, &transfer_ids, &mut state).await?;
+        // A related transfer committed after step 1 brings accounts we did not lock. Locking
+        // them now would break the id order (and risk deadlocks): start over instead.
+        let unlocked = related_ids.iter().filter_map(|id| state.transfers.get(&TransferId(*id))).any(|t| {
+            !state.accounts.contains_key(&t.debit_account_id) || !state.accounts.contains_key(&t.credit_account_id)
+        });
+        if unlocked {
+            return Err(StoreError::RelatedChanged);
+        }
 
         let at = now();
         let output = state.apply_batch(at, &requests);

@@ -1,1 +1,393 @@
+//! Many writers at once: nothing valid is refused, nothing is lost, nothing deadlocks.
+
 use crate::support::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_core::{AccountId, BalanceRule, MinorUnits, TransferKind, TransferRequest, TransferResult};
+use tally_engine::Engine;
+use tally_store::{Outcome, StatusChange, Submission};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+/// Every concurrent test must finish well within this, or it is stuck.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+async fn submit(engine: &Engine, requests: Vec<TransferRequest>) -> Vec<Outcome> {
+    let submissions: Vec<Submission> =
+        requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
+    engine.submit(&submissions).await.expect("submit")
+}
+
+/// Waits for every task, failing the test on a panic or on the deadline.
+async fn join_all<T: 'static>(mut tasks: JoinSet<T>) -> Vec<T> {
+    tokio::time::timeout(DEADLINE, async move {
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            results.push(joined.expect("task panicked"));
+        }
+        results
+    })
+    .await
+    .expect("concurrent tasks did not finish in time")
+}
+
+/// Opens an unrestricted bank and `n` no-overdraft wallets, each funded with `amount`.
+async fn funded_wallets(ledger: &Ledger, n: usize, amount: MinorUnits) -> (AccountId, Vec<AccountId>) {
+    let bank = ledger.open("bank", "USD", BalanceRule::Unrestricted).await;
+    let mut wallets = Vec::new();
+    for i in 0..n {
+        let wallet = ledger.open(&format!("wallet-{i}"), "USD", BalanceRule::NoOverdraft).await;
+        assert_eq!(ledger.post(posted(bank, wallet, amount)).await.result, TransferResult::Ok);
+        wallets.push(wallet);
+    }
+    (bank, wallets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_tasks_moving_money_among_five_wallets_refuse_nothing_and_lose_nothing() {
+    const TASKS: u64 = 50;
+    const PER_TASK: usize = 20;
+    const FUNDING: MinorUnits = 1_000_000;
+    let ledger = ledger().await;
+    let (_bank, wallets) = funded_wallets(&ledger, 5, FUNDING).await;
+    let wallets = Arc::new(wallets);
+    let barrier = Arc::new(Barrier::new(TASKS as usize));
+
+    let mut tasks = JoinSet::new();
+    for task in 0..TASKS {
+        let (engine, wallets, barrier) = (ledger.engine.clone(), wallets.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task);
+            let requests: Vec<TransferRequest> = (0..PER_TASK)
+                .map(|_| {
+                    let from = rng.usize(0..wallets.len());
+                    let to = (from + rng.usize(1..wallets.len())) % wallets.len();
+                    posted(wallets[from], wallets[to], rng.i128(1..=100))
+                })
+                .collect();
+            barrier.wait().await;
+            // Half one by one, half in batches of five.
+            let mut outcomes = Vec::new();
+            for request in &requests[..PER_TASK / 2] {
+                outcomes.extend(submit(&engine, vec![request.clone()]).await);
+            }
+            for chunk in requests[PER_TASK / 2..].chunks(5) {
+                outcomes.extend(submit(&engine, chunk.to_vec()).await);
+            }
+            (requests, outcomes)
+        });
+    }
+    let finished = join_all(tasks).await;
+
+    let mut touches: HashMap<AccountId, i64> = HashMap::new();
+    let mut moved = 0;
+    for (requests, outcomes) in &finished {
+        assert_eq!(requests.len(), outcomes.len());
+        for (request, outcome) in requests.iter().zip(outcomes) {
+            assert_eq!(outcome.result, TransferResult::Ok, "a valid transfer was refused: {request:?}");
+            let transfer = outcome.transfer.as_ref().expect("applied transfer");
+            assert_eq!((transfer.id, transfer.amount), (request.id, request.amount.unwrap()));
+            *touches.entry(request.debit_account_id.unwrap()).or_default() += 1;
+            *touches.entry(request.credit_account_id.unwrap()).or_default() += 1;
+            moved += 1;
+        }
+    }
+    assert_eq!(moved, TASKS as usize * PER_TASK);
+    let mut total = 0;
+    for wallet in wallets.iter() {
+        let account = ledger.account(*wallet).await;
+        total += account.balance();
+        assert_eq!(account.version, 1 + 1 + touches[wallet], "a lost or doubled update on {wallet}");
+    }
+    assert_eq!(total, 5 * FUNDING, "traffic among the wallets changes their sum");
+    assert_eq!(ledger.count("transfers").await, 5 + moved as i64);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_sequence_stays_gap_free_under_concurrent_writers() {
+    let ledger = ledger().await;
+    let (bank, wallets) = funded_wallets(&ledger, 4, 1_000).await;
+    let wallets = Arc::new(wallets);
+    let mut tasks = JoinSet::new();
+    for task in 0..16_u64 {
+        let engine = ledger.engine.clone();
+        let store = ledger.db.store.clone();
+        let wallets = wallets.clone();
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task);
+            for round in 0..10 {
+                let from = wallets[rng.usize(0..wallets.len())];
+                // Money moves, rejections (no events), holds and voids, and account writes, interleaved.
+                let amount = if round % 4 == 3 { 1_000_000 } else { rng.i128(1..=5) };
+                let hold = pending(from, bank, 1, None);
+                let void = acting(TransferKind::VoidPending, hold.id, None);
+                submit(&engine, vec![posted(from, bank, amount), posted(bank, from, amount), hold, void]).await;
+                if round % 5 == 0 {
+                    let code = format!("extra-{task}-{round}");
+                    let new = tally_store::NewAccount {
+                        id: None,
+                        code: Some(code.clone()),
+                        currency: "USD".into(),
+                        rule: BalanceRule::NoOverdraft,
+                        metadata: None,
+                    };
+                    store.create_account(&new, ACTOR).await.expect("create");
+                    store.change_account_status(&code, StatusChange::Freeze, None, ACTOR).await.expect("freeze");
+                }
+            }
+        });
+    }
+    join_all(tasks).await;
+
+    let client = ledger.db.connect().await;
+    let row = client
+        .query_one("SELECT count(*), min(seq), max(seq), (SELECT last_seq FROM event_sequence) FROM events", &[])
+        .await
+        .unwrap();
+    let (count, min, max, last): (i64, Option<i64>, Option<i64>, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(count > 16 * 10 * 3, "{count} events");
+    assert_eq!((min, max, last), (Some(1), Some(count), count), "event seq has a gap or a duplicate");
+    // Every applied transfer has exactly one creation event.
+    let unmatched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM transfers t WHERE t.status <> 'rejected'
+               AND (SELECT count(*) FROM events e WHERE e.entity_id = t.id::text AND e.type = 'transfer.' || t.kind) <> 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unmatched, 0);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_wallet_debited_by_32_tasks_at_once_refuses_nothing() {
+    const TASKS: usize = 32;
+    const PER_TASK: usize = 10;
+    const AMOUNT: MinorUnits = 100;
+    let ledger = ledger().await;
+    // Exactly enough: one lost update would let a debit through twice or refuse the last one.
+    let funding = (TASKS * PER_TASK) as MinorUnits * AMOUNT;
+    let (_bank, wallet) = ledger.funded_wallet("hot", funding).await;
+    let mut payees = Vec::new();
+    for i in 0..TASKS {
+        payees.push(ledger.open(&format!("payee-{i}"), "USD", BalanceRule::NoOverdraft).await);
+    }
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = JoinSet::new();
+    for payee in payees.iter().copied() {
+        let (engine, barrier) = (ledger.engine.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let mut results = Vec::new();
+            for _ in 0..PER_TASK {
+                results
+                    .extend(submit(&engine, vec![posted(wallet, payee, AMOUNT)]).await.into_iter().map(|o| o.result));
+            }
+            results
+        });
+    }
+    let results: Vec<TransferResult> = join_all(tasks).await.into_iter().flatten().collect();
+    assert_eq!(results.len(), TASKS * PER_TASK);
+    let refused: Vec<_> = results.iter().filter(|r| **r != TransferResult::Ok).collect();
+    assert!(refused.is_empty(), "valid debits refused under contention: {refused:?}");
+    let hot = ledger.account(wallet).await;
+    assert_eq!((hot.balance(), hot.version), (0, 1 + 1 + (TASKS * PER_TASK) as i64));
+    for payee in payees {
+        assert_eq!(ledger.balance(payee).await, PER_TASK as MinorUnits * AMOUNT);
+    }
+    // Now it is empty: one more is refused.
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    assert_eq!(ledger.post(posted(wallet, shop, 1)).await.result, TransferResult::InsufficientFunds);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_of_one_transfer_move_money_once() {
+    const TASKS: usize = 10;
+    let ledger = ledger().await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    let request = posted(wallet, shop, 700);
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = JoinSet::new();
+    for _ in 0..TASKS {
+        let (engine, barrier, request) = (ledger.engine.clone(), barrier.clone(), request.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            submit(&engine, vec![request]).await.pop().unwrap()
+        });
+    }
+    let outcomes = join_all(tasks).await;
+    let count = |result| outcomes.iter().filter(|o| o.result == result).count();
+    assert_eq!((count(TransferResult::Ok), count(TransferResult::Exists)), (1, TASKS - 1), "{outcomes:?}");
+    let transfer = outcomes[0].transfer.clone().expect("every answer carries the one transfer");
+    assert!(outcomes.iter().all(|o| o.transfer.as_ref() == Some(&transfer)));
+    assert_eq!((ledger.balance(wallet).await, ledger.balance(shop).await), (300, 700), "money moved once");
+    assert_eq!((ledger.account(wallet).await.version, ledger.account(shop).await.version), (3, 2));
+    let client = ledger.db.connect().await;
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE entity_id = $1", &[&request.id.to_string()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_of_a_rejected_transfer_record_it_once() {
+    const TASKS: usize = 10;
+    let ledger = ledger().await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000).await;
+    // Neither account exists: no row lock orders the duplicates, only the journal's primary key.
+    let request = posted(AccountId(uuid::Uuid::now_v7()), AccountId(uuid::Uuid::now_v7()), 5);
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = JoinSet::new();
+    for _ in 0..TASKS {
+        let (engine, barrier, request) = (ledger.engine.clone(), barrier.clone(), request.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            submit(&engine, vec![request]).await.pop().unwrap().result
+        });
+    }
+    let results = join_all(tasks).await;
+    assert_eq!(results, [TransferResult::AccountNotFound; TASKS]);
+    let client = ledger.db.connect().await;
+    let rows: i64 =
+        client.query_one("SELECT count(*) FROM transfers WHERE id = $1", &[&request.id.0]).await.unwrap().get(0);
+    assert_eq!(rows, 1);
+    assert_eq!(ledger.balance(wallet).await, 1_000);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_touching_accounts_in_opposite_orders_do_not_deadlock() {
+    const TASKS: usize = 16;
+    const BATCHES: usize = 8;
+    let ledger = ledger().await;
+    let (_bank, wallets) = funded_wallets(&ledger, 3, 1_000_000).await;
+    let (a, b, c) = (wallets[0], wallets[1], wallets[2]);
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = JoinSet::new();
+    for task in 0..TASKS {
+        let (engine, barrier) = (ledger.engine.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let mut results = Vec::new();
+            for _ in 0..BATCHES {
+                // Even tasks go A, B, C; odd tasks C, B, A: opposite lock orders if taken naively.
+                let batch = if task % 2 == 0 {
+                    vec![posted(a, b, 3), posted(b, a, 2), posted(b, c, 1), posted(c, a, 1)]
+                } else {
+                    vec![posted(c, b, 1), posted(b, a, 3), posted(a, b, 2), posted(a, c, 1)]
+                };
+                results.extend(submit(&engine, batch).await.into_iter().map(|o| o.result));
+            }
+            results
+        });
+    }
+    let results: Vec<TransferResult> = join_all(tasks).await.into_iter().flatten().collect();
+    assert_eq!(results.len(), TASKS * BATCHES * 4);
+    assert!(results.iter().all(|r| *r == TransferResult::Ok), "{results:?}");
+    let balances = [ledger.balance(a).await, ledger.balance(b).await, ledger.balance(c).await];
+    assert_eq!(balances.iter().sum::<MinorUnits>(), 3_000_000);
+    // Each batch nets to zero per account (even: A -3+2+1, B +3-2-1, C +1-1; odd: A +3-2-1, B +1-3+2, C -1+1).
+    assert_eq!(balances, [1_000_000; 3]);
+    for wallet in [a, b, c] {
+        let touches = match wallet {
+            w if w == a => 3,
+            w if w == b => 3,
+            _ => 2,
+        };
+        assert_eq!(ledger.account(wallet).await.version, 2 + (TASKS * BATCHES) as i64 * touches);
+    }
+    ledger.assert_consistent().await;
+}
+
+/// Submits `original` while `CAPTURERS` other tasks keep submitting `kind` on it (each with a new
+/// id) until they stop getting `not_found`, `TRIALS` times, checking each trial's results.
+async fn act_on_a_transfer_while_it_is_being_created(
+    ledger: &Ledger,
+    original: impl Fn() -> TransferRequest,
+    kind: TransferKind,
+    not_found: TransferResult,
+    already: TransferResult,
+) {
+    const TRIALS: usize = 40;
+    const CAPTURERS: usize = 4;
+    for trial in 0..TRIALS {
+        let original = original();
+        let barrier = Arc::new(Barrier::new(CAPTURERS + 1));
+        let mut tasks = JoinSet::new();
+        {
+            let (engine, barrier, original) = (ledger.engine.clone(), barrier.clone(), original.clone());
+            tasks.spawn(async move {
+                barrier.wait().await;
+                vec![submit(&engine, vec![original]).await.pop().unwrap().result]
+            });
+        }
+        for _ in 0..CAPTURERS {
+            let (engine, barrier, related) = (ledger.engine.clone(), barrier.clone(), original.id);
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let mut results = Vec::new();
+                for _ in 0..500 {
+                    let result = submit(&engine, vec![acting(kind, related, None)]).await.pop().unwrap().result;
+                    results.push(result);
+                    if result != not_found {
+                        break;
+                    }
+                }
+                results
+            });
+        }
+        let results: Vec<TransferResult> = join_all(tasks).await.into_iter().flatten().collect();
+        let oks = results.iter().filter(|r| **r == TransferResult::Ok).count();
+        assert_eq!(oks, 2, "trial {trial}: the original and exactly one {kind:?} apply: {results:?}");
+        let allowed = [TransferResult::Ok, not_found, already];
+        assert!(results.iter().all(|r| allowed.contains(r)), "trial {trial}: {results:?}");
+    }
+}
+
+/// A client may capture a hold as soon as it was sent, from another connection, before the hold
+/// was acknowledged. The capture must then be decided either way (`pending_not_found` or `ok`),
+/// never crash the engine or act on accounts it did not lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn capturing_a_hold_while_it_is_being_created_is_decided_cleanly() {
+    let ledger = ledger().await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    act_on_a_transfer_while_it_is_being_created(
+        &ledger,
+        || pending(wallet, shop, 1, None),
+        TransferKind::PostPending,
+        TransferResult::PendingNotFound,
+        TransferResult::PendingAlreadyPosted,
+    )
+    .await;
+    assert_eq!(ledger.balance(shop).await, 40);
+    ledger.assert_consistent().await;
+}
+
+/// The same race for a reversal of a transfer that is still being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reversing_a_transfer_while_it_is_being_created_is_decided_cleanly() {
+    let ledger = ledger().await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    act_on_a_transfer_while_it_is_being_created(
+        &ledger,
+        || posted(wallet, shop, 1),
+        TransferKind::Reversal,
+        TransferResult::TransferNotFound,
+        TransferResult::AlreadyReversed,
+    )
+    .await;
+    assert_eq!((ledger.balance(wallet).await, ledger.balance(shop).await), (1_000_000, 0));
+    ledger.assert_consistent().await;
+}

@@ -71,3 +71,40 @@ impl Ledger {
         assert!(report.findings.is_empty(), "ledger inconsistent: {:#?}", report.findings);
     }
 }
+
+/// The same request, flagged to succeed or fail together with the next one in its batch.
+pub fn linked(request: TransferRequest) -> TransferRequest {
+    TransferRequest { linked: true, ..request }
+}
+
+impl Ledger {
+    /// An account's ledger state (totals, status, version).
+    pub async fn account(&self, id: AccountId) -> tally_core::Account {
+        self.db.store.require_account(&id.to_string()).await.expect("account").account
+    }
+
+    /// Every account of the ledger, ordered by id: to show that nothing moved.
+    pub async fn all_accounts(&self) -> Vec<tally_core::Account> {
+        let records = self.db.store.list_accounts(None, None, None, 1_000).await.expect("list accounts");
+        assert!(records.len() < 1_000, "more accounts than one page");
+        records.into_iter().map(|record| record.account).collect()
+    }
+
+    /// Submits one request and returns the engine's answer, errors included.
+    pub async fn try_post(&self, request: TransferRequest) -> Result<Outcome, tally_engine::EngineError> {
+        self.engine.submit_one(Submission { request, actor: ACTOR.into() }).await
+    }
+
+    /// Submits a batch and returns every outcome.
+    pub async fn post_batch(&self, requests: Vec<TransferRequest>) -> Vec<Outcome> {
+        let submissions: Vec<Submission> =
+            requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
+        self.engine.submit(&submissions).await.expect("submit")
+    }
+
+    /// The row count of one table, from `TestDb::row_counts`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let counts = self.db.row_counts().await;
+        counts.iter().find(|(name, _)| name == table).unwrap_or_else(|| panic!("no table {table}")).1
+    }
+}
