@@ -60,6 +60,62 @@ pub enum Command {
     /// Manage the embedded PostgreSQL server.
     #[command(subcommand)]
     Pg(PgCommand),
+    /// Measure throughput and latency on a fresh benchmark database (embedded: `tally_bench`).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// engine: batched through the posting engine; direct: one SQL transaction per transfer.
+    #[arg(long, value_enum, default_value = "engine")]
+    pub mode: BenchMode,
+    /// Accounts to open and fund before the run.
+    #[arg(long, default_value_t = 100_000)]
+    pub accounts: usize,
+    /// How long to run, e.g. 60s, 2m.
+    #[arg(long, default_value = "60s")]
+    pub duration: String,
+    /// How clients pick accounts.
+    #[arg(long, value_enum, default_value = "zipf")]
+    pub distribution: Distribution,
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_exponent: f64,
+    /// Concurrent clients; each sends a request and waits for its answer before the next.
+    #[arg(long, default_value_t = 1_000)]
+    pub concurrency: usize,
+    /// Transfers per client request (1 = one transfer per request).
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Share of transfers that are holds; each is posted or voided in the client's next request.
+    #[arg(long, default_value_t = 0)]
+    pub pending_percent: u8,
+    /// Batches the engine commits at once.
+    #[arg(long, default_value_t = 2)]
+    pub committers: usize,
+    /// How long the engine lets a batch fill, in microseconds.
+    #[arg(long, default_value_t = 200)]
+    pub linger_us: u64,
+    /// Seed for the clients' random choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the result as JSON.
+    #[arg(long, default_value = "tally-bench.json")]
+    pub json_out: PathBuf,
+    /// Where to write the chart (throughput over time, latency distribution).
+    #[arg(long, default_value = "tally-bench.svg")]
+    pub svg_out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchMode {
+    Engine,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Distribution {
+    Uniform,
+    Zipf,
 }
 
 #[derive(Debug, Subcommand)]

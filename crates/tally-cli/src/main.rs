@@ -2,6 +2,7 @@
 //! the command; errors are reported here, at the edge, with their context.
 
 mod args;
+mod bench;
 mod commands;
 mod connect;
 mod demo;
@@ -31,6 +32,15 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Pg(command) = &cli.command {
         return pg(&cli, &out, command).await;
     }
+    if let Command::Bench(args) = &cli.command {
+        let report = bench::run(&cli, args).await?;
+        report.write_json(&args.json_out)?;
+        report.write_svg(&args.svg_out)?;
+        out.value(&serde_json::to_value(&report)?, || {
+            format!("{}\nwrote {} and {}", report.table(), args.json_out.display(), args.svg_out.display())
+        });
+        return Ok(());
+    }
     let db = Database::open(&cli).await?;
     let result = match cli.command {
         Command::Migrate => {
@@ -45,7 +55,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reconcile => commands::reconcile(&db, &out).await,
         Command::Expire => commands::expire(&db, &out).await,
         Command::Demo => demo::run(&db, &out).await,
-        Command::Pg(_) => unreachable!("handled above"),
+        Command::Pg(_) | Command::Bench(_) => unreachable!("handled above"),
     };
     db.close()?;
     result

@@ -74,13 +74,30 @@ impl LedgerState {
     /// Decides and applies every request in order. Pure: the same state, time and requests always
     /// give the same output.
     pub fn apply_batch(&mut self, now: Timestamp, requests: &[TransferRequest]) -> BatchOutput {
+        self.apply_segments(now, requests, &[requests.len()])
+    }
+
+    /// Like `apply_batch` for a batch made of several independent submissions: `segment_ends`
+    /// are the exclusive end indexes of the segments, ascending, the last one `requests.len()`.
+    /// A linked chain never crosses a segment end: one still open there is `linked_chain_open`,
+    /// exactly as if its segment had been a batch of its own.
+    pub fn apply_segments(
+        &mut self,
+        now: Timestamp,
+        requests: &[TransferRequest],
+        segment_ends: &[usize],
+    ) -> BatchOutput {
         assert!(requests.len() <= BATCH_SIZE_MAX, "batch of {} above BATCH_SIZE_MAX", requests.len());
+        assert_eq!(segment_ends.last().copied().unwrap_or(0), requests.len(), "segments cover the batch");
+        assert!(segment_ends.windows(2).all(|w| w[0] < w[1]), "segment ends ascend");
         let mut run = Run::new(self, now);
         let mut start = 0;
-        while start < requests.len() {
-            let end = (start..requests.len()).find(|&j| !requests[j].linked).unwrap_or(requests.len() - 1);
-            run.apply_group(&requests[start..=end]);
-            start = end + 1;
+        for &segment_end in segment_ends {
+            while start < segment_end {
+                let end = (start..segment_end).find(|&j| !requests[j].linked).unwrap_or(segment_end - 1);
+                run.apply_group(&requests[start..=end]);
+                start = end + 1;
+            }
         }
         assert_eq!(run.output.results.len(), requests.len());
         run.finish()
@@ -717,6 +734,16 @@ mod tests {
         open.linked = true;
         let out = state.apply_batch(NOW, &[posted(4, 1, 2, 1), open]);
         assert_eq!(out.results, [TransferResult::Ok, TransferResult::LinkedChainOpen]);
+    }
+
+    #[test]
+    fn chains_never_cross_segment_ends() {
+        let mut state = ledger();
+        let mut open = posted(1, 1, 2, 5);
+        open.linked = true;
+        let out = state.apply_segments(NOW, &[open, posted(2, 1, 2, 7)], &[1, 2]);
+        assert_eq!(out.results, [TransferResult::LinkedChainOpen, TransferResult::Ok]);
+        assert_eq!(state.accounts[&AccountId(id(2))].balance(), 7);
     }
 
     #[test]

@@ -1,22 +1,37 @@
 //! The posting engine: the one way transfers enter the ledger.
 //!
-//! Every front end (CLI, HTTP, benchmarks) submits transfers here. The engine hands a batch to
-//! `tally_store::Store::post_batch`, which decides and writes it in one SQL transaction, and
-//! retries the whole batch when the database reports a transient failure (deadlock,
-//! serialization failure, a concurrent insert of the same transfer id, a lost connection), with
-//! bounded, jittered exponential backoff. Retrying is safe because a batch that failed wrote
-//! nothing, and a retried batch sees any concurrent decision through its idempotency prefetch.
-//! Decisions are never retried: a `version_conflict` or `insufficient_funds` goes back to the
-//! caller as the transfer's result.
+//! Callers (CLI, HTTP, benchmarks) `submit` one transfer or a batch and await their own
+//! outcomes. Submissions go through a bounded intake (counted in transfers: a full intake answers
+//! `overloaded` at once instead of buffering without bound) to one batcher task, which packs
+//! whole submissions into a batch until the batch holds `batch_size_max` transfers, or no more
+//! submissions arrive within `batch_linger`, and hands it to one of `committers` commit tasks.
+//! While one batch commits, the next one fills, so under load batches grow by themselves and
+//! each costs PostgreSQL a few large statements instead of a few small statements per transfer.
 //!
-//! Account locks are taken in id order and held only for one batch, so contention on hot
-//! accounts queues instead of failing: no valid transfer is refused because another one was
-//! touching the same account.
+//! A commit task writes its batch with `tally_store::Store::post_segments` in one SQL
+//! transaction (each submission is its own segment, so a caller's linked chain never joins
+//! another caller's transfers), and retries the whole batch on transient database failures
+//! (deadlock, serialization failure, a concurrent insert of the same id, a lost connection)
+//! with bounded, jittered exponential backoff. Retrying is safe: a failed SQL transaction wrote
+//! nothing, and the retry's idempotency prefetch sees whatever was committed meanwhile.
+//! Decisions (`version_conflict`, `insufficient_funds`, ...) are outcomes, never retried.
+//!
+//! Several commit tasks, and several Tally processes, may write at once: correctness comes from
+//! PostgreSQL row locks taken in account-id order, never from anything held in this process.
+//!
+//! Shutdown: `shutdown` closes the intake, commits everything already accepted, and returns once
+//! every caller has its answer.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tally_core::{BATCH_SIZE_MAX, Timestamp};
 use tally_store::{Outcome, Store, StoreError, Submission};
 use thiserror::Error;
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// How many times one batch is tried before the engine gives up on it.
 pub const ATTEMPTS_MAX: u32 = 10;
@@ -25,16 +40,29 @@ pub const BACKOFF_BASE: Duration = Duration::from_millis(2);
 pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How many holds one expiry pass resolves per SQL transaction.
 pub const EXPIRY_BATCH_MAX: i64 = 1_000;
+/// The most transfers accepted but not yet answered.
+pub const INTAKE_TRANSFERS_MAX: usize = 1 << 20;
+/// The most batches committing at once.
+pub const COMMITTERS_MAX: usize = 16;
+/// The longest a batch may wait for more submissions.
+pub const BATCH_LINGER_MAX: Duration = Duration::from_millis(100);
 
 const _: () = assert!(ATTEMPTS_MAX >= 2 && BACKOFF_BASE.as_millis() < BACKOFF_MAX.as_millis());
 const _: () = assert!(EXPIRY_BATCH_MAX as usize <= BATCH_SIZE_MAX);
+const _: () = assert!(INTAKE_TRANSFERS_MAX >= BATCH_SIZE_MAX * COMMITTERS_MAX);
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("a batch holds at most {BATCH_SIZE_MAX} transfers, got {0}")]
-    BatchTooLarge(usize),
+    #[error("a submission holds 1 to {BATCH_SIZE_MAX} transfers, got {0}")]
+    BatchSizeInvalid(usize),
+    #[error("the engine is at capacity ({INTAKE_TRANSFERS_MAX} transfers waiting); try again shortly")]
+    Overloaded,
+    #[error("the engine is shutting down")]
+    ShuttingDown,
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: StoreError },
+    #[error("the batch this submission was in failed: {message}")]
+    BatchFailed { code: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,41 +71,160 @@ impl EngineError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::BatchTooLarge(_) => "batch_too_large",
-            EngineError::RetriesExhausted { .. } => "overloaded",
+            EngineError::BatchSizeInvalid(_) => "batch_size_invalid",
+            EngineError::Overloaded | EngineError::RetriesExhausted { .. } => "overloaded",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::BatchFailed { code, .. } => code,
             EngineError::Store(error) => error.code(),
         }
     }
 }
 
-/// Submits transfers to the store with bounded retries.
+/// Tuning knobs, each bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// A batch closes when it holds this many transfers (1 to `BATCH_SIZE_MAX`).
+    pub batch_size_max: usize,
+    /// ... or when no further submission arrived for this long.
+    pub batch_linger: Duration,
+    /// How many batches may be committing at once (1 to `COMMITTERS_MAX`).
+    pub committers: usize,
+    /// How many transfers may wait for an answer before `overloaded` (up to `INTAKE_TRANSFERS_MAX`).
+    pub intake_transfers_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            batch_size_max: BATCH_SIZE_MAX,
+            batch_linger: Duration::from_micros(200),
+            committers: 2,
+            intake_transfers_max: 1 << 17,
+        }
+    }
+}
+
+impl EngineConfig {
+    fn validate(&self) {
+        assert!((1..=BATCH_SIZE_MAX).contains(&self.batch_size_max), "batch_size_max out of range");
+        assert!(self.batch_linger <= BATCH_LINGER_MAX, "batch_linger above BATCH_LINGER_MAX");
+        assert!((1..=COMMITTERS_MAX).contains(&self.committers), "committers out of range");
+        assert!(
+            (self.batch_size_max..=INTAKE_TRANSFERS_MAX).contains(&self.intake_transfers_max),
+            "intake_transfers_max must hold at least one batch and at most INTAKE_TRANSFERS_MAX"
+        );
+    }
+}
+
+/// Counters since the engine started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub batches: u64,
+    pub transfers: u64,
+    /// Transfers accepted and not yet answered.
+    pub queued_transfers: u64,
+}
+
+/// One caller's submission waiting for its batch.
+struct Job {
+    submissions: Vec<Submission>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, EngineError>>,
+}
+
+struct Inner {
+    store: Store,
+    config: EngineConfig,
+    /// The only sender of the intake; `shutdown` drops it, which ends the batcher once the
+    /// intake is drained. Never held across an await.
+    intake: RwLock<Option<mpsc::UnboundedSender<Job>>>,
+    /// One permit per transfer that may wait; bounds the intake.
+    capacity: Arc<Semaphore>,
+    batches: AtomicU64,
+    transfers: AtomicU64,
+    batcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle to the running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    store: Store,
+    inner: Arc<Inner>,
 }
 
 impl Engine {
+    /// Starts the batcher on the current tokio runtime.
+    pub fn start(store: Store, config: EngineConfig) -> Engine {
+        config.validate();
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            intake: RwLock::new(Some(sender)),
+            capacity: Arc::new(Semaphore::new(config.intake_transfers_max)),
+            batches: AtomicU64::new(0),
+            transfers: AtomicU64::new(0),
+            batcher: Mutex::new(None),
+        });
+        let handle = tokio::spawn(run_batcher(inner.clone(), receiver));
+        inner.batcher.try_lock().expect("new engine").replace(handle);
+        Engine { inner }
+    }
+
+    /// An engine with the default configuration.
     pub fn new(store: Store) -> Engine {
-        Engine { store }
+        Engine::start(store, EngineConfig::default())
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.inner.store
     }
 
-    /// Decides and writes a batch, in order; one outcome per submission.
-    pub async fn submit(&self, submissions: &[Submission]) -> Result<Vec<Outcome>, EngineError> {
-        if submissions.len() > BATCH_SIZE_MAX {
-            return Err(EngineError::BatchTooLarge(submissions.len()));
+    pub fn config(&self) -> EngineConfig {
+        self.inner.config
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let waiting = self.inner.config.intake_transfers_max - self.inner.capacity.available_permits();
+        EngineStats {
+            batches: self.inner.batches.load(Ordering::Relaxed),
+            transfers: self.inner.transfers.load(Ordering::Relaxed),
+            queued_transfers: waiting as u64,
         }
-        let outcomes = retry(|| self.store.post_batch(submissions)).await?;
-        assert_eq!(outcomes.len(), submissions.len());
+    }
+
+    /// Decides and writes a submission of 1 to `BATCH_SIZE_MAX` transfers, in order, together
+    /// with whatever else is submitted meanwhile; one outcome per transfer.
+    pub async fn submit(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, EngineError> {
+        let count = submissions.len();
+        if count == 0 || count > self.inner.config.batch_size_max {
+            return Err(EngineError::BatchSizeInvalid(count));
+        }
+        let permits = u32::try_from(count).expect("bounded by BATCH_SIZE_MAX");
+        let permit =
+            self.inner.capacity.clone().try_acquire_many_owned(permits).map_err(|_| EngineError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let intake = self.inner.intake.read().expect("intake lock poisoned");
+            let sender = intake.as_ref().ok_or(EngineError::ShuttingDown)?;
+            sender.send(Job { submissions, reply }).map_err(|_| EngineError::ShuttingDown)?;
+        }
+        let outcomes = answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        drop(permit);
+        let outcomes = outcomes?;
+        assert_eq!(outcomes.len(), count, "one outcome per submitted transfer");
         Ok(outcomes)
     }
 
     /// Decides and writes one transfer.
     pub async fn submit_one(&self, submission: Submission) -> Result<Outcome, EngineError> {
-        let mut outcomes = self.submit(std::slice::from_ref(&submission)).await?;
+        let mut outcomes = self.submit(vec![submission]).await?;
+        Ok(outcomes.pop().expect("one outcome per submission"))
+    }
+
+    /// One transfer in its own SQL transaction, bypassing the batcher: the benchmark's
+    /// `direct` mode, to compare against batching.
+    pub async fn submit_direct(&self, submission: Submission) -> Result<Outcome, EngineError> {
+        let submissions = [submission];
+        let mut outcomes = retry(|| self.inner.store.post_batch(&submissions)).await?;
         Ok(outcomes.pop().expect("one outcome per submission"))
     }
 
@@ -85,10 +232,97 @@ impl Engine {
     pub async fn expire_due(&self, at: Timestamp) -> Result<usize, EngineError> {
         let mut expired = 0;
         loop {
-            let count = retry(|| self.store.expire_due(at, EXPIRY_BATCH_MAX)).await?;
+            let count = retry(|| self.inner.store.expire_due(at, EXPIRY_BATCH_MAX)).await?;
             expired += count;
             if (count as i64) < EXPIRY_BATCH_MAX {
                 return Ok(expired);
+            }
+        }
+    }
+
+    /// Stops accepting submissions, commits everything already accepted, and waits until every
+    /// caller has been answered. Idempotent.
+    pub async fn shutdown(&self) {
+        drop(self.inner.intake.write().expect("intake lock poisoned").take());
+        if let Some(batcher) = self.inner.batcher.lock().await.take() {
+            let _ = batcher.await;
+        }
+    }
+}
+
+/// The batcher: packs waiting jobs into batches and hands each to a commit task.
+async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>) {
+    let committers = Arc::new(Semaphore::new(inner.config.committers));
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match intake.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        // Wait for a free committer; the batch keeps filling meanwhile.
+        let slot = committers.clone().acquire_owned().await.expect("never closed");
+        let mut batch = vec![first];
+        let mut size = batch[0].submissions.len();
+        let linger = tokio::time::sleep(inner.config.batch_linger);
+        tokio::pin!(linger);
+        while size < inner.config.batch_size_max {
+            let job = match intake.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::select! {
+                        job = intake.recv() => match job { Some(job) => job, None => break },
+                        () = &mut linger => break,
+                    }
+                }
+            };
+            if size + job.submissions.len() > inner.config.batch_size_max {
+                carried = Some(job);
+                break;
+            }
+            size += job.submissions.len();
+            batch.push(job);
+        }
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            commit(&inner, batch).await;
+            drop(slot);
+        });
+    }
+    // Wait for every commit task to finish before reporting the engine stopped.
+    let _ = committers.acquire_many(u32::try_from(inner.config.committers).expect("small")).await;
+}
+
+/// Commits one batch and answers each of its callers.
+async fn commit(inner: &Inner, jobs: Vec<Job>) {
+    let mut submissions = Vec::with_capacity(jobs.iter().map(|j| j.submissions.len()).sum());
+    let mut segment_ends = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        submissions.extend(job.submissions);
+        segment_ends.push(submissions.len());
+        replies.push(job.reply);
+    }
+    let result = retry(|| inner.store.post_segments(&submissions, &segment_ends)).await;
+    inner.batches.fetch_add(1, Ordering::Relaxed);
+    inner.transfers.fetch_add(submissions.len() as u64, Ordering::Relaxed);
+    match result {
+        Ok(mut outcomes) => {
+            // Hand each caller its own slice, from the back so that nothing is copied twice.
+            let starts = std::iter::once(0).chain(segment_ends.iter().copied()).take(replies.len());
+            let starts: Vec<usize> = starts.collect();
+            for (reply, start) in replies.into_iter().zip(starts).rev() {
+                let _ = reply.send(Ok(outcomes.split_off(start)));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, transfers = submissions.len(), "batch failed");
+            let (code, message) = (error.code(), error.to_string());
+            for reply in replies {
+                let _ = reply.send(Err(EngineError::BatchFailed { code, message: message.clone() }));
             }
         }
     }
@@ -133,5 +367,10 @@ mod tests {
         for _ in 0..1000 {
             assert!(jitter(BACKOFF_MAX) <= BACKOFF_MAX);
         }
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        EngineConfig::default().validate();
     }
 }

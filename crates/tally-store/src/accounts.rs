@@ -294,3 +294,63 @@ async fn fetch_account(client: &impl GenericClient, id_or_code: &str) -> Result<
     };
     Ok(row.as_ref().map(record_from_row))
 }
+
+/// The most accounts one `create_accounts` call opens.
+pub const ACCOUNT_BULK_MAX: usize = 10_000;
+
+impl Store {
+    /// Opens many accounts in one SQL transaction, each with its audit row and event. Accounts
+    /// whose id or code already exists are skipped (idempotent); returns how many were created.
+    pub async fn create_accounts(&self, accounts: &[NewAccount], actor: &str) -> Result<usize, StoreError> {
+        assert!(accounts.len() <= ACCOUNT_BULK_MAX, "at most {ACCOUNT_BULK_MAX} accounts per call");
+        for new in accounts {
+            validate_new_account(new)?;
+        }
+        let ids: Vec<Uuid> = accounts.iter().map(|a| a.id.map_or_else(Uuid::now_v7, |id| id.0)).collect();
+        let codes: Vec<Option<&str>> = accounts.iter().map(|a| a.code.as_deref()).collect();
+        let currencies: Vec<&str> = accounts.iter().map(|a| a.currency.as_str()).collect();
+        let unrestricted: Vec<bool> = accounts.iter().map(|a| a.rule == BalanceRule::Unrestricted).collect();
+        let limits: Vec<rust_decimal::Decimal> =
+            accounts.iter().map(|a| to_numeric(a.rule.limit().unwrap_or(0))).collect();
+        let metadata: Vec<Option<&serde_json::Value>> = accounts.iter().map(|a| a.metadata.as_ref()).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .query(
+                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::numeric[], $6::jsonb[])
+                 ON CONFLICT DO NOTHING RETURNING id",
+                &[&ids, &codes, &currencies, &unrestricted, &limits, &metadata],
+            )
+            .await
+            .map_err(|e| match crate::error::constraint(&e) {
+                Some("accounts_currency_fkey") => StoreError::CurrencyNotFound(currencies.join(",")),
+                _ => StoreError::Db(e),
+            })?;
+        let created: Vec<Uuid> = inserted.iter().map(|row| row.get(0)).collect();
+        let rows = tx
+            .query(
+                &format!("SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency WHERE a.id = ANY($1) ORDER BY a.id"),
+                &[&created],
+            )
+            .await?;
+        let entries: Vec<crate::journal::AuditEntry> = rows
+            .iter()
+            .map(|row| {
+                let record = record_from_row(row);
+                crate::journal::AuditEntry {
+                    actor,
+                    action: "account.create",
+                    event_type: Some("account.created".to_owned()),
+                    entity_type: "account",
+                    entity_id: record.account.id.to_string(),
+                    before: None,
+                    after: serde_json::to_value(&record).expect("account serializes"),
+                }
+            })
+            .collect();
+        crate::journal::append(&tx, &entries).await?;
+        tx.commit().await?;
+        Ok(created.len())
+    }
+}

@@ -101,6 +101,16 @@ pub(crate) fn journal_row_from_row(row: &Row) -> JournalRow {
 impl Store {
     /// Decides and writes one batch in one SQL transaction. Not retried: see the module docs.
     pub async fn post_batch(&self, submissions: &[Submission]) -> Result<Vec<Outcome>, StoreError> {
+        self.post_segments(submissions, &[submissions.len()]).await
+    }
+
+    /// `post_batch` for a batch made of independent submissions (see
+    /// `LedgerState::apply_segments`): linked chains never cross a segment end.
+    pub async fn post_segments(
+        &self,
+        submissions: &[Submission],
+        segment_ends: &[usize],
+    ) -> Result<Vec<Outcome>, StoreError> {
         assert!(submissions.len() <= BATCH_SIZE_MAX, "batch above BATCH_SIZE_MAX");
         if submissions.is_empty() {
             return Ok(Vec::new());
@@ -137,7 +147,7 @@ impl Store {
         }
 
         let at = now();
-        let output = state.apply_batch(at, &requests);
+        let output = state.apply_segments(at, &requests, segment_ends);
         write_batch(&tx, &state, &output, submissions, at).await?;
         tx.commit().await?;
 

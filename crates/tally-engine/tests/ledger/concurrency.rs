@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 async fn submit(engine: &Engine, requests: Vec<TransferRequest>) -> Vec<Outcome> {
     let submissions: Vec<Submission> =
         requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
-    engine.submit(&submissions).await.expect("submit")
+    engine.submit(submissions).await.expect("submit")
 }
 
 /// Waits for every task, failing the test on a panic or on the deadline.

@@ -58,7 +58,7 @@ impl Ledger {
     pub async fn post_all(&self, requests: Vec<TransferRequest>) -> Vec<TransferResult> {
         let submissions: Vec<Submission> =
             requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
-        self.engine.submit(&submissions).await.expect("submit").into_iter().map(|o| o.result).collect()
+        self.engine.submit(submissions).await.expect("submit").into_iter().map(|o| o.result).collect()
     }
 
     pub async fn balance(&self, account: AccountId) -> MinorUnits {
@@ -99,7 +99,7 @@ impl Ledger {
     pub async fn post_batch(&self, requests: Vec<TransferRequest>) -> Vec<Outcome> {
         let submissions: Vec<Submission> =
             requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
-        self.engine.submit(&submissions).await.expect("submit")
+        self.engine.submit(submissions).await.expect("submit")
     }
 
     /// The row count of one table, from `TestDb::row_counts`.

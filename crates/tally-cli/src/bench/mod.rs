@@ -1,0 +1,374 @@
+//! `tally bench`: opens N funded accounts, runs clients against the engine (or one SQL
+//! transaction per transfer, `--mode direct`) for a fixed time, and reports throughput, latency,
+//! batch sizes, WAL volume, CPU split, memory, and whether the books still balance.
+//!
+//! Every generated transfer is valid (accounts are funded far beyond what a run can spend), so
+//! any refusal is counted as `refused_valid` and is a defect.
+
+mod report;
+mod system;
+mod workload;
+
+use crate::args::{BenchArgs, BenchMode, Distribution};
+use crate::connect;
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+pub use report::BenchReport;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tally_core::{AccountId, BATCH_SIZE_MAX, BalanceRule, TransferId, TransferRequest, TransferResult};
+use tally_engine::Engine;
+use tally_store::{NewAccount, Store, Submission};
+use uuid::Uuid;
+use workload::{AccountPicker, Client};
+
+/// The database the embedded server runs benchmarks in, recreated on every run.
+const BENCH_DB: &str = "tally_bench";
+/// Each account starts with this many minor units, far beyond what a run can spend.
+const FUNDING_PER_ACCOUNT: i128 = 1_000_000_000_000_000;
+/// The actor the benchmark's transfers are recorded under.
+const BENCH_ACTOR: &str = "bench";
+/// Clients at most; each is a tokio task.
+pub const CONCURRENCY_MAX: usize = 100_000;
+/// Accounts are opened this many per SQL transaction.
+const ACCOUNT_CHUNK: usize = 5_000;
+
+pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport> {
+    validate(args)?;
+    let duration = humantime::parse_duration(&args.duration).context("--duration")?;
+    let (conninfo, embedded) = match &cli.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let pg = connect::embedded(cli)?;
+            let outcome = connect::start_embedded(&pg).await?;
+            recreate_database(&pg).await?;
+            (pg.connection_string(BENCH_DB), Some((pg, outcome)))
+        }
+    };
+    let pool_size = args.concurrency.clamp(4, tally_store::POOL_SIZE_MAX);
+    let store = Store::connect(&conninfo, pool_size)?;
+    store.migrate().await?;
+    let engine = Engine::start(store.clone(), engine_config(args));
+    let db = Handles { store: store.clone(), engine };
+
+    let accounts = open_accounts(&db, args.accounts).await?;
+    let picker = match args.distribution {
+        Distribution::Uniform => AccountPicker::uniform(accounts),
+        Distribution::Zipf => AccountPicker::zipf(accounts, args.zipf_exponent),
+    };
+    let settings = report::pg_settings(&store).await?;
+    let backend_pid: i32 = store.client().await?.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
+
+    let wal_before = report::wal_lsn(&store).await?;
+    let cpu_before = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
+    let stats_before = db.engine.stats();
+    let measured = drive(&db, args, Arc::new(picker), duration).await?;
+    let elapsed = measured.elapsed;
+    let cpu_after = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
+    let wal_after = report::wal_lsn(&store).await?;
+    let stats_after = db.engine.stats();
+
+    let progress = ProgressBar::new_spinner().with_message("checking conservation and balance rules");
+    progress.enable_steady_tick(Duration::from_millis(200));
+    let recon = tally_recon::check_ledger(&store).await?;
+    progress.finish_and_clear();
+
+    let batches = stats_after.batches - stats_before.batches;
+    let batched = stats_after.transfers - stats_before.transfers;
+    let committed = measured.committed;
+    let report = BenchReport {
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        accounts: args.accounts,
+        distribution: format!("{:?}", args.distribution).to_lowercase(),
+        zipf_exponent: args.zipf_exponent,
+        hottest_account_share: measured.hottest_share,
+        concurrency: args.concurrency,
+        batch_size: args.batch_size,
+        pending_percent: args.pending_percent,
+        duration_seconds: elapsed.as_secs_f64(),
+        transfers_per_second: committed as f64 / elapsed.as_secs_f64(),
+        committed,
+        refused_valid: measured.refused,
+        overloaded: measured.overloaded,
+        requests: measured.requests,
+        latency_ms: report::Latency::from_histogram(&measured.latency_us),
+        mean_batch_size: if batches == 0 { 0.0 } else { batched as f64 / batches as f64 },
+        wal_bytes_per_transfer: report::wal_per_transfer(&store, &wal_before, &wal_after, committed).await?,
+        cpu_seconds_tally: cpu_after.0 - cpu_before.0,
+        cpu_seconds_postgres: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
+        peak_rss_mib_tally: system::own_rss_mib().1,
+        peak_rss_mib_postgres: measured.peak_pg_rss_mib,
+        conservation_ok: recon.is_clean(),
+        findings: recon.findings.iter().map(|f| format!("{}: {} {}", f.check, f.subject, f.detail)).collect(),
+        throughput_per_second: measured.per_second,
+        latency_distribution_ms: report::distribution(&measured.latency_us),
+        postgres_settings: settings,
+        machine: report::machine(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    db.engine.shutdown().await;
+    drop(db);
+    drop(store);
+    if let Some((pg, tally_pg::StartOutcome::Started)) = embedded {
+        pg.stop()?;
+    }
+    Ok(report)
+}
+
+/// Where the benchmark's clients send their transfers.
+#[derive(Clone)]
+struct Handles {
+    store: Store,
+    engine: Engine,
+}
+
+fn engine_config(args: &BenchArgs) -> tally_engine::EngineConfig {
+    tally_engine::EngineConfig {
+        committers: args.committers,
+        batch_linger: Duration::from_micros(args.linger_us),
+        ..tally_engine::EngineConfig::default()
+    }
+}
+
+fn validate(args: &BenchArgs) -> Result<()> {
+    if args.committers == 0 || args.committers > tally_engine::COMMITTERS_MAX {
+        bail!("--committers must be 1 to {}", tally_engine::COMMITTERS_MAX);
+    }
+    if Duration::from_micros(args.linger_us) > tally_engine::BATCH_LINGER_MAX {
+        bail!("--linger-us must be at most {}", tally_engine::BATCH_LINGER_MAX.as_micros());
+    }
+    if args.accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    if args.batch_size == 0 || args.batch_size > BATCH_SIZE_MAX {
+        bail!("--batch-size must be 1 to {BATCH_SIZE_MAX}");
+    }
+    if args.concurrency == 0 || args.concurrency > CONCURRENCY_MAX {
+        bail!("--concurrency must be 1 to {CONCURRENCY_MAX}");
+    }
+    if args.pending_percent > 100 {
+        bail!("--pending-percent must be 0 to 100");
+    }
+    if !(args.zipf_exponent > 0.0 && args.zipf_exponent <= 5.0) {
+        bail!("--zipf-exponent must be in (0, 5]");
+    }
+    Ok(())
+}
+
+async fn recreate_database(pg: &tally_pg::EmbeddedPg) -> Result<()> {
+    let (client, connection) =
+        tokio_postgres::connect(&pg.connection_string("postgres"), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")).await?;
+    client.batch_execute(&format!("CREATE DATABASE {BENCH_DB}")).await?;
+    Ok(())
+}
+
+/// Opens the accounts and funds each from an unrestricted bank account, through the engine.
+async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>> {
+    let progress = ProgressBar::new(count as u64 * 2).with_style(
+        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec})").expect("valid template"),
+    );
+    progress.set_message("opening accounts");
+    let bank =
+        NewAccount { id: None, code: None, currency: "USD".into(), rule: BalanceRule::Unrestricted, metadata: None };
+    let bank_id = db.store.create_account(&bank, BENCH_ACTOR).await?.0.account.id;
+    let ids: Vec<AccountId> = (0..count).map(|_| AccountId(Uuid::now_v7())).collect();
+    for chunk in ids.chunks(ACCOUNT_CHUNK) {
+        let news: Vec<NewAccount> = chunk
+            .iter()
+            .map(|id| NewAccount {
+                id: Some(*id),
+                code: None,
+                currency: "USD".into(),
+                rule: BalanceRule::NoOverdraft,
+                metadata: None,
+            })
+            .collect();
+        db.store.create_accounts(&news, BENCH_ACTOR).await?;
+        progress.inc(chunk.len() as u64);
+    }
+    progress.set_message("funding accounts");
+    for chunk in ids.chunks(BATCH_SIZE_MAX) {
+        let submissions: Vec<Submission> = chunk
+            .iter()
+            .map(|id| Submission {
+                request: TransferRequest::posted(TransferId(Uuid::now_v7()), bank_id, *id, FUNDING_PER_ACCOUNT),
+                actor: BENCH_ACTOR.into(),
+            })
+            .collect();
+        let outcomes = db.engine.submit(submissions).await?;
+        if let Some(bad) = outcomes.iter().find(|o| o.result != TransferResult::Ok) {
+            bail!("funding failed: {}", bad.result.code());
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(ids)
+}
+
+struct Measured {
+    elapsed: Duration,
+    committed: u64,
+    refused: u64,
+    overloaded: u64,
+    requests: u64,
+    latency_us: Histogram<u64>,
+    per_second: Vec<f64>,
+    peak_pg_rss_mib: Option<f64>,
+    hottest_share: f64,
+}
+
+/// Runs the clients until the deadline and gathers what they saw.
+async fn drive(db: &Handles, args: &BenchArgs, picker: Arc<AccountPicker>, duration: Duration) -> Result<Measured> {
+    let committed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut clients = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for index in 0..args.concurrency {
+        let client = Client::new(seed.wrapping_add(index as u64), args.pending_percent);
+        clients.spawn(run_client(
+            db.clone(),
+            args.mode,
+            args.batch_size,
+            client,
+            picker.clone(),
+            committed.clone(),
+            stop.clone(),
+        ));
+    }
+    let sampled = sample(db, &committed, duration, &stop).await?;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = ClientTotals::new();
+    while let Some(joined) = clients.join_next().await {
+        total.merge(joined.context("a benchmark client panicked")??);
+    }
+    Ok(Measured {
+        elapsed: start.elapsed(),
+        committed: total.committed,
+        refused: total.refused,
+        overloaded: total.overloaded,
+        requests: total.requests,
+        latency_us: total.latency_us,
+        per_second: sampled.per_second,
+        peak_pg_rss_mib: sampled.peak_pg_rss_mib,
+        hottest_share: picker.hottest_share(),
+    })
+}
+
+struct Sampled {
+    per_second: Vec<f64>,
+    peak_pg_rss_mib: Option<f64>,
+}
+
+/// Once a second: record throughput and PostgreSQL's memory, and move the progress bar.
+async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &AtomicBool) -> Result<Sampled> {
+    let backend_pid: i32 = db.store.client().await?.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
+    let progress = ProgressBar::new(duration.as_secs()).with_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len}s {msg}").expect("valid template"),
+    );
+    let mut per_second = Vec::new();
+    let mut peak_pg_rss_mib: Option<f64> = None;
+    let mut last = 0;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    for _ in 0..duration.as_secs().max(1) {
+        ticker.tick().await;
+        let now = committed.load(Ordering::Relaxed);
+        let rate = (now - last) as f64;
+        last = now;
+        per_second.push(rate);
+        if let Some(server) = &server {
+            let rss = server.rss_mib();
+            peak_pg_rss_mib = Some(peak_pg_rss_mib.map_or(rss, |p: f64| p.max(rss)));
+        }
+        progress.set_message(format!("{rate:>9.0} transfers/s, tally RSS {:.0} MiB", system::own_rss_mib().0));
+        progress.inc(1);
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    Ok(Sampled { per_second, peak_pg_rss_mib })
+}
+
+struct ClientTotals {
+    committed: u64,
+    refused: u64,
+    overloaded: u64,
+    requests: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl ClientTotals {
+    fn new() -> ClientTotals {
+        ClientTotals {
+            committed: 0,
+            refused: 0,
+            overloaded: 0,
+            requests: 0,
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"),
+        }
+    }
+
+    fn merge(&mut self, other: ClientTotals) {
+        self.committed += other.committed;
+        self.refused += other.refused;
+        self.overloaded += other.overloaded;
+        self.requests += other.requests;
+        self.latency_us.add(&other.latency_us).expect("same bounds");
+    }
+}
+
+async fn run_client(
+    db: Handles,
+    mode: BenchMode,
+    batch_size: usize,
+    mut client: Client,
+    picker: Arc<AccountPicker>,
+    committed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<ClientTotals> {
+    let mut totals = ClientTotals::new();
+    while !stop.load(Ordering::Relaxed) {
+        let submissions: Vec<Submission> = client
+            .next_request(&picker, batch_size)
+            .into_iter()
+            .map(|request| Submission { request, actor: BENCH_ACTOR.into() })
+            .collect();
+        let started = Instant::now();
+        let results = match mode {
+            BenchMode::Engine => db.engine.submit(submissions).await.map(|o| o.into_iter().map(|o| o.result).collect()),
+            BenchMode::Direct => direct(&db, submissions).await,
+        };
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        totals.requests += 1;
+        match results {
+            Ok(results) => {
+                totals.latency_us.saturating_record(micros);
+                let ok = results.iter().filter(|r| r.is_success()).count() as u64;
+                totals.committed += ok;
+                totals.refused += results.len() as u64 - ok;
+                committed.fetch_add(ok, Ordering::Relaxed);
+            }
+            Err(error) if error.code() == "overloaded" => totals.overloaded += 1,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(totals)
+}
+
+/// One SQL transaction per transfer through the same store code, for comparison.
+async fn direct(db: &Handles, submissions: Vec<Submission>) -> Result<Vec<TransferResult>, tally_engine::EngineError> {
+    let mut results = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        let outcome = db.engine.submit_direct(submission).await?;
+        results.push(outcome.result);
+    }
+    Ok(results)
+}

@@ -1,0 +1,227 @@
+//! The benchmark's result: a table for people, JSON for programs, an SVG chart.
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+use tally_store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub mode: String,
+    pub accounts: usize,
+    pub distribution: String,
+    pub zipf_exponent: f64,
+    pub hottest_account_share: f64,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub pending_percent: u8,
+    pub duration_seconds: f64,
+    pub transfers_per_second: f64,
+    pub committed: u64,
+    pub refused_valid: u64,
+    pub overloaded: u64,
+    pub requests: u64,
+    pub latency_ms: Latency,
+    pub mean_batch_size: f64,
+    pub wal_bytes_per_transfer: Option<f64>,
+    pub cpu_seconds_tally: f64,
+    pub cpu_seconds_postgres: Option<f64>,
+    pub peak_rss_mib_tally: f64,
+    pub peak_rss_mib_postgres: Option<f64>,
+    pub conservation_ok: bool,
+    pub findings: Vec<String>,
+    pub throughput_per_second: Vec<f64>,
+    /// (latency upper bound in ms, share of requests at or below it).
+    pub latency_distribution_ms: Vec<(f64, f64)>,
+    pub postgres_settings: Vec<(String, String)>,
+    pub machine: String,
+    pub command: String,
+}
+
+pub async fn pg_settings(store: &Store) -> Result<Vec<(String, String)>> {
+    let names = [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "wal_level",
+        "shared_buffers",
+        "max_wal_size",
+        "checkpoint_timeout",
+        "wal_compression",
+    ];
+    let client = store.client().await?;
+    let mut settings = Vec::new();
+    for name in names {
+        let value: String = client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0);
+        settings.push((name.to_owned(), value));
+    }
+    Ok(settings)
+}
+
+pub async fn wal_lsn(store: &Store) -> Result<String> {
+    Ok(store.client().await?.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0))
+}
+
+pub async fn wal_per_transfer(store: &Store, before: &str, after: &str, transfers: u64) -> Result<Option<f64>> {
+    if transfers == 0 {
+        return Ok(None);
+    }
+    let row = store
+        .client()
+        .await?
+        .query_one("SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn)::float8", &[&before, &after])
+        .await?;
+    Ok(Some(row.get::<_, f64>(0) / transfers as f64))
+}
+
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cpus} CPUs ({model}), {memory_gib:.0} GiB")
+}
+
+/// The cumulative latency distribution at a few dozen points, for the chart and the JSON.
+pub fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0];
+    quantiles.iter().map(|q| (h.value_at_quantile(*q) as f64 / 1000.0, *q)).collect()
+}
+
+impl BenchReport {
+    pub fn table(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header(["measure", "value"]);
+        let opt = |v: Option<f64>, unit: &str| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}{unit}"));
+        let rows: Vec<(&str, String)> = vec![
+            ("mode", self.mode.clone()),
+            (
+                "workload",
+                format!(
+                    "{} accounts, {}{}, {} clients x {} transfer(s) per request, {}% holds",
+                    self.accounts,
+                    self.distribution,
+                    if self.distribution == "zipf" {
+                        format!(
+                            " s={} (hottest account {:.1}%)",
+                            self.zipf_exponent,
+                            self.hottest_account_share * 100.0
+                        )
+                    } else {
+                        String::new()
+                    },
+                    self.concurrency,
+                    self.batch_size,
+                    self.pending_percent
+                ),
+            ),
+            ("transfers/s", format!("{:.0}", self.transfers_per_second)),
+            ("committed", self.committed.to_string()),
+            ("refused (valid)", self.refused_valid.to_string()),
+            ("overloaded requests", self.overloaded.to_string()),
+            (
+                "latency p50 / p99 / p999 / max",
+                format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2} ms",
+                    self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.p999, self.latency_ms.max
+                ),
+            ),
+            ("mean batch size", format!("{:.0}", self.mean_batch_size)),
+            ("WAL per transfer", opt(self.wal_bytes_per_transfer, " B")),
+            (
+                "CPU seconds: tally / postgres",
+                format!("{:.1} / {}", self.cpu_seconds_tally, opt(self.cpu_seconds_postgres, "")),
+            ),
+            (
+                "peak RSS: tally / postgres",
+                format!("{:.0} MiB / {}", self.peak_rss_mib_tally, opt(self.peak_rss_mib_postgres, " MiB")),
+            ),
+            (
+                "conservation and balance rules",
+                if self.conservation_ok { "ok".into() } else { format!("BROKEN: {:?}", self.findings) },
+            ),
+        ];
+        for (name, value) in rows {
+            table.add_row(vec![name.to_owned(), value]);
+        }
+        table.to_string()
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+
+    /// Two panels: throughput per second over the run, and the latency distribution.
+    pub fn write_svg(&self, path: &Path) -> Result<()> {
+        let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(520);
+        let seconds = self.throughput_per_second.len().max(1) as f64;
+        let top = self.throughput_per_second.iter().copied().fold(1.0, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(&left)
+            .caption(format!("{} mode: transfers per second", self.mode), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..seconds, 0.0..top)?;
+        chart.configure_mesh().x_desc("seconds").y_desc("transfers/s").draw()?;
+        let points = self.throughput_per_second.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v));
+        chart.draw_series(LineSeries::new(points, &BLUE))?;
+
+        let max_ms = self.latency_distribution_ms.last().map_or(1.0, |(ms, _)| ms.max(0.001));
+        let mut latency = ChartBuilder::on(&right)
+            .caption("latency distribution (share of requests at or below)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d((0.01..max_ms * 1.1).log_scale(), 0.0..1.0)?;
+        latency.configure_mesh().x_desc("milliseconds (log)").y_desc("share").draw()?;
+        let points = self.latency_distribution_ms.iter().map(|(ms, q)| (ms.max(0.01), *q));
+        latency.draw_series(LineSeries::new(points, &RED))?;
+        root.present()?;
+        Ok(())
+    }
+}
