@@ -6,8 +6,9 @@
 //! - **journal vs accounts**: each account's posted totals equal the sums of its posted journal
 //!   entries, and its pending totals equal its open holds;
 //! - **balance rules**: no account is past its rule;
-//! - **completeness**: every journal entry has its audit row, every applied entry its event,
-//!   and the event sequence has no gap.
+//! - **completeness**: every journal entry has its audit row (the audit row of the batch that
+//!   wrote it, or its own for entries written through the SQL interface), every applied entry
+//!   its event, and the event sequence has no gap.
 //!
 //! The checks run in one REPEATABLE READ snapshot, so a ledger under load is checked at one
 //! consistent point in time. Findings are values; only database failures are errors.
@@ -101,8 +102,9 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "transfer_without_audit",
-        "SELECT t.id::text, format('%s transfer has no audit row', t.kind) FROM transfers t
-         WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
+        "SELECT t.id::text, format('%s transfer has no audit row (batch %s)', t.kind, t.batch_id) FROM transfers t
+         WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.batch_id::text AND l.entity_type = 'batch')
+           AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
                            AND l.action IN ('transfer.create', 'transfer.reject'))",
     ),
     (

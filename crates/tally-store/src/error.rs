@@ -25,15 +25,13 @@ pub enum StoreError {
     StatusTransitionInvalid { id: String, from: &'static str, to: &'static str },
     #[error("invalid input: {0}")]
     Invalid(String),
-    #[error("a transfer named by the batch changed while the batch was being prepared; retry")]
-    RelatedChanged,
     #[error("migration {version} ({name}) was changed after it was applied")]
     MigrationChanged { version: i32, name: String },
     #[error("the database schema is at version {found}, newer than this Tally ({known})")]
     SchemaTooNew { found: i32, known: i32 },
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
@@ -51,7 +49,6 @@ impl StoreError {
             StoreError::AccountNotEmpty(_) => "account_not_empty",
             StoreError::StatusTransitionInvalid { .. } => "account_status_transition_invalid",
             StoreError::Invalid(_) => "invalid_input",
-            StoreError::RelatedChanged => "related_changed",
             StoreError::MigrationChanged { .. } => "migration_changed",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::Pool(_) => "database_unavailable",
@@ -63,12 +60,12 @@ impl StoreError {
     /// deadlocks, a concurrent insert of the same transfer id, lost connections.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Pool(_) | StoreError::RelatedChanged => true,
+            StoreError::Pool(_) => true,
             StoreError::Db(error) => match error.code() {
                 Some(state) => {
                     *state == SqlState::T_R_SERIALIZATION_FAILURE
                         || *state == SqlState::T_R_DEADLOCK_DETECTED
-                        || *state == SqlState::UNIQUE_VIOLATION && constraint(error) == Some("transfers_pkey")
+                        || *state == SqlState::UNIQUE_VIOLATION && concurrent_decision(constraint(error))
                         || *state == SqlState::ADMIN_SHUTDOWN
                         || *state == SqlState::CANNOT_CONNECT_NOW
                 }
@@ -76,6 +73,23 @@ impl StoreError {
             },
             _ => false,
         }
+    }
+}
+
+/// Unique indexes that a concurrent batch can trip by deciding the same id, or resolving or
+/// reversing the same transfer, between our read and our write; a retry reads its decision.
+fn concurrent_decision(constraint: Option<&str>) -> bool {
+    matches!(constraint, Some("transfers_pkey" | "transfers_one_resolution" | "transfers_one_reversal"))
+}
+
+/// PostgreSQL's own message (code, message, detail) where there is one.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} {}: {} ({detail})", db.severity(), db.code().code(), db.message()),
+            None => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        },
+        None => error.to_string(),
     }
 }
 

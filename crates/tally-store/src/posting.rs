@@ -18,7 +18,7 @@ use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use crate::convert::{from_numeric, from_system_time, now, to_numeric, to_system_time};
 use crate::journal::{self, AuditEntry};
 use crate::{Store, StoreError};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -29,6 +29,8 @@ use tally_core::{
     TransferRequest, TransferResult, TransferStatus,
 };
 use tokio_postgres::Row;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// The actor name the expiry sweeper writes to the audit log.
@@ -124,26 +126,32 @@ impl Store {
         // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
         tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
 
+        // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
+        //    that this overlaps another batch's commit. A concurrent insert of the same id is
+        //    caught by the primary key at write time, and the retry sees it.
         let related_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.related_id.map(|id| id.0)).collect();
+        let mut transfer_ids: Vec<Uuid> = requests.iter().map(|r| r.id.0).chain(related_ids.iter().copied()).collect();
+        transfer_ids.sort_unstable();
+        transfer_ids.dedup();
+        let mut state = LedgerState::default();
+        prefetch_transfers(&tx, &transfer_ids, &mut state).await?;
+        // 2. Lock every account the batch touches, in id order.
         let mut account_ids: BTreeSet<Uuid> = BTreeSet::new();
         for request in &requests {
             account_ids.extend(request.debit_account_id.map(|a| a.0));
             account_ids.extend(request.credit_account_id.map(|a| a.0));
         }
-        account_ids.extend(accounts_of_transfers(&tx, &related_ids).await?);
-        let mut state = LedgerState::default();
+        let related: Vec<Uuid> =
+            related_ids.iter().copied().filter(|id| state.transfers.contains_key(&TransferId(*id))).collect();
+        for id in &related {
+            let transfer = &state.transfers[&TransferId(*id)];
+            account_ids.extend([transfer.debit_account_id.0, transfer.credit_account_id.0]);
+        }
         lock_accounts(&tx, &account_ids, &mut state).await?;
-        let mut transfer_ids: Vec<Uuid> = requests.iter().map(|r| r.id.0).chain(related_ids.iter().copied()).collect();
-        transfer_ids.sort_unstable();
-        transfer_ids.dedup();
-        prefetch_transfers(&tx, &transfer_ids, &mut state).await?;
-        // A related transfer committed after step 1 brings accounts we did not lock. Locking
-        // them now would break the id order (and risk deadlocks): start over instead.
-        let unlocked = related_ids.iter().filter_map(|id| state.transfers.get(&TransferId(*id))).any(|t| {
-            !state.accounts.contains_key(&t.debit_account_id) || !state.accounts.contains_key(&t.credit_account_id)
-        });
-        if unlocked {
-            return Err(StoreError::RelatedChanged);
+        // 3. Whoever resolves or reverses a related transfer holds its accounts' locks, which
+        //    are ours now: read those rows again for their current status.
+        if !related.is_empty() {
+            prefetch_transfers(&tx, &related, &mut state).await?;
         }
 
         let at = now();
@@ -179,8 +187,10 @@ impl Store {
         if due.is_empty() {
             return Ok(0);
         }
-        let account_ids: BTreeSet<Uuid> = accounts_of_transfers(&tx, &due).await?;
         let mut state = LedgerState::default();
+        prefetch_transfers(&tx, &due, &mut state).await?;
+        let account_ids: BTreeSet<Uuid> =
+            state.transfers.values().flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]).collect();
         lock_accounts(&tx, &account_ids, &mut state).await?;
         prefetch_transfers(&tx, &due, &mut state).await?;
         let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
@@ -189,20 +199,6 @@ impl Store {
         tx.commit().await?;
         Ok(output.resolved.len())
     }
-}
-
-/// The accounts of the named transfers (unlocked: account ids of a transfer never change).
-async fn accounts_of_transfers(client: &impl GenericClient, ids: &[Uuid]) -> Result<BTreeSet<Uuid>, StoreError> {
-    if ids.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let rows = client
-        .query(
-            "SELECT debit_account_id, credit_account_id FROM transfers WHERE id = ANY($1) AND status <> 'rejected'",
-            &[&ids],
-        )
-        .await?;
-    Ok(rows.iter().flat_map(|row| [row.get::<_, Uuid>(0), row.get::<_, Uuid>(1)]).collect())
 }
 
 /// Locks the accounts in id order and loads them. Missing ids are simply absent.
@@ -252,8 +248,13 @@ async fn prefetch_transfers(
 }
 
 /// Writes everything a batch decided. `submissions` gives each request's actor.
+///
+/// Journal rows are their own audit record (immutable, with actor and time); the batch gets one
+/// audit row naming it, which every row it wrote points to through `batch_id`, and each hold it
+/// resolved gets an audit row of its own (a change to an existing row). Events carry no payload:
+/// the journal row under `entity_id` is the payload.
 async fn write_batch(
-    client: &impl GenericClient,
+    client: &Transaction<'_>,
     state: &LedgerState,
     output: &BatchOutput,
     submissions: &[Submission],
@@ -264,30 +265,25 @@ async fn write_batch(
         actors.entry(submission.request.id).or_insert(submission.actor.as_str());
     }
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
-    insert_journal_rows(client, output, &actor_of, at).await?;
+    let batch_id = Uuid::now_v7();
+    copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
     update_accounts(client, state, output, at).await?;
-    let mut entries = Vec::with_capacity(output.created.len() + output.rejected.len() + output.resolved.len());
-    for transfer in &output.created {
+
+    let mut entries = Vec::with_capacity(1 + output.resolved.len());
+    if !output.created.is_empty() || !output.rejected.is_empty() {
+        let mut batch_actors: Vec<&str> = actors.values().copied().collect();
+        batch_actors.sort_unstable();
+        batch_actors.dedup();
         entries.push(AuditEntry {
-            actor: actor_of(transfer.id),
-            action: "transfer.create",
-            event_type: Some(format!("transfer.{}", transfer.kind.as_str())),
-            entity_type: "transfer",
-            entity_id: transfer.id.to_string(),
-            before: None,
-            after: serde_json::to_value(transfer).expect("transfers serialize"),
-        });
-    }
-    for rejection in &output.rejected {
-        entries.push(AuditEntry {
-            actor: actor_of(rejection.request.id),
-            action: "transfer.reject",
+            actor: if batch_actors.len() == 1 { batch_actors[0] } else { "engine" },
+            action: "transfer.batch",
             event_type: None,
-            entity_type: "transfer",
-            entity_id: rejection.request.id.to_string(),
+            entity_type: "batch",
+            entity_id: batch_id.to_string(),
             before: None,
-            after: json!({"result": rejection.result.code(), "request": rejection.request}),
+            after: json!({"applied": output.created.len(), "rejected": output.rejected.len(),
+                          "resolved": output.resolved.len(), "actors": batch_actors}),
         });
     }
     for resolution in &output.resolved {
@@ -299,113 +295,144 @@ async fn write_batch(
         entries.push(AuditEntry {
             actor: resolver,
             action: "transfer.resolve",
-            event_type: (resolution.status == TransferStatus::Expired).then(|| "transfer.expired".to_owned()),
+            event_type: None,
             entity_type: "transfer",
             entity_id: resolution.pending_id.to_string(),
             before: Some(json!({"status": "pending"})),
-            after: json!({"status": resolution.status.as_str(), "transfer": state.transfers[&resolution.pending_id]}),
+            after: json!({"status": resolution.status.as_str(), "batch_id": batch_id}),
         });
     }
-    journal::append(client, &entries).await
+    journal::append(client, &entries).await?;
+    copy_events(client, output, at).await
 }
 
-async fn insert_journal_rows<'a>(
-    client: &impl GenericClient,
+/// The journal rows of a batch, applied and rejected, by binary COPY in the order they were
+/// decided (so that `seq` follows it).
+async fn copy_journal_rows<'a>(
+    client: &Transaction<'_>,
     output: &BatchOutput,
     actor_of: &impl Fn(TransferId) -> &'a str,
+    batch_id: Uuid,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let rows = output.created.len() + output.rejected.len();
-    if rows == 0 {
+    if output.created.is_empty() && output.rejected.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(rows);
-    let mut kinds = Vec::with_capacity(rows);
-    let mut statuses = Vec::with_capacity(rows);
-    let mut debits: Vec<Option<Uuid>> = Vec::with_capacity(rows);
-    let mut credits: Vec<Option<Uuid>> = Vec::with_capacity(rows);
-    let mut amounts: Vec<Option<Decimal>> = Vec::with_capacity(rows);
-    let mut currencies: Vec<Option<&str>> = Vec::with_capacity(rows);
-    let mut related: Vec<Option<Uuid>> = Vec::with_capacity(rows);
-    let mut timeouts: Vec<Option<i32>> = Vec::with_capacity(rows);
-    let mut expires: Vec<Option<SystemTime>> = Vec::with_capacity(rows);
-    let mut actors = Vec::with_capacity(rows);
-    let mut references: Vec<Option<&str>> = Vec::with_capacity(rows);
-    let mut metadata: Vec<Option<&Value>> = Vec::with_capacity(rows);
-    let mut results: Vec<Option<&str>> = Vec::with_capacity(rows);
-    let mut requests: Vec<Option<Value>> = Vec::with_capacity(rows);
-    let mut completed: Vec<Option<SystemTime>> = Vec::with_capacity(rows);
-    for t in &output.created {
-        ids.push(t.id.0);
-        kinds.push(t.kind.as_str());
-        statuses.push(t.status.as_str());
-        debits.push(Some(t.debit_account_id.0));
-        credits.push(Some(t.credit_account_id.0));
-        amounts.push(Some(to_numeric(t.amount)));
-        currencies.push(Some(t.currency.as_str()));
-        related.push(t.related_id.map(|r| r.0));
-        timeouts.push(t.timeout_seconds.map(|s| i32::try_from(s).expect("bounded timeout")));
-        expires.push(t.expires_at.map(to_system_time));
-        actors.push(actor_of(t.id));
-        references.push(t.reference.as_deref());
-        metadata.push(t.metadata.as_ref());
-        results.push(None);
-        requests.push(None);
-        completed.push(t.completed_at.map(to_system_time));
-    }
-    for r in &output.rejected {
-        ids.push(r.request.id.0);
-        kinds.push(r.request.kind.as_str());
-        statuses.push("rejected");
-        debits.push(None);
-        credits.push(None);
-        amounts.push(None);
-        currencies.push(None);
-        related.push(None);
-        timeouts.push(None);
-        expires.push(None);
-        actors.push(actor_of(r.request.id));
-        references.push(None);
-        metadata.push(None);
-        results.push(Some(r.result.code()));
-        requests.push(Some(serde_json::to_value(&r.request).expect("requests serialize")));
-        completed.push(Some(to_system_time(at)));
-    }
-    // Ordered by position so that seq follows the order in which transfers were applied.
-    client
-        .execute(
-            "INSERT INTO transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, related_id,
-                                    timeout_seconds, expires_at, actor, reference, metadata, result, request,
-                                    created_at, completed_at)
-             SELECT id, kind, status, debit, credit, amount, currency, related, timeout, expires, actor, reference,
-                    metadata, result, request, $17, completed
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::numeric[], $7::text[],
-                         $8::uuid[], $9::int4[], $10::timestamptz[], $11::text[], $12::text[], $13::jsonb[],
-                         $14::text[], $15::jsonb[], $16::timestamptz[])
-                 WITH ORDINALITY AS u(id, kind, status, debit, credit, amount, currency, related, timeout, expires,
-                                      actor, reference, metadata, result, request, completed, ord)
-             ORDER BY ord",
-            &[
-                &ids,
-                &kinds,
-                &statuses,
-                &debits,
-                &credits,
-                &amounts,
-                &currencies,
-                &related,
-                &timeouts,
-                &expires,
-                &actors,
-                &references,
-                &metadata,
-                &results,
-                &requests,
-                &completed,
-                &to_system_time(at),
-            ],
+    let sink = client
+        .copy_in(
+            "COPY transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, related_id,
+                             timeout_seconds, expires_at, actor, reference, metadata, result, request,
+                             created_at, completed_at, batch_id) FROM STDIN (FORMAT binary)",
         )
         .await?;
+    let types = [
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::UUID,
+        Type::UUID,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::UUID,
+        Type::INT4,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::UUID,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    let created_at = to_system_time(at);
+    let none_uuid: Option<Uuid> = None;
+    let none_text: Option<&str> = None;
+    let none_json: Option<&Value> = None;
+    for t in &output.created {
+        let timeout = t.timeout_seconds.map(|s| i32::try_from(s).expect("bounded timeout"));
+        writer
+            .as_mut()
+            .write(&[
+                &t.id.0,
+                &t.kind.as_str(),
+                &t.status.as_str(),
+                &t.debit_account_id.0,
+                &t.credit_account_id.0,
+                &to_numeric(t.amount),
+                &t.currency,
+                &t.related_id.map(|r| r.0),
+                &timeout,
+                &t.expires_at.map(to_system_time),
+                &actor_of(t.id),
+                &t.reference,
+                &t.metadata,
+                &none_text,
+                &none_json,
+                &created_at,
+                &t.completed_at.map(to_system_time),
+                &batch_id,
+            ])
+            .await?;
+    }
+    for r in &output.rejected {
+        let request = serde_json::to_value(&r.request).expect("requests serialize");
+        writer
+            .as_mut()
+            .write(&[
+                &r.request.id.0,
+                &r.request.kind.as_str(),
+                &"rejected",
+                &none_uuid,
+                &none_uuid,
+                &None::<Decimal>,
+                &none_text,
+                &none_uuid,
+                &None::<i32>,
+                &None::<SystemTime>,
+                &actor_of(r.request.id),
+                &none_text,
+                &none_json,
+                &r.result.code(),
+                &request,
+                &created_at,
+                &created_at,
+                &batch_id,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// One event per applied transfer and per expired hold, numbered from the gap-free sequence.
+/// Last statement before COMMIT: the sequence row stays locked until then.
+async fn copy_events(client: &Transaction<'_>, output: &BatchOutput, at: Timestamp) -> Result<(), StoreError> {
+    let expired = output.resolved.iter().filter(|r| r.status == TransferStatus::Expired);
+    let events: Vec<(String, String)> = output
+        .created
+        .iter()
+        .map(|t| (format!("transfer.{}", t.kind.as_str()), t.id.to_string()))
+        .chain(expired.map(|r| ("transfer.expired".to_owned(), r.pending_id.to_string())))
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let count = i64::try_from(events.len()).expect("bounded batch");
+    let base: i64 = client
+        .query_one("UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq - $1", &[&count])
+        .await?
+        .get(0);
+    let sink = client.copy_in("COPY events (seq, at, type, entity_id) FROM STDIN (FORMAT binary)").await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT]);
+    let mut writer = std::pin::pin!(writer);
+    let at = to_system_time(at);
+    for (offset, (event_type, entity_id)) in (1..).zip(&events) {
+        writer.as_mut().write(&[&(base + offset), &at, event_type, entity_id]).await?;
+    }
+    writer.finish().await?;
     Ok(())
 }
 
