@@ -19,18 +19,30 @@ ALTER TABLE transfers DROP CONSTRAINT transfers_debit_account;
 ALTER TABLE transfers DROP CONSTRAINT transfers_credit_account;
 CREATE FUNCTION transfers_accounts_exist() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    v_missing record;
+    v_ids        uuid[];
+    v_currencies text[];
+    v_found      bigint;
+    v_missing    record;
 BEGIN
-    SELECT n.id, n.debit_account_id, n.credit_account_id, n.currency INTO v_missing
-    FROM new_transfers n
-    WHERE n.status <> 'rejected'
-      AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = n.debit_account_id AND a.currency = n.currency)
-           OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = n.credit_account_id AND a.currency = n.currency))
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'transfer %: account % or % does not exist in currency %', v_missing.id,
-            v_missing.debit_account_id, v_missing.credit_account_id, v_missing.currency
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'transfers_accounts_exist';
+    -- The distinct (account, currency) pairs of the statement's transfers, probed through the
+    -- primary key: the cost follows the batch's accounts, never the size of the accounts table.
+    SELECT array_agg(u.account_id), array_agg(u.currency) INTO v_ids, v_currencies
+    FROM (SELECT debit_account_id AS account_id, currency FROM new_transfers WHERE status <> 'rejected'
+          UNION
+          SELECT credit_account_id, currency FROM new_transfers WHERE status <> 'rejected') u;
+    IF v_ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT count(*) INTO v_found
+    FROM unnest(v_ids, v_currencies) AS u(account_id, currency)
+    WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = u.account_id AND a.currency = u.currency);
+    IF v_found <> cardinality(v_ids) THEN
+        SELECT u.account_id, u.currency INTO v_missing
+        FROM unnest(v_ids, v_currencies) AS u(account_id, currency)
+        WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = u.account_id AND a.currency = u.currency)
+        LIMIT 1;
+        RAISE EXCEPTION 'a transfer names account % in currency %, which does not exist', v_missing.account_id,
+            v_missing.currency USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'transfers_accounts_exist';
     END IF;
     RETURN NULL;
 END $$;

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod migrate;
 pub mod posting;
 pub mod queries;
+pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use error::StoreError;
@@ -37,6 +38,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Time spent per stage of the batch commit, for benchmarks and metrics.
+    stage_times: std::sync::Arc<timing::StageTimes>,
 }
 
 impl Store {
@@ -53,13 +56,18 @@ impl Store {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .expect("the tokio runtime is configured for the timeouts");
-        Ok(Store { pool })
+        Ok(Store { pool, stage_times: Default::default() })
     }
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut client = self.client().await?;
         migrate::migrate(&mut client).await
+    }
+
+    /// Seconds spent per stage of the batch commit since this store was created.
+    pub fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        self.stage_times.snapshot()
     }
 
     /// A pooled connection.

@@ -17,6 +17,7 @@
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use crate::convert::{from_numeric, from_system_time, now, to_numeric, to_system_time};
 use crate::journal::{self, AuditEntry};
+use crate::timing::Stopwatch;
 use crate::{Store, StoreError};
 use deadpool_postgres::{GenericClient, Transaction};
 use rust_decimal::Decimal;
@@ -122,9 +123,11 @@ impl Store {
         }
         let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
         let mut client = self.client().await?;
+        let mut watch = Stopwatch::start(&self.stage_times);
         let tx = client.transaction().await?;
         // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
         tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
+        watch.lap(0);
 
         // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
         //    that this overlaps another batch's commit. A concurrent insert of the same id is
@@ -135,6 +138,7 @@ impl Store {
         transfer_ids.dedup();
         let mut state = LedgerState::default();
         prefetch_transfers(&tx, &transfer_ids, &mut state).await?;
+        watch.lap(1);
         // 2. Lock every account the batch touches, in id order.
         let mut account_ids: BTreeSet<Uuid> = BTreeSet::new();
         for request in &requests {
@@ -153,11 +157,14 @@ impl Store {
         if !related.is_empty() {
             prefetch_transfers(&tx, &related, &mut state).await?;
         }
+        watch.lap(2);
 
         let at = now();
         let output = state.apply_segments(at, &requests, segment_ends);
-        write_batch(&tx, &state, &output, submissions, at).await?;
+        watch.lap(3);
+        write_batch(&tx, &state, &output, submissions, at, &mut watch).await?;
         tx.commit().await?;
+        watch.lap(8);
 
         Ok(requests
             .iter()
@@ -195,7 +202,8 @@ impl Store {
         prefetch_transfers(&tx, &due, &mut state).await?;
         let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
         let output = state.expire(at, &ids);
-        write_batch(&tx, &state, &output, &[], at).await?;
+        let mut watch = Stopwatch::start(&self.stage_times);
+        write_batch(&tx, &state, &output, &[], at, &mut watch).await?;
         tx.commit().await?;
         Ok(output.resolved.len())
     }
@@ -259,6 +267,7 @@ async fn write_batch(
     output: &BatchOutput,
     submissions: &[Submission],
     at: Timestamp,
+    watch: &mut Stopwatch<'_>,
 ) -> Result<(), StoreError> {
     let mut actors: HashMap<TransferId, &str> = HashMap::with_capacity(submissions.len());
     for submission in submissions {
@@ -268,7 +277,9 @@ async fn write_batch(
     let batch_id = Uuid::now_v7();
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
+    watch.lap(4);
     update_accounts(client, state, output, at).await?;
+    watch.lap(5);
 
     let mut entries = Vec::with_capacity(1 + output.resolved.len());
     if !output.created.is_empty() || !output.rejected.is_empty() {
@@ -303,7 +314,10 @@ async fn write_batch(
         });
     }
     journal::append(client, &entries).await?;
-    copy_events(client, output, at).await
+    watch.lap(6);
+    copy_events(client, output, at).await?;
+    watch.lap(7);
+    Ok(())
 }
 
 /// The journal rows of a batch, applied and rejected, by binary COPY in the order they were

@@ -65,11 +65,18 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
     let wal_before = report::wal_lsn(&store).await?;
     let cpu_before = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
     let stats_before = db.engine.stats();
+    let stages_before = store.stage_times();
     let measured = drive(&db, args, Arc::new(picker), duration).await?;
     let elapsed = measured.elapsed;
     let cpu_after = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
     let wal_after = report::wal_lsn(&store).await?;
     let stats_after = db.engine.stats();
+    let commit_stages_seconds = store
+        .stage_times()
+        .into_iter()
+        .zip(stages_before)
+        .map(|((name, after), (_, before))| (name.to_owned(), after - before))
+        .collect();
 
     let progress = ProgressBar::new_spinner().with_message("checking conservation and balance rules");
     progress.enable_steady_tick(Duration::from_millis(200));
@@ -101,6 +108,7 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         cpu_seconds_postgres: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
         peak_rss_mib_tally: system::own_rss_mib().1,
         peak_rss_mib_postgres: measured.peak_pg_rss_mib,
+        commit_stages_seconds,
         conservation_ok: recon.is_clean(),
         findings: recon.findings.iter().map(|f| format!("{}: {} {}", f.check, f.subject, f.detail)).collect(),
         throughput_per_second: measured.per_second,

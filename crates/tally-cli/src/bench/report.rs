@@ -55,6 +55,8 @@ pub struct BenchReport {
     pub cpu_seconds_postgres: Option<f64>,
     pub peak_rss_mib_tally: f64,
     pub peak_rss_mib_postgres: Option<f64>,
+    /// Wall-clock seconds the batch commits spent per stage, summed over all batches.
+    pub commit_stages_seconds: Vec<(String, f64)>,
     pub conservation_ok: bool,
     pub findings: Vec<String>,
     pub throughput_per_second: Vec<f64>,
@@ -186,7 +188,25 @@ impl BenchReport {
         for (name, value) in rows {
             table.add_row(vec![name.to_owned(), value]);
         }
-        table.to_string()
+        let total: f64 = self.commit_stages_seconds.iter().map(|(_, s)| s).sum();
+        let mut stages = Table::new();
+        stages.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "batch commit stage",
+            "seconds",
+            "share",
+            "µs per transfer",
+        ]);
+        for (name, seconds) in &self.commit_stages_seconds {
+            let share = if total > 0.0 { seconds / total * 100.0 } else { 0.0 };
+            let per_transfer = if self.committed > 0 { seconds * 1e6 / self.committed as f64 } else { 0.0 };
+            stages.add_row(vec![
+                name.clone(),
+                format!("{seconds:.2}"),
+                format!("{share:.0}%"),
+                format!("{per_transfer:.2}"),
+            ]);
+        }
+        format!("{table}\n{stages}")
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
