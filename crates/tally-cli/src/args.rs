@@ -62,6 +62,23 @@ pub enum Command {
     Pg(PgCommand),
     /// Measure throughput and latency on a fresh benchmark database (embedded: `tally_bench`).
     Bench(BenchArgs),
+    /// Endless load with intent and ack logs, for the crash harness.
+    #[command(hide = true)]
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[arg(long)]
+    pub intent_log: PathBuf,
+    #[arg(long)]
+    pub ack_log: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

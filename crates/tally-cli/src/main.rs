@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod connect;
 mod demo;
+mod load;
 mod render;
 
 use anyhow::Result;
@@ -55,6 +56,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reconcile => commands::reconcile(&db, &out).await,
         Command::Expire => commands::expire(&db, &out).await,
         Command::Demo => demo::run(&db, &out).await,
+        Command::Load(args) => load::run(&db, &args).await,
         Command::Pg(_) | Command::Bench(_) => unreachable!("handled above"),
     };
     db.close()?;

@@ -132,6 +132,9 @@ pub async fn check_ledger(store: &Store) -> Result<Report, ReconError> {
         .read_only(true)
         .start()
         .await?;
+    // Whole-table aggregations: hash joins are always right, and a ledger fresh from a restart
+    // may have no statistics yet to tell the planner so.
+    tx.batch_execute("SET LOCAL enable_nestloop = off").await?;
     let mut findings = Vec::new();
     for (check, sql) in CHECKS {
         let limited = format!("{sql} LIMIT {FINDINGS_PER_CHECK_MAX}");
