@@ -25,6 +25,8 @@ pub enum StoreError {
     StatusTransitionInvalid { id: String, from: &'static str, to: &'static str },
     #[error("invalid input: {0}")]
     Invalid(String),
+    #[error("the batch was decided on state that moved on: {0}")]
+    Conflict(String),
     #[error("migration {version} ({name}) was changed after it was applied")]
     MigrationChanged { version: i32, name: String },
     #[error("the database schema is at version {found}, newer than this Tally ({known})")]
@@ -49,6 +51,7 @@ impl StoreError {
             StoreError::AccountNotEmpty(_) => "account_not_empty",
             StoreError::StatusTransitionInvalid { .. } => "account_status_transition_invalid",
             StoreError::Invalid(_) => "invalid_input",
+            StoreError::Conflict(_) => "conflict",
             StoreError::MigrationChanged { .. } => "migration_changed",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::Pool(_) => "database_unavailable",
@@ -60,7 +63,7 @@ impl StoreError {
     /// deadlocks, a concurrent insert of the same transfer id, lost connections.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::Conflict(_) => true,
             StoreError::Db(error) => match error.code() {
                 Some(state) => {
                     *state == SqlState::T_R_SERIALIZATION_FAILURE

@@ -19,15 +19,15 @@ use crate::convert::{from_numeric, from_system_time, now, to_numeric, to_system_
 use crate::journal::{self, AuditEntry};
 use crate::timing::Stopwatch;
 use crate::{Store, StoreError};
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 use tally_core::transfer::ACTOR_LEN_MAX;
 use tally_core::{
-    BATCH_SIZE_MAX, BatchOutput, LedgerState, Rejection, Timestamp, Transfer, TransferId, TransferKind,
-    TransferRequest, TransferResult, TransferStatus,
+    Account, AccountId, BATCH_SIZE_MAX, BatchOutput, LedgerState, Rejection, Timestamp, Transfer, TransferId,
+    TransferKind, TransferRequest, TransferResult, TransferStatus,
 };
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -122,49 +122,34 @@ impl Store {
             return Err(StoreError::Invalid(format!("actor {:?} must be 1 to {ACTOR_LEN_MAX} bytes", bad.actor)));
         }
         let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
-        let mut client = self.client().await?;
         let mut watch = Stopwatch::start(&self.stage_times);
-        let tx = client.transaction().await?;
-        // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
-        tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
+        let batch = self.open_batch().await?;
         watch.lap(0);
 
         // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
         //    that this overlaps another batch's commit. A concurrent insert of the same id is
         //    caught by the primary key at write time, and the retry sees it.
         let related_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.related_id.map(|id| id.0)).collect();
-        let mut transfer_ids: Vec<Uuid> = requests.iter().map(|r| r.id.0).chain(related_ids.iter().copied()).collect();
-        transfer_ids.sort_unstable();
-        transfer_ids.dedup();
         let mut state = LedgerState::default();
-        prefetch_transfers(&tx, &transfer_ids, &mut state).await?;
+        batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
         watch.lap(1);
         // 2. Lock every account the batch touches, in id order.
-        let mut account_ids: BTreeSet<Uuid> = BTreeSet::new();
-        for request in &requests {
-            account_ids.extend(request.debit_account_id.map(|a| a.0));
-            account_ids.extend(request.credit_account_id.map(|a| a.0));
-        }
         let related: Vec<Uuid> =
             related_ids.iter().copied().filter(|id| state.transfers.contains_key(&TransferId(*id))).collect();
-        for id in &related {
-            let transfer = &state.transfers[&TransferId(*id)];
-            account_ids.extend([transfer.debit_account_id.0, transfer.credit_account_id.0]);
-        }
-        lock_accounts(&tx, &account_ids, &mut state).await?;
+        let account_ids = accounts_of(&requests, &state);
+        lock_accounts(batch.client(), &account_ids, &mut state).await?;
         // 3. Whoever resolves or reverses a related transfer holds its accounts' locks, which
         //    are ours now: read those rows again for their current status.
         if !related.is_empty() {
-            prefetch_transfers(&tx, &related, &mut state).await?;
+            batch.prefetch(&related, &mut state).await?;
         }
         watch.lap(2);
 
+        let expected = versions(&state);
         let at = now();
         let output = state.apply_segments(at, &requests, segment_ends);
         watch.lap(3);
-        write_batch(&tx, &state, &output, submissions, at, &mut watch).await?;
-        tx.commit().await?;
-        watch.lap(8);
+        batch.write_and_commit(&state, &output, submissions, &expected, at, &mut watch).await?;
 
         Ok(requests
             .iter()
@@ -180,9 +165,9 @@ impl Store {
     /// through the same lock-prefetch-apply-write path as transfers. Returns how many expired.
     pub async fn expire_due(&self, at: Timestamp, limit: i64) -> Result<usize, StoreError> {
         let limit = limit.clamp(1, i64::try_from(BATCH_SIZE_MAX).expect("fits"));
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let due: Vec<Uuid> = tx
+        let batch = self.open_batch().await?;
+        let due: Vec<Uuid> = batch
+            .client()
             .query(
                 "SELECT id FROM transfers WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
                 &[&to_system_time(at), &limit],
@@ -192,20 +177,141 @@ impl Store {
             .map(|row| row.get(0))
             .collect();
         if due.is_empty() {
+            batch.rollback().await;
             return Ok(0);
         }
         let mut state = LedgerState::default();
-        prefetch_transfers(&tx, &due, &mut state).await?;
+        batch.prefetch(&due, &mut state).await?;
         let account_ids: BTreeSet<Uuid> =
             state.transfers.values().flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]).collect();
-        lock_accounts(&tx, &account_ids, &mut state).await?;
-        prefetch_transfers(&tx, &due, &mut state).await?;
+        lock_accounts(batch.client(), &account_ids, &mut state).await?;
+        batch.prefetch(&due, &mut state).await?;
+        let expected = versions(&state);
         let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
         let output = state.expire(at, &ids);
         let mut watch = Stopwatch::start(&self.stage_times);
-        write_batch(&tx, &state, &output, &[], at, &mut watch).await?;
-        tx.commit().await?;
+        batch.write_and_commit(&state, &output, &[], &expected, at, &mut watch).await?;
         Ok(output.resolved.len())
+    }
+}
+
+/// The ids a batch must look up: its own (idempotency) and those it names (related).
+pub fn transfer_ids_of(requests: &[TransferRequest]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> =
+        requests.iter().flat_map(|r| std::iter::once(r.id.0).chain(r.related_id.map(|id| id.0))).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Every account a batch may touch: those its requests name, and those of the transfers they
+/// act on (which must already be in `state`).
+pub fn accounts_of(requests: &[TransferRequest], state: &LedgerState) -> BTreeSet<Uuid> {
+    let mut ids = BTreeSet::new();
+    for request in requests {
+        ids.extend(request.debit_account_id.map(|a| a.0));
+        ids.extend(request.credit_account_id.map(|a| a.0));
+        if let Some(related) = request.related_id.and_then(|id| state.transfers.get(&id)) {
+            ids.extend([related.debit_account_id.0, related.credit_account_id.0]);
+        }
+    }
+    ids
+}
+
+/// The version of every account in `state`: what the batch's account updates require.
+pub fn versions(state: &LedgerState) -> HashMap<AccountId, i64> {
+    state.accounts.values().map(|a| (a.id, a.version)).collect()
+}
+
+/// One batch's connection and SQL transaction, which may move between tasks (prepared by one,
+/// committed by another). Dropping it without `write_and_commit` or `rollback` discards the
+/// connection, which makes PostgreSQL roll the transaction back.
+pub struct BatchConn {
+    client: Option<deadpool_postgres::Object>,
+    stage_times: std::sync::Arc<crate::timing::StageTimes>,
+}
+
+impl Store {
+    /// Opens a batch's SQL transaction (READ COMMITTED; keyed lookups only).
+    pub async fn open_batch(&self) -> Result<BatchConn, StoreError> {
+        let client = self.client().await?;
+        let batch = BatchConn { client: Some(client), stage_times: self.stage_times.clone() };
+        // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
+        batch
+            .client()
+            .batch_execute("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            .await?;
+        Ok(batch)
+    }
+}
+
+impl BatchConn {
+    pub fn client(&self) -> &deadpool_postgres::Client {
+        self.client.as_ref().expect("open batch")
+    }
+
+    /// Loads the named journal rows (applied and rejected) into `state`, and which of them were
+    /// already reversed.
+    pub async fn prefetch(&self, ids: &[Uuid], state: &mut LedgerState) -> Result<(), StoreError> {
+        prefetch_transfers(self.client(), ids, state).await
+    }
+
+    /// Reads accounts without locking them (for decisions checked later by version).
+    pub async fn read_accounts(&self, ids: &[Uuid]) -> Result<Vec<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1)");
+        Ok(self.client().query(&sql, &[&ids]).await?.iter().map(account_from_row).collect())
+    }
+
+    /// Writes what the batch decided and commits. Fails with a transient `Conflict`, writing
+    /// nothing, when an account is no longer at its `expected` version or a hold was resolved
+    /// meanwhile: the decisions were made on state that has moved on.
+    pub async fn write_and_commit(
+        mut self,
+        state: &LedgerState,
+        output: &BatchOutput,
+        submissions: &[Submission],
+        expected: &HashMap<AccountId, i64>,
+        at: Timestamp,
+        watch: &mut Stopwatch<'_>,
+    ) -> Result<(), StoreError> {
+        write_batch(self.client(), state, output, submissions, expected, at, watch).await?;
+        self.client().batch_execute("COMMIT").await?;
+        watch.lap(8);
+        let client = self.client.take().expect("open batch");
+        drop(client);
+        Ok(())
+    }
+
+    /// Like `write_and_commit`, timing its stages into the store's totals.
+    pub async fn commit_batch(
+        self,
+        state: &LedgerState,
+        output: &BatchOutput,
+        submissions: &[Submission],
+        expected: &HashMap<AccountId, i64>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let times = self.stage_times.clone();
+        let mut watch = Stopwatch::start(&times);
+        self.write_and_commit(state, output, submissions, expected, at, &mut watch).await
+    }
+
+    /// Rolls back and returns the connection to the pool.
+    pub async fn rollback(mut self) {
+        if let Some(client) = self.client.take()
+            && client.batch_execute("ROLLBACK").await.is_err()
+        {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+impl Drop for BatchConn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Mid-transaction: never hand this connection to anyone else.
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 
@@ -262,10 +368,11 @@ async fn prefetch_transfers(
 /// resolved gets an audit row of its own (a change to an existing row). Events carry no payload:
 /// the journal row under `entity_id` is the payload.
 async fn write_batch(
-    client: &Transaction<'_>,
+    client: &deadpool_postgres::Client,
     state: &LedgerState,
     output: &BatchOutput,
     submissions: &[Submission],
+    expected: &HashMap<AccountId, i64>,
     at: Timestamp,
     watch: &mut Stopwatch<'_>,
 ) -> Result<(), StoreError> {
@@ -278,7 +385,7 @@ async fn write_batch(
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
     watch.lap(4);
-    update_accounts(client, state, output, at).await?;
+    update_accounts(client, state, output, expected, at).await?;
     watch.lap(5);
 
     let mut entries = Vec::with_capacity(1 + output.resolved.len());
@@ -323,7 +430,7 @@ async fn write_batch(
 /// The journal rows of a batch, applied and rejected, by binary COPY in the order they were
 /// decided (so that `seq` follows it).
 async fn copy_journal_rows<'a>(
-    client: &Transaction<'_>,
+    client: &deadpool_postgres::Client,
     output: &BatchOutput,
     actor_of: &impl Fn(TransferId) -> &'a str,
     batch_id: Uuid,
@@ -423,7 +530,11 @@ async fn copy_journal_rows<'a>(
 
 /// One event per applied transfer and per expired hold, numbered from the gap-free sequence.
 /// Last statement before COMMIT: the sequence row stays locked until then.
-async fn copy_events(client: &Transaction<'_>, output: &BatchOutput, at: Timestamp) -> Result<(), StoreError> {
+async fn copy_events(
+    client: &deadpool_postgres::Client,
+    output: &BatchOutput,
+    at: Timestamp,
+) -> Result<(), StoreError> {
     let expired = output.resolved.iter().filter(|r| r.status == TransferStatus::Expired);
     let events: Vec<(String, String)> = output
         .created
@@ -464,7 +575,9 @@ async fn resolve_holds(client: &impl GenericClient, output: &BatchOutput, at: Ti
             &[&ids, &statuses, &to_system_time(at)],
         )
         .await?;
-    assert_eq!(updated, ids.len() as u64, "every resolved hold was pending under our locks");
+    if updated != ids.len() as u64 {
+        return Err(StoreError::Conflict("a hold this batch resolves was resolved meanwhile".into()));
+    }
     Ok(())
 }
 
@@ -472,6 +585,7 @@ async fn update_accounts(
     client: &impl GenericClient,
     state: &LedgerState,
     output: &BatchOutput,
+    expected: &HashMap<AccountId, i64>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     if output.accounts_changed.is_empty() {
@@ -482,14 +596,17 @@ async fn update_accounts(
     let column =
         |f: fn(&tally_core::Account) -> i128| -> Vec<Decimal> { accounts.iter().map(|a| to_numeric(f(a))).collect() };
     let versions: Vec<i64> = accounts.iter().map(|a| a.version).collect();
+    let before: Vec<i64> = accounts.iter().map(|a| expected[&a.id]).collect();
+    assert!(versions.iter().zip(&before).all(|(after, before)| after > before), "versions only increase");
+    // Each row changes only if it is still at the version the decisions were made on.
     let updated = client
         .execute(
             "UPDATE accounts a SET debits_posted = u.debits_posted, credits_posted = u.credits_posted,
                     debits_pending = u.debits_pending, credits_pending = u.credits_pending,
                     version = u.version, updated_at = $7
-             FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::int8[])
-                 AS u(id, debits_posted, credits_posted, debits_pending, credits_pending, version)
-             WHERE a.id = u.id",
+             FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::int8[], $8::int8[])
+                 AS u(id, debits_posted, credits_posted, debits_pending, credits_pending, version, expected)
+             WHERE a.id = u.id AND a.version = u.expected",
             &[
                 &ids,
                 &column(|a| a.debits_posted),
@@ -498,9 +615,16 @@ async fn update_accounts(
                 &column(|a| a.credits_pending),
                 &versions,
                 &to_system_time(at),
+                &before,
             ],
         )
         .await?;
-    assert_eq!(updated, ids.len() as u64, "every changed account was locked and exists");
+    if updated != ids.len() as u64 {
+        return Err(StoreError::Conflict(format!(
+            "{} of {} accounts moved on meanwhile",
+            ids.len() as u64 - updated,
+            ids.len()
+        )));
+    }
     Ok(())
 }
