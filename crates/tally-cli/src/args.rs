@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// Batches the engine commits at once.
     #[arg(long, default_value_t = 2)]
     pub committers: usize,
+    /// Lock accounts for the whole batch instead of deciding on the state earlier batches
+    /// will leave (the engine's speculative pipelining).
+    #[arg(long)]
+    pub no_speculation: bool,
     /// How long the engine lets a batch fill, in microseconds.
     #[arg(long, default_value_t = 200)]
     pub linger_us: u64,

@@ -22,6 +22,10 @@
 //! Shutdown: `shutdown` closes the intake, commits everything already accepted, and returns once
 //! every caller has its answer.
 
+mod speculative;
+
+use speculative::Sequencer;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -30,7 +34,7 @@ use std::time::Duration;
 use tally_core::{BATCH_SIZE_MAX, Timestamp};
 use tally_store::{Outcome, Store, StoreError, Submission};
 use thiserror::Error;
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How many times one batch is tried before the engine gives up on it.
@@ -91,6 +95,9 @@ pub struct EngineConfig {
     pub committers: usize,
     /// How many transfers may wait for an answer before `overloaded` (up to `INTAKE_TRANSFERS_MAX`).
     pub intake_transfers_max: usize,
+    /// Decide each batch on the state the batches before it will leave, without waiting for
+    /// their commits (see `speculative`); `false` locks accounts for the whole batch instead.
+    pub speculative: bool,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +107,7 @@ impl Default for EngineConfig {
             batch_linger: Duration::from_micros(200),
             committers: 2,
             intake_transfers_max: 1 << 17,
+            speculative: true,
         }
     }
 }
@@ -123,6 +131,8 @@ pub struct EngineStats {
     pub transfers: u64,
     /// Transfers accepted and not yet answered.
     pub queued_transfers: u64,
+    /// Batches that speculation could not commit and that ran again with account locks.
+    pub reruns: u64,
 }
 
 /// One caller's submission waiting for its batch.
@@ -141,6 +151,7 @@ struct Inner {
     capacity: Arc<Semaphore>,
     batches: AtomicU64,
     transfers: AtomicU64,
+    reruns: AtomicU64,
     batcher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -162,6 +173,7 @@ impl Engine {
             capacity: Arc::new(Semaphore::new(config.intake_transfers_max)),
             batches: AtomicU64::new(0),
             transfers: AtomicU64::new(0),
+            reruns: AtomicU64::new(0),
             batcher: Mutex::new(None),
         });
         let handle = tokio::spawn(run_batcher(inner.clone(), receiver));
@@ -188,6 +200,7 @@ impl Engine {
             batches: self.inner.batches.load(Ordering::Relaxed),
             transfers: self.inner.transfers.load(Ordering::Relaxed),
             queued_transfers: waiting as u64,
+            reruns: self.inner.reruns.load(Ordering::Relaxed),
         }
     }
 
@@ -250,80 +263,277 @@ impl Engine {
     }
 }
 
+/// A batch: its submissions in order, where each caller's segment ends, and the callers.
+struct Batch {
+    submissions: Vec<Submission>,
+    segment_ends: Vec<usize>,
+    replies: Vec<oneshot::Sender<Result<Vec<Outcome>, EngineError>>>,
+}
+
+impl Batch {
+    fn new(jobs: Vec<Job>) -> Batch {
+        let mut batch = Batch {
+            submissions: Vec::with_capacity(jobs.iter().map(|j| j.submissions.len()).sum()),
+            segment_ends: Vec::with_capacity(jobs.len()),
+            replies: Vec::with_capacity(jobs.len()),
+        };
+        for job in jobs {
+            batch.submissions.extend(job.submissions);
+            batch.segment_ends.push(batch.submissions.len());
+            batch.replies.push(job.reply);
+        }
+        batch
+    }
+
+    /// Hands each caller its own slice, from the back so that nothing is copied twice.
+    fn answer(self, mut outcomes: Vec<Outcome>) {
+        assert_eq!(outcomes.len(), self.submissions.len());
+        let starts: Vec<usize> =
+            std::iter::once(0).chain(self.segment_ends.iter().copied()).take(self.replies.len()).collect();
+        for (reply, start) in self.replies.into_iter().zip(starts).rev() {
+            let _ = reply.send(Ok(outcomes.split_off(start)));
+        }
+    }
+
+    fn fail(self, error: &EngineError) {
+        let (code, message) = (error.code(), error.to_string());
+        for reply in self.replies {
+            let _ = reply.send(Err(EngineError::BatchFailed { code, message: message.clone() }));
+        }
+    }
+}
+
+/// What a speculative commit task reports back to the batcher.
+struct Done {
+    number: u64,
+    committed: bool,
+    /// The batch, when its callers were not answered and it must run again.
+    rerun: Option<Batch>,
+}
+
 /// The batcher: packs waiting jobs into batches and hands each to a commit task.
 async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>) {
-    let committers = Arc::new(Semaphore::new(inner.config.committers));
+    let committers = u32::try_from(inner.config.committers).expect("small");
+    let slots = Arc::new(Semaphore::new(inner.config.committers));
+    let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
+    let mut pipeline =
+        Pipeline { sequencer: Sequencer::default(), previous: None, turn: None, number: 0, reruns: BTreeMap::new() };
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match intake.recv().await {
-                Some(job) => job,
-                None => break,
+            None => tokio::select! {
+                job = intake.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+                // A failed batch waits for its rerun; do not wait for new work to notice it.
+                Some(report) = done.recv() => {
+                    pipeline.absorb(report);
+                    if pipeline.must_fall_back() {
+                        let all = slots.acquire_many(committers).await.expect("never closed");
+                        while let Ok(report) = done.try_recv() {
+                            pipeline.absorb(report);
+                        }
+                        pipeline.fall_back(&inner).await;
+                        drop(all);
+                    }
+                    continue;
+                }
             },
         };
         // Wait for a free committer; the batch keeps filling meanwhile.
-        let slot = committers.clone().acquire_owned().await.expect("never closed");
-        let mut batch = vec![first];
-        let mut size = batch[0].submissions.len();
-        let linger = tokio::time::sleep(inner.config.batch_linger);
-        tokio::pin!(linger);
-        while size < inner.config.batch_size_max {
-            let job = match intake.try_recv() {
-                Ok(job) => job,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    tokio::select! {
-                        job = intake.recv() => match job { Some(job) => job, None => break },
-                        () = &mut linger => break,
-                    }
-                }
-            };
-            if size + job.submissions.len() > inner.config.batch_size_max {
-                carried = Some(job);
-                break;
-            }
-            size += job.submissions.len();
-            batch.push(job);
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let (jobs, next) = fill(&inner, &mut intake, first).await;
+        carried = next;
+        let batch = Batch::new(jobs);
+        if !inner.config.speculative {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                commit_locked(&inner, batch).await;
+                drop(slot);
+            });
+            continue;
         }
+        while let Ok(report) = done.try_recv() {
+            pipeline.absorb(report);
+        }
+        let slot = if pipeline.must_fall_back() {
+            drop(slot);
+            let all = slots.acquire_many(committers).await.expect("never closed");
+            while let Ok(report) = done.try_recv() {
+                pipeline.absorb(report);
+            }
+            pipeline.fall_back(&inner).await;
+            drop(all);
+            slots.clone().acquire_owned().await.expect("never closed")
+        } else {
+            slot
+        };
+        pipeline.start(&inner, batch, slot, done_sender.clone()).await;
+    }
+    // Wait for every commit task to finish, then run again whatever they could not answer.
+    let _all = slots.acquire_many(committers).await.expect("never closed");
+    while let Ok(report) = done.try_recv() {
+        pipeline.absorb(report);
+    }
+    pipeline.fall_back(&inner).await;
+}
+
+/// Adds waiting jobs to a batch until it is full or no job arrives within the linger time.
+/// Returns the batch's jobs and a job that did not fit.
+async fn fill(inner: &Inner, intake: &mut mpsc::UnboundedReceiver<Job>, first: Job) -> (Vec<Job>, Option<Job>) {
+    let mut size = first.submissions.len();
+    let mut jobs = vec![first];
+    let linger = tokio::time::sleep(inner.config.batch_linger);
+    tokio::pin!(linger);
+    while size < inner.config.batch_size_max {
+        let job = match intake.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                tokio::select! {
+                    job = intake.recv() => match job { Some(job) => job, None => break },
+                    () = &mut linger => break,
+                }
+            }
+        };
+        if size + job.submissions.len() > inner.config.batch_size_max {
+            return (jobs, Some(job));
+        }
+        size += job.submissions.len();
+        jobs.push(job);
+    }
+    (jobs, None)
+}
+
+/// The speculative pipeline's state, owned by the batcher.
+struct Pipeline {
+    sequencer: Sequencer,
+    /// Resolves to whether the previous batch (and every one before it) was answered.
+    previous: Option<oneshot::Receiver<bool>>,
+    /// Resolves once the previous batch holds its account locks (or gave up).
+    turn: Option<oneshot::Receiver<()>>,
+    number: u64,
+    /// Batches that must run again through the locking path, by number.
+    reruns: BTreeMap<u64, Batch>,
+}
+
+impl Pipeline {
+    fn absorb(&mut self, report: Done) {
+        if report.committed && report.rerun.is_none() {
+            self.sequencer.forget_batch(report.number);
+        }
+        if let Some(batch) = report.rerun {
+            self.reruns.insert(report.number, batch);
+        }
+    }
+
+    fn must_fall_back(&self) -> bool {
+        !self.reruns.is_empty() || self.sequencer.account_count() > speculative::ACCOUNT_CACHE_MAX
+    }
+
+    /// With nothing in flight: forget all speculation and run the failed batches, and every
+    /// batch after them, again through the locking path, in order.
+    async fn fall_back(&mut self, inner: &Inner) {
+        self.sequencer.clear();
+        self.previous = None;
+        self.turn = None;
+        let reruns = std::mem::take(&mut self.reruns);
+        if !reruns.is_empty() {
+            tracing::info!(batches = reruns.len(), "speculation failed; running batches again with account locks");
+        }
+        for (_, batch) in reruns {
+            inner.reruns.fetch_add(1, Ordering::Relaxed);
+            commit_locked(inner, batch).await;
+        }
+    }
+
+    /// Decides the batch now and commits it in a task of its own.
+    async fn start(
+        &mut self,
+        inner: &Arc<Inner>,
+        batch: Batch,
+        slot: OwnedSemaphorePermit,
+        done: mpsc::UnboundedSender<Done>,
+    ) {
+        self.number += 1;
+        let number = self.number;
+        let at = tally_store::convert::now();
+        let decided = self.sequencer.decide(&inner.store, number, &batch.submissions, &batch.segment_ends, at).await;
+        let (signal, next) = oneshot::channel();
+        let previous = self.previous.replace(next);
+        let (locks_held, next_turn) = oneshot::channel::<()>();
+        let turn = self.turn.replace(next_turn);
         let inner = inner.clone();
         tokio::spawn(async move {
-            commit(&inner, batch).await;
+            let committed = match &decided {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::debug!(%error, "could not decide a batch speculatively");
+                    false
+                }
+            };
+            let outcome = match decided {
+                Ok(decided) => {
+                    let outcomes = speculative::outcomes(&batch.submissions, &decided);
+                    let speculative::Decided { batch: connection, state, output, expected, at } = decided;
+                    // Account updates start in batch order; a predecessor that failed or is
+                    // gone (a dropped sender) lets this one go on, to fail its version check.
+                    let order = tally_store::AccountOrder {
+                        wait_turn: async move {
+                            if let Some(turn) = turn {
+                                let _ = turn.await;
+                            }
+                        },
+                        locks_held: move || {
+                            let _ = locks_held.send(());
+                        },
+                    };
+                    match connection.commit_batch(&state, &output, &batch.submissions, &expected, at, order).await {
+                        Ok(()) => Some(outcomes),
+                        Err(error) => {
+                            tracing::debug!(%error, "speculative batch failed; it will run again with locks");
+                            None
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            let committed = committed && outcome.is_some();
+            let earlier_answered = match previous {
+                Some(previous) => previous.await.unwrap_or(false),
+                None => true,
+            };
+            let answered = match outcome {
+                Some(outcomes) if earlier_answered => {
+                    inner.batches.fetch_add(1, Ordering::Relaxed);
+                    inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
+                    batch.answer(outcomes);
+                    let _ = done.send(Done { number, committed, rerun: None });
+                    true
+                }
+                _ => {
+                    let _ = done.send(Done { number, committed, rerun: Some(batch) });
+                    false
+                }
+            };
+            let _ = signal.send(answered);
             drop(slot);
         });
     }
-    // Wait for every commit task to finish before reporting the engine stopped.
-    let _ = committers.acquire_many(u32::try_from(inner.config.committers).expect("small")).await;
 }
 
-/// Commits one batch and answers each of its callers.
-async fn commit(inner: &Inner, jobs: Vec<Job>) {
-    let mut submissions = Vec::with_capacity(jobs.iter().map(|j| j.submissions.len()).sum());
-    let mut segment_ends = Vec::with_capacity(jobs.len());
-    let mut replies = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        submissions.extend(job.submissions);
-        segment_ends.push(submissions.len());
-        replies.push(job.reply);
-    }
-    let result = retry(|| inner.store.post_segments(&submissions, &segment_ends)).await;
+/// Commits one batch through the locking path, with retries, and answers its callers.
+async fn commit_locked(inner: &Inner, batch: Batch) {
+    let result = retry(|| inner.store.post_segments(&batch.submissions, &batch.segment_ends)).await;
     inner.batches.fetch_add(1, Ordering::Relaxed);
-    inner.transfers.fetch_add(submissions.len() as u64, Ordering::Relaxed);
+    inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
     match result {
-        Ok(mut outcomes) => {
-            // Hand each caller its own slice, from the back so that nothing is copied twice.
-            let starts = std::iter::once(0).chain(segment_ends.iter().copied()).take(replies.len());
-            let starts: Vec<usize> = starts.collect();
-            for (reply, start) in replies.into_iter().zip(starts).rev() {
-                let _ = reply.send(Ok(outcomes.split_off(start)));
-            }
-        }
+        Ok(outcomes) => batch.answer(outcomes),
         Err(error) => {
-            tracing::error!(%error, transfers = submissions.len(), "batch failed");
-            let (code, message) = (error.code(), error.to_string());
-            for reply in replies {
-                let _ = reply.send(Err(EngineError::BatchFailed { code, message: message.clone() }));
-            }
+            tracing::error!(%error, transfers = batch.submissions.len(), "batch failed");
+            batch.fail(&error);
         }
     }
 }

@@ -46,7 +46,7 @@ BEGIN
         RAISE EXCEPTION 'account % : id, currency, balance rule and created_at are immutable', OLD.id
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    IF NEW.version <= OLD.version THEN
+    IF NEW.version < OLD.version OR (NEW.version = OLD.version AND NEW IS DISTINCT FROM OLD) THEN
         RAISE EXCEPTION 'account % : version must increase (% -> %)', OLD.id, OLD.version, NEW.version
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;

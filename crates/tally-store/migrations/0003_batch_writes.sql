@@ -50,10 +50,42 @@ CREATE TRIGGER transfers_accounts_exist AFTER INSERT ON transfers
     REFERENCING NEW TABLE AS new_transfers FOR EACH STATEMENT EXECUTE FUNCTION transfers_accounts_exist();
 
 -- The account guard runs only when a change would break it: the WHEN condition is evaluated
--- without calling PL/pgSQL, so the engine's per-batch updates pay almost nothing for it.
+-- without calling PL/pgSQL, so the engine's per-batch updates pay almost nothing for it. An
+-- update that changes nothing may keep the version: the engine rewrites accounts it only read,
+-- to check under the row lock that they are still at the version its decisions were made on.
 DROP TRIGGER accounts_guard ON accounts;
 CREATE TRIGGER accounts_guard BEFORE UPDATE ON accounts FOR EACH ROW
     WHEN (NEW.id <> OLD.id OR NEW.currency <> OLD.currency OR NEW.created_at <> OLD.created_at
           OR NEW.unrestricted <> OLD.unrestricted OR NEW.overdraft_limit <> OLD.overdraft_limit
-          OR NEW.version <= OLD.version OR OLD.status = 'closed')
+          OR NEW.version < OLD.version OR OLD.status = 'closed'
+          OR (NEW.version = OLD.version
+              AND (NEW.status, NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending)
+                  IS DISTINCT FROM (OLD.status, OLD.debits_posted, OLD.credits_posted, OLD.debits_pending,
+                                    OLD.credits_pending)))
     EXECUTE FUNCTION accounts_guard();
+
+-- The engine's account updates match rows by id only, so that they wait for a row another batch
+-- holds and then work on its newest version, and mark a row that is not at the version the batch
+-- was decided on with version 0. The check has to happen on that final row: the SET list is
+-- first computed from the statement's snapshot, before the wait. Row triggers see the final row,
+-- so the guard turns the mark into a serialization failure, which aborts the batch.
+CREATE OR REPLACE FUNCTION accounts_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.version = 0 THEN
+        RAISE EXCEPTION 'account % moved on to version % after the batch was decided', OLD.id, OLD.version
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    IF NEW.id <> OLD.id OR NEW.currency <> OLD.currency OR NEW.created_at <> OLD.created_at
+       OR NEW.unrestricted <> OLD.unrestricted OR NEW.overdraft_limit <> OLD.overdraft_limit THEN
+        RAISE EXCEPTION 'account % : id, currency, balance rule and created_at are immutable', OLD.id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF NEW.version < OLD.version OR (NEW.version = OLD.version AND NEW IS DISTINCT FROM OLD) THEN
+        RAISE EXCEPTION 'account % : version must increase (% -> %)', OLD.id, OLD.version, NEW.version
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF OLD.status = 'closed' THEN
+        RAISE EXCEPTION 'account % is closed', OLD.id USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;

@@ -19,7 +19,7 @@ pub mod timing;
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate};
-pub use posting::{EXPIRY_ACTOR, JournalRow, Outcome, Submission};
+pub use posting::{AccountOrder, BatchConn, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
 pub use queries::{Direction, HistoryEntry};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

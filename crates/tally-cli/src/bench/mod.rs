@@ -103,6 +103,7 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         requests: measured.requests,
         latency_ms: report::Latency::from_histogram(&measured.latency_us),
         mean_batch_size: if batches == 0 { 0.0 } else { batched as f64 / batches as f64 },
+        speculation_reruns: stats_after.reruns - stats_before.reruns,
         wal_bytes_per_transfer: report::wal_per_transfer(&store, &wal_before, &wal_after, committed).await?,
         cpu_seconds_tally: cpu_after.0 - cpu_before.0,
         cpu_seconds_postgres: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
@@ -137,6 +138,7 @@ fn engine_config(args: &BenchArgs) -> tally_engine::EngineConfig {
     tally_engine::EngineConfig {
         committers: args.committers,
         batch_linger: Duration::from_micros(args.linger_us),
+        speculative: !args.no_speculation,
         ..tally_engine::EngineConfig::default()
     }
 }

@@ -50,6 +50,8 @@ pub struct BenchReport {
     pub requests: u64,
     pub latency_ms: Latency,
     pub mean_batch_size: f64,
+    /// Batches the speculative engine could not commit and ran again with account locks.
+    pub speculation_reruns: u64,
     pub wal_bytes_per_transfer: Option<f64>,
     pub cpu_seconds_tally: f64,
     pub cpu_seconds_postgres: Option<f64>,
@@ -171,6 +173,7 @@ impl BenchReport {
                 ),
             ),
             ("mean batch size", format!("{:.0}", self.mean_batch_size)),
+            ("speculation reruns (batches)", self.speculation_reruns.to_string()),
             ("WAL per transfer", opt(self.wal_bytes_per_transfer, " B")),
             (
                 "CPU seconds: tally / postgres",

@@ -391,3 +391,97 @@ async fn reversing_a_transfer_while_it_is_being_created_is_decided_cleanly() {
     assert_eq!((ledger.balance(wallet).await, ledger.balance(shop).await), (1_000_000, 0));
     ledger.assert_consistent().await;
 }
+
+/// Two engines on one database, as two Tally processes would be: each one's knowledge of the
+/// accounts keeps going stale because of the other, so speculation fails often and falls back
+/// to the locking path. Nothing valid may be refused and nothing may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_engines_on_one_database_refuse_nothing_and_lose_nothing() {
+    let ledger = ledger().await;
+    let (_, wallets) = funded_wallets(&ledger, 6, 1_000_000).await;
+    let engines = [Engine::new(ledger.db.store.clone()), Engine::new(ledger.db.store.clone())];
+    let wallets = Arc::new(wallets);
+    let mut tasks = JoinSet::new();
+    for task in 0..24usize {
+        let engine = engines[task % 2].clone();
+        let wallets = wallets.clone();
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task as u64);
+            let mut touched: HashMap<AccountId, i64> = HashMap::new();
+            for _ in 0..15 {
+                let size = rng.usize(1..=4);
+                let requests: Vec<TransferRequest> = (0..size)
+                    .map(|_| {
+                        let from = wallets[rng.usize(..wallets.len())];
+                        let mut to = wallets[rng.usize(..wallets.len())];
+                        while to == from {
+                            to = wallets[rng.usize(..wallets.len())];
+                        }
+                        *touched.entry(from).or_default() += 1;
+                        *touched.entry(to).or_default() += 1;
+                        posted(from, to, rng.i128(1..=100))
+                    })
+                    .collect();
+                for outcome in submit(&engine, requests).await {
+                    assert_eq!(outcome.result, TransferResult::Ok, "a valid transfer was refused");
+                }
+            }
+            touched
+        });
+    }
+    let mut touches: HashMap<AccountId, i64> = HashMap::new();
+    for touched in join_all(tasks).await {
+        for (account, count) in touched {
+            *touches.entry(account).or_default() += count;
+        }
+    }
+    for wallet in wallets.iter() {
+        // Opened at version 1, funded once, then one version per transfer that touched it.
+        assert_eq!(ledger.account(*wallet).await.version, 2 + touches[wallet], "lost update on {wallet}");
+    }
+    let total: MinorUnits = {
+        let mut sum = 0;
+        for wallet in wallets.iter() {
+            sum += ledger.balance(*wallet).await;
+        }
+        sum
+    };
+    assert_eq!(total, 6 * 1_000_000, "money moved among the wallets only");
+    let reruns: u64 = engines.iter().map(|e| e.stats().reruns).sum();
+    assert!(reruns > 0, "the engines never got in each other's way; the fallback went untested");
+    ledger.assert_consistent().await;
+}
+
+/// With no other writer, speculation never meets a surprise: every batch commits as decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_engine_never_falls_back() {
+    let ledger = ledger().await;
+    let (_, wallets) = funded_wallets(&ledger, 40, 1_000_000).await;
+    let wallets = Arc::new(wallets);
+    let mut tasks = JoinSet::new();
+    for task in 0..32usize {
+        let engine = ledger.engine.clone();
+        let wallets = wallets.clone();
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task as u64);
+            for _ in 0..20 {
+                let requests: Vec<TransferRequest> = (0..rng.usize(1..=50))
+                    .map(|_| {
+                        let from = wallets[rng.usize(..wallets.len())];
+                        let mut to = wallets[rng.usize(..wallets.len())];
+                        while to == from {
+                            to = wallets[rng.usize(..wallets.len())];
+                        }
+                        posted(from, to, rng.i128(1..=100))
+                    })
+                    .collect();
+                for outcome in submit(&engine, requests).await {
+                    assert_eq!(outcome.result, TransferResult::Ok);
+                }
+            }
+        });
+    }
+    join_all(tasks).await;
+    assert_eq!(ledger.engine.stats().reruns, 0, "speculation failed without any other writer");
+    ledger.assert_consistent().await;
+}

@@ -1,0 +1,153 @@
+//! Speculative pipelining: decide batch k+1 while batch k is still committing.
+//!
+//! With row locks alone, a batch holds its accounts' locks from its first read until its
+//! commit, and the next batch that shares a hot account waits the whole time: PostgreSQL works
+//! on one batch at a time. Instead, the engine keeps the newest state of every account it has
+//! seen (`Sequencer`), including the effects of batches not yet committed, and decides the next
+//! batch from it without taking locks. The batch is then written with version-checked account
+//! updates (`WHERE version = expected`): its journal rows are copied while the previous batch
+//! commits, and only its account updates wait for the previous batch's row locks.
+//!
+//! Every assumption is checked by PostgreSQL when the batch writes:
+//! - an account changed by someone else (another Tally process, the SQL interface, an account
+//!   operation) fails the version check;
+//! - a transfer id decided elsewhere fails the primary key;
+//! - a hold resolved or a transfer reversed elsewhere fails the resolution count or a unique
+//!   index.
+//!
+//! Any such failure, and any failure of a batch that later batches were decided on, makes the
+//! engine fall back: it waits for every batch in flight, forgets what it knew, and re-runs the
+//! submissions of the failed batches and of every batch after them through the locking path
+//! (`Store::post_segments`), in order. Callers are answered strictly in batch order, and only
+//! once every earlier batch has committed, so no answer rests on a batch that failed. A
+//! submission re-run after its batch had in fact committed answers `exists` for what it applied.
+
+use std::collections::HashMap;
+use tally_core::{Account, AccountId, LedgerState, Rejection, Transfer, TransferId};
+use tally_core::{BatchOutput, Timestamp, TransferRequest};
+use tally_store::posting::{accounts_of, transfer_ids_of, versions};
+use tally_store::{BatchConn, Outcome, Store, StoreError, Submission};
+
+/// The most accounts the sequencer remembers; past it, it forgets everything at a quiet moment.
+pub const ACCOUNT_CACHE_MAX: usize = 2_000_000;
+
+/// What the engine knows beyond the database: the newest state of accounts, and the journal
+/// changes of batches that may not have committed yet, each tagged with its batch number.
+#[derive(Default)]
+pub struct Sequencer {
+    accounts: HashMap<AccountId, Account>,
+    transfers: HashMap<TransferId, (Transfer, u64)>,
+    rejections: HashMap<TransferId, (Rejection, u64)>,
+    reversed: HashMap<TransferId, u64>,
+}
+
+/// A batch decided and ready to write.
+pub struct Decided {
+    pub batch: BatchConn,
+    pub state: LedgerState,
+    pub output: BatchOutput,
+    pub expected: HashMap<AccountId, i64>,
+    pub at: Timestamp,
+}
+
+impl Sequencer {
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Forgets everything (after a failure, or when the cache is full).
+    pub fn clear(&mut self) {
+        *self = Sequencer::default();
+    }
+
+    /// Batch `number` committed: its journal changes are in the database now, so whoever reads
+    /// the database from here on sees them. Entries a later batch changed stay.
+    pub fn forget_batch(&mut self, number: u64) {
+        self.transfers.retain(|_, (_, batch)| *batch != number);
+        self.rejections.retain(|_, (_, batch)| *batch != number);
+        self.reversed.retain(|_, batch| *batch != number);
+    }
+
+    /// Decides a batch on the newest known state, and records its effects as the newest state.
+    pub async fn decide(
+        &mut self,
+        store: &Store,
+        number: u64,
+        submissions: &[Submission],
+        segment_ends: &[usize],
+        at: Timestamp,
+    ) -> Result<Decided, StoreError> {
+        let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
+        let batch = store.open_batch().await?;
+        let mut state = LedgerState::default();
+        batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
+        self.overlay(&requests, &mut state);
+        let account_ids = accounts_of(&requests, &state);
+        let missing: Vec<uuid::Uuid> =
+            account_ids.iter().copied().filter(|id| !self.accounts.contains_key(&AccountId(*id))).collect();
+        if !missing.is_empty() {
+            for account in batch.read_accounts(&missing).await? {
+                self.accounts.insert(account.id, account);
+            }
+        }
+        for id in &account_ids {
+            if let Some(account) = self.accounts.get(&AccountId(*id)) {
+                state.accounts.insert(account.id, account.clone());
+            }
+        }
+        let expected = versions(&state);
+        let output = state.apply_segments(at, &requests, segment_ends);
+        self.publish(number, &state, &output);
+        Ok(Decided { batch, state, output, expected, at })
+    }
+
+    /// Lays the effects of batches in flight over what the database said.
+    fn overlay(&self, requests: &[TransferRequest], state: &mut LedgerState) {
+        for request in requests {
+            for id in std::iter::once(request.id).chain(request.related_id) {
+                if let Some((transfer, _)) = self.transfers.get(&id) {
+                    state.transfers.insert(id, transfer.clone());
+                }
+                if let Some((rejection, _)) = self.rejections.get(&id) {
+                    state.rejections.insert(id, rejection.clone());
+                }
+                if self.reversed.contains_key(&id) {
+                    state.reversed.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Records a decided batch's effects as the newest known state.
+    fn publish(&mut self, number: u64, state: &LedgerState, output: &BatchOutput) {
+        for id in &output.accounts_changed {
+            self.accounts.insert(*id, state.accounts[id].clone());
+        }
+        for transfer in &output.created {
+            self.transfers.insert(transfer.id, (transfer.clone(), number));
+            if transfer.kind == tally_core::TransferKind::Reversal {
+                let original = transfer.related_id.expect("a reversal names its original");
+                self.reversed.insert(original, number);
+            }
+        }
+        for resolution in &output.resolved {
+            let pending = state.transfers[&resolution.pending_id].clone();
+            self.transfers.insert(resolution.pending_id, (pending, number));
+        }
+        for rejection in &output.rejected {
+            self.rejections.insert(rejection.request.id, (rejection.clone(), number));
+        }
+    }
+}
+
+/// The outcomes of a committed batch, one per request.
+pub fn outcomes(submissions: &[Submission], decided: &Decided) -> Vec<Outcome> {
+    submissions
+        .iter()
+        .zip(&decided.output.results)
+        .map(|(submission, result)| Outcome {
+            result: *result,
+            transfer: result.is_success().then(|| decided.state.transfers[&submission.request.id].clone()),
+        })
+        .collect()
+}
