@@ -107,14 +107,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub pending_percent: u8,
     /// Batches the engine commits at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub committers: usize,
     /// Lock accounts for the whole batch instead of deciding on the state earlier batches
     /// will leave (the engine's speculative pipelining).
     #[arg(long)]
     pub no_speculation: bool,
     /// How long the engine lets a batch fill, in microseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1_000)]
     pub linger_us: u64,
     /// Seed for the clients' random choices.
     #[arg(long)]

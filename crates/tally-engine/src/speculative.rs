@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use tally_core::{Account, AccountId, LedgerState, Rejection, Transfer, TransferId};
 use tally_core::{BatchOutput, Timestamp, TransferRequest};
 use tally_store::posting::{accounts_of, transfer_ids_of, versions};
+use tally_store::timing::Stopwatch;
 use tally_store::{BatchConn, Outcome, Store, StoreError, Submission};
 
 /// The most accounts the sequencer remembers; past it, it forgets everything at a quiet moment.
@@ -78,10 +79,14 @@ impl Sequencer {
         at: Timestamp,
     ) -> Result<Decided, StoreError> {
         let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
+        let times = store.stage_timer();
+        let mut watch = Stopwatch::start(&times);
         let batch = store.open_batch().await?;
+        watch.lap(0);
         let mut state = LedgerState::default();
         batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
         self.overlay(&requests, &mut state);
+        watch.lap(1);
         let account_ids = accounts_of(&requests, &state);
         let missing: Vec<uuid::Uuid> =
             account_ids.iter().copied().filter(|id| !self.accounts.contains_key(&AccountId(*id))).collect();
@@ -95,9 +100,11 @@ impl Sequencer {
                 state.accounts.insert(account.id, account.clone());
             }
         }
+        watch.lap(2);
         let expected = versions(&state);
         let output = state.apply_segments(at, &requests, segment_ends);
         self.publish(number, &state, &output);
+        watch.lap(3);
         Ok(Decided { batch, state, output, expected, at })
     }
 

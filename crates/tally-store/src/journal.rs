@@ -36,7 +36,7 @@ pub async fn append(client: &impl GenericClient, entries: &[AuditEntry<'_>]) -> 
     let event_count = i64::try_from(event_types.iter().flatten().count()).expect("bounded batch");
     client
         .execute(
-            "WITH e AS (
+            &client.prepare_cached("WITH e AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
                      WITH ORDINALITY AS e(actor, action, event_type, entity_type, entity_id, before, after, ord)
              ), audit AS (
@@ -47,7 +47,7 @@ pub async fn append(client: &impl GenericClient, entries: &[AuditEntry<'_>]) -> 
              )
              INSERT INTO events (seq, at, type, entity_id, payload)
              SELECT s.base + row_number() OVER (ORDER BY e.ord), now(), e.event_type, e.entity_id, e.after
-             FROM s, e WHERE e.event_type IS NOT NULL",
+             FROM s, e WHERE e.event_type IS NOT NULL").await?,
             &[&actors, &actions, &event_types, &entity_types, &entity_ids, &befores, &afters, &event_count],
         )
         .await?;

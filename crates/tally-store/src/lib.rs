@@ -70,6 +70,11 @@ impl Store {
         self.stage_times.snapshot()
     }
 
+    /// The stage totals, for code that times stages of its own (the engine's decisions).
+    pub fn stage_timer(&self) -> std::sync::Arc<timing::StageTimes> {
+        self.stage_times.clone()
+    }
+
     /// A pooled connection.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)

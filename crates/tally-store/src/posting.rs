@@ -265,7 +265,8 @@ impl BatchConn {
     /// Reads accounts without locking them (for decisions checked later by version).
     pub async fn read_accounts(&self, ids: &[Uuid]) -> Result<Vec<Account>, StoreError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1)");
-        Ok(self.client().query(&sql, &[&ids]).await?.iter().map(account_from_row).collect())
+        let statement = self.client().prepare_cached(&sql).await?;
+        Ok(self.client().query(&statement, &[&ids]).await?.iter().map(account_from_row).collect())
     }
 
     /// Writes what the batch decided and commits. Fails with a transient `Conflict`, writing
@@ -352,7 +353,8 @@ async fn lock_accounts(
     }
     let ids: Vec<Uuid> = ids.iter().copied().collect();
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE");
-    for row in client.query(&sql, &[&ids]).await? {
+    let statement = client.prepare_cached(&sql).await?;
+    for row in client.query(&statement, &[&ids]).await? {
         let account = account_from_row(&row);
         state.accounts.insert(account.id, account);
     }
@@ -370,7 +372,8 @@ async fn prefetch_transfers(
                 EXISTS (SELECT 1 FROM transfers r WHERE r.related_id = t.id AND r.kind = 'reversal') AS reversed
          FROM transfers t WHERE t.id = ANY($1)"
     );
-    for row in client.query(&sql, &[&ids]).await? {
+    let statement = client.prepare_cached(&sql).await?;
+    for row in client.query(&statement, &[&ids]).await? {
         let reversed: bool = row.get(18);
         match journal_row_from_row(&row) {
             JournalRow::Applied { transfer, .. } => {
@@ -470,11 +473,9 @@ async fn copy_journal_rows<'a>(
         return Ok(());
     }
     let sink = client
-        .copy_in(
-            "COPY transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, related_id,
+        .copy_in(&client.prepare_cached("COPY transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, related_id,
                              timeout_seconds, expires_at, actor, reference, metadata, result, request,
-                             created_at, completed_at, batch_id) FROM STDIN (FORMAT binary)",
-        )
+                             created_at, completed_at, batch_id) FROM STDIN (FORMAT binary)",).await?)
         .await?;
     let types = [
         Type::UUID,
@@ -577,10 +578,16 @@ async fn copy_events(
     }
     let count = i64::try_from(events.len()).expect("bounded batch");
     let base: i64 = client
-        .query_one("UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq - $1", &[&count])
+        .query_one(
+            &client
+                .prepare_cached("UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq - $1")
+                .await?,
+            &[&count],
+        )
         .await?
         .get(0);
-    let sink = client.copy_in("COPY events (seq, at, type, entity_id) FROM STDIN (FORMAT binary)").await?;
+    let copy = client.prepare_cached("COPY events (seq, at, type, entity_id) FROM STDIN (FORMAT binary)").await?;
+    let sink = client.copy_in(&copy).await?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT]);
     let mut writer = std::pin::pin!(writer);
     let at = to_system_time(at);
@@ -599,9 +606,13 @@ async fn resolve_holds(client: &impl GenericClient, output: &BatchOutput, at: Ti
     let statuses: Vec<&str> = output.resolved.iter().map(|r| r.status.as_str()).collect();
     let updated = client
         .execute(
-            "UPDATE transfers t SET status = u.status, completed_at = $3
+            &client
+                .prepare_cached(
+                    "UPDATE transfers t SET status = u.status, completed_at = $3
              FROM unnest($1::uuid[], $2::text[]) AS u(id, status)
              WHERE t.id = u.id AND t.status = 'pending'",
+                )
+                .await?,
             &[&ids, &statuses, &to_system_time(at)],
         )
         .await?;
@@ -641,13 +652,17 @@ async fn update_accounts(
     // list, would be judged against the statement's snapshot instead, before the wait.
     let updated = client
         .execute(
-            "UPDATE accounts a SET debits_posted = u.debits_posted, credits_posted = u.credits_posted,
+            &client
+                .prepare_cached(
+                    "UPDATE accounts a SET debits_posted = u.debits_posted, credits_posted = u.credits_posted,
                     debits_pending = u.debits_pending, credits_pending = u.credits_pending,
                     version = CASE WHEN a.version = u.expected THEN u.version ELSE 0 END,
                     updated_at = CASE WHEN u.version > a.version THEN $7 ELSE a.updated_at END
              FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[], $6::int8[], $8::int8[])
                  AS u(id, debits_posted, credits_posted, debits_pending, credits_pending, version, expected)
              WHERE a.id = u.id",
+                )
+                .await?,
             &[
                 &ids,
                 &column(|a| a.debits_posted),

@@ -8,7 +8,7 @@ use std::time::Instant;
 pub const STAGES: [&str; 9] = [
     "begin",
     "prefetch transfers",
-    "lock accounts",
+    "lock (or read) accounts",
     "apply (core)",
     "copy journal rows",
     "update accounts",
