@@ -8,16 +8,21 @@
 //! While one batch commits, the next one fills, so under load batches grow by themselves and
 //! each costs PostgreSQL a few large statements instead of a few small statements per transfer.
 //!
-//! A commit task writes its batch with `tally_store::Store::post_segments` in one SQL
-//! transaction (each submission is its own segment, so a caller's linked chain never joins
-//! another caller's transfers), and retries the whole batch on transient database failures
-//! (deadlock, serialization failure, a concurrent insert of the same id, a lost connection)
-//! with bounded, jittered exponential backoff. Retrying is safe: a failed SQL transaction wrote
-//! nothing, and the retry's idempotency prefetch sees whatever was committed meanwhile.
-//! Decisions (`version_conflict`, `insufficient_funds`, ...) are outcomes, never retried.
+//! Each submission is its own segment of the batch, so a caller's linked chain never joins
+//! another caller's transfers. By default the batcher decides each batch itself, on the state
+//! the batches before it will leave, and a commit task writes it while the next batch is
+//! decided (speculative pipelining: see `speculative`); a surprise there drains the pipeline
+//! and runs the affected batches again through the locking path, `Store::post_segments`, which
+//! is also the whole path when `speculative` is off. The locking path retries a batch on
+//! transient database failures (deadlock, serialization failure, a concurrent insert of the same
+//! id, a lost connection) with bounded, jittered exponential backoff. Retrying is safe: a failed
+//! SQL transaction wrote nothing, and the retry's idempotency prefetch sees whatever was
+//! committed meanwhile. Decisions (`version_conflict`, `insufficient_funds`, ...) are outcomes,
+//! never retried.
 //!
 //! Several commit tasks, and several Tally processes, may write at once: correctness comes from
-//! PostgreSQL row locks taken in account-id order, never from anything held in this process.
+//! PostgreSQL (row versions checked under row locks, unique keys), never from anything held in
+//! this process, which only makes the common case fast.
 //!
 //! Shutdown: `shutdown` closes the intake, commits everything already accepted, and returns once
 //! every caller has its answer.

@@ -1,14 +1,21 @@
 //! The batch commit: one SQL transaction decides and writes a whole batch of transfers.
 //!
-//! 1. Learn the accounts of transfers named by `related_id` (read without locks).
+//! The locking path, `Store::post_segments`:
+//! 1. Prefetch the journal rows named by id (idempotency) or by `related_id`, recorded
+//!    rejections, and which originals were already reversed (no locks yet).
 //! 2. Lock every account the batch touches, in id order (`FOR UPDATE`), so that concurrent
-//!    batches queue on row locks instead of deadlocking. Whoever changes an account or resolves
-//!    a hold on it holds these locks, so everything read from now on is stable.
-//! 3. Prefetch the transfers named by id (idempotency) or by `related_id`, recorded rejections,
-//!    and which originals were already reversed.
-//! 4. Run `tally_core::LedgerState::apply_batch`: pure, synchronous, in request order.
-//! 5. Bulk-write (arrays through `unnest`, never one statement per transfer): journal rows,
-//!    resolved holds, account totals, audit rows and events. Commit.
+//!    batches queue on row locks instead of deadlocking; then read the related rows again, since
+//!    whoever resolves or reverses them holds these locks too.
+//! 3. Run `tally_core::LedgerState::apply_segments`: pure, synchronous, in request order.
+//! 4. Write (`write_batch`).
+//!
+//! The engine's pipelined path decides on state it supplies (`BatchConn::prefetch`,
+//! `BatchConn::read_accounts`) and then writes the same way.
+//!
+//! Writing: journal rows and events by binary COPY, resolved holds and account totals by one
+//! array statement each, one audit row per batch, COMMIT. Every account the batch read is
+//! written at the version the decisions were made on, or the batch fails with a transient error
+//! and writes nothing.
 //!
 //! Nothing is retried here: a transient failure (deadlock, serialization failure, a concurrent
 //! insert of the same transfer id) rolls the whole batch back and is returned, and the engine
