@@ -154,6 +154,8 @@ struct Inner {
     /// The only sender of the intake; `shutdown` drops it, which ends the batcher once the
     /// intake is drained. Never held across an await.
     intake: RwLock<Option<mpsc::UnboundedSender<Job>>>,
+    /// Expiry passes, run by the batcher between batches.
+    expiries: mpsc::UnboundedSender<ExpireJob>,
     /// One permit per transfer that may wait; bounds the intake.
     capacity: Arc<Semaphore>,
     batches: AtomicU64,
@@ -173,17 +175,19 @@ impl Engine {
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         config.validate();
         let (sender, receiver) = mpsc::unbounded_channel();
+        let (expiries, expiry_receiver) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             config,
             intake: RwLock::new(Some(sender)),
+            expiries,
             capacity: Arc::new(Semaphore::new(config.intake_transfers_max)),
             batches: AtomicU64::new(0),
             transfers: AtomicU64::new(0),
             reruns: AtomicU64::new(0),
             batcher: Mutex::new(None),
         });
-        let handle = tokio::spawn(run_batcher(inner.clone(), receiver));
+        let handle = tokio::spawn(run_batcher(inner.clone(), receiver, expiry_receiver));
         inner.batcher.try_lock().expect("new engine").replace(handle);
         Engine { inner }
     }
@@ -252,7 +256,9 @@ impl Engine {
     pub async fn expire_due(&self, at: Timestamp) -> Result<usize, EngineError> {
         let mut expired = 0;
         loop {
-            let count = retry(|| self.inner.store.expire_due(at, EXPIRY_BATCH_MAX)).await?;
+            let (reply, answer) = oneshot::channel();
+            self.inner.expiries.send(ExpireJob { at, reply }).map_err(|_| EngineError::ShuttingDown)?;
+            let count = answer.await.map_err(|_| EngineError::ShuttingDown)??;
             expired += count;
             if (count as i64) < EXPIRY_BATCH_MAX {
                 return Ok(expired);
@@ -319,7 +325,11 @@ struct Done {
 }
 
 /// The batcher: packs waiting jobs into batches and hands each to a commit task.
-async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>) {
+async fn run_batcher(
+    inner: Arc<Inner>,
+    mut intake: mpsc::UnboundedReceiver<Job>,
+    mut expiries: mpsc::UnboundedReceiver<ExpireJob>,
+) {
     let committers = u32::try_from(inner.config.committers).expect("small");
     let slots = Arc::new(Semaphore::new(inner.config.committers));
     let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
@@ -334,6 +344,10 @@ async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>
                     Some(job) => job,
                     None => break,
                 },
+                Some(expiry) = expiries.recv() => {
+                    run_expiry(&inner, &mut pipeline, &slots, &mut done, &done_sender, expiry).await;
+                    continue;
+                }
                 // A failed batch waits for its rerun; do not wait for new work to notice it.
                 Some(report) = done.recv() => {
                     pipeline.absorb(report);
@@ -377,7 +391,10 @@ async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>
         } else {
             slot
         };
-        pipeline.start(&inner, batch, slot, done_sender.clone()).await;
+        pipeline.start(&inner, batch, None, slot, done_sender.clone()).await;
+        while let Ok(expiry) = expiries.try_recv() {
+            run_expiry(&inner, &mut pipeline, &slots, &mut done, &done_sender, expiry).await;
+        }
     }
     // Wait for every commit task to finish, then run again whatever they could not answer.
     let _all = slots.acquire_many(committers).await.expect("never closed");
@@ -385,6 +402,47 @@ async fn run_batcher(inner: Arc<Inner>, mut intake: mpsc::UnboundedReceiver<Job>
         pipeline.absorb(report);
     }
     pipeline.fall_back(&inner).await;
+}
+
+/// A request to expire the holds whose timeout passed at `at`.
+struct ExpireJob {
+    at: Timestamp,
+    reply: oneshot::Sender<Result<usize, EngineError>>,
+}
+
+/// One expiry pass, in sequence with the batches: decided on the same state, written the same
+/// way, so that releasing holds never surprises the batches around it.
+async fn run_expiry(
+    inner: &Arc<Inner>,
+    pipeline: &mut Pipeline,
+    slots: &Arc<Semaphore>,
+    done: &mut mpsc::UnboundedReceiver<Done>,
+    done_sender: &mpsc::UnboundedSender<Done>,
+    expiry: ExpireJob,
+) {
+    if !inner.config.speculative {
+        let result = retry(|| inner.store.expire_due(expiry.at, EXPIRY_BATCH_MAX)).await;
+        let _ = expiry.reply.send(result);
+        return;
+    }
+    let slot = slots.clone().acquire_owned().await.expect("never closed");
+    while let Ok(report) = done.try_recv() {
+        pipeline.absorb(report);
+    }
+    let slot = if pipeline.must_fall_back() {
+        drop(slot);
+        let committers = u32::try_from(inner.config.committers).expect("small");
+        let all = slots.acquire_many(committers).await.expect("never closed");
+        while let Ok(report) = done.try_recv() {
+            pipeline.absorb(report);
+        }
+        pipeline.fall_back(inner).await;
+        drop(all);
+        slots.clone().acquire_owned().await.expect("never closed")
+    } else {
+        slot
+    };
+    pipeline.start(inner, Batch::new(Vec::new()), Some(expiry), slot, done_sender.clone()).await;
 }
 
 /// Adds waiting jobs to a batch until it is full or no job arrives within the linger time.
@@ -461,13 +519,21 @@ impl Pipeline {
         &mut self,
         inner: &Arc<Inner>,
         batch: Batch,
+        expiry: Option<ExpireJob>,
         slot: OwnedSemaphorePermit,
         done: mpsc::UnboundedSender<Done>,
     ) {
         self.number += 1;
         let number = self.number;
-        let at = tally_store::convert::now();
-        let decided = self.sequencer.decide(&inner.store, number, &batch.submissions, &batch.segment_ends, at).await;
+        let (decided, expiry_reply) = match expiry {
+            None => {
+                let at = tally_store::convert::now();
+                (self.sequencer.decide(&inner.store, number, &batch.submissions, &batch.segment_ends, at).await, None)
+            }
+            Some(job) => {
+                (self.sequencer.decide_expiry(&inner.store, number, job.at, EXPIRY_BATCH_MAX).await, Some(job.reply))
+            }
+        };
         let (signal, next) = oneshot::channel();
         let previous = self.previous.replace(next);
         let (locks_held, next_turn) = oneshot::channel::<()>();
@@ -481,6 +547,7 @@ impl Pipeline {
                     false
                 }
             };
+            let expired = decided.as_ref().map_or(0, |d| d.output.resolved.len());
             let outcome = match decided {
                 Ok(decided) => {
                     let outcomes = speculative::outcomes(&batch.submissions, &decided);
@@ -517,10 +584,18 @@ impl Pipeline {
                     inner.batches.fetch_add(1, Ordering::Relaxed);
                     inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
                     batch.answer(outcomes);
+                    if let Some(reply) = expiry_reply {
+                        let _ = reply.send(Ok(expired));
+                    }
                     let _ = done.send(Done { number, committed, rerun: None });
                     true
                 }
                 _ => {
+                    // An expiry pass is not run again: the caller (a sweeper) simply tries later.
+                    if let Some(reply) = expiry_reply {
+                        let message = "the expiry pass met a concurrent change; try again".to_owned();
+                        let _ = reply.send(Err(EngineError::BatchFailed { code: "conflict", message }));
+                    }
                     let _ = done.send(Done { number, committed, rerun: Some(batch) });
                     false
                 }

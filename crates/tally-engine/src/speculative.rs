@@ -87,7 +87,50 @@ impl Sequencer {
         batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
         self.overlay(&requests, &mut state);
         watch.lap(1);
-        let account_ids = accounts_of(&requests, &state);
+        self.load_accounts(&batch, &accounts_of(&requests, &state), &mut state).await?;
+        watch.lap(2);
+        let expected = versions(&state);
+        let output = state.apply_segments(at, &requests, segment_ends);
+        self.publish(number, &state, &output);
+        watch.lap(3);
+        Ok(Decided { batch, state, output, expected, at })
+    }
+
+    /// Decides an expiry pass (up to `limit` holds whose timeout passed at `at`) like a batch.
+    pub async fn decide_expiry(
+        &mut self,
+        store: &Store,
+        number: u64,
+        at: Timestamp,
+        limit: i64,
+    ) -> Result<Decided, StoreError> {
+        let batch = store.open_batch().await?;
+        let due = batch.due_holds(at, limit).await?;
+        let mut state = LedgerState::default();
+        batch.prefetch(&due, &mut state).await?;
+        for id in &due {
+            if let Some((transfer, _)) = self.transfers.get(&TransferId(*id)) {
+                state.transfers.insert(transfer.id, transfer.clone());
+            }
+        }
+        let account_ids: std::collections::BTreeSet<uuid::Uuid> =
+            state.transfers.values().flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]).collect();
+        self.load_accounts(&batch, &account_ids, &mut state).await?;
+        let expected = versions(&state);
+        let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
+        let output = state.expire(at, &ids);
+        self.publish(number, &state, &output);
+        Ok(Decided { batch, state, output, expected, at })
+    }
+
+    /// Puts the newest known state of the named accounts into `state`, reading the ones it has
+    /// never seen (without locks: the batch's version checks cover them).
+    async fn load_accounts(
+        &mut self,
+        batch: &BatchConn,
+        account_ids: &std::collections::BTreeSet<uuid::Uuid>,
+        state: &mut LedgerState,
+    ) -> Result<(), StoreError> {
         let missing: Vec<uuid::Uuid> =
             account_ids.iter().copied().filter(|id| !self.accounts.contains_key(&AccountId(*id))).collect();
         if !missing.is_empty() {
@@ -95,17 +138,12 @@ impl Sequencer {
                 self.accounts.insert(account.id, account);
             }
         }
-        for id in &account_ids {
+        for id in account_ids {
             if let Some(account) = self.accounts.get(&AccountId(*id)) {
                 state.accounts.insert(account.id, account.clone());
             }
         }
-        watch.lap(2);
-        let expected = versions(&state);
-        let output = state.apply_segments(at, &requests, segment_ends);
-        self.publish(number, &state, &output);
-        watch.lap(3);
-        Ok(Decided { batch, state, output, expected, at })
+        Ok(())
     }
 
     /// Lays the effects of batches in flight over what the database said.

@@ -171,18 +171,8 @@ impl Store {
     /// Expires up to `limit` holds whose timeout passed at `at`, in one SQL transaction,
     /// through the same lock-prefetch-apply-write path as transfers. Returns how many expired.
     pub async fn expire_due(&self, at: Timestamp, limit: i64) -> Result<usize, StoreError> {
-        let limit = limit.clamp(1, i64::try_from(BATCH_SIZE_MAX).expect("fits"));
         let batch = self.open_batch().await?;
-        let due: Vec<Uuid> = batch
-            .client()
-            .query(
-                "SELECT id FROM transfers WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-                &[&to_system_time(at), &limit],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let due = batch.due_holds(at, limit).await?;
         if due.is_empty() {
             batch.rollback().await;
             return Ok(0);
@@ -267,6 +257,19 @@ impl BatchConn {
     /// already reversed.
     pub async fn prefetch(&self, ids: &[Uuid], state: &mut LedgerState) -> Result<(), StoreError> {
         prefetch_transfers(self.client(), ids, state).await
+    }
+
+    /// Up to `limit` holds still open whose timeout passed at `at`, oldest first.
+    pub async fn due_holds(&self, at: Timestamp, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        let limit = limit.clamp(1, i64::try_from(BATCH_SIZE_MAX).expect("fits"));
+        let statement = self
+            .client()
+            .prepare_cached(
+                "SELECT id FROM transfers WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+            )
+            .await?;
+        let rows = self.client().query(&statement, &[&to_system_time(at), &limit]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// Reads accounts without locking them (for decisions checked later by version).

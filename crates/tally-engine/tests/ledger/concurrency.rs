@@ -485,3 +485,38 @@ async fn a_single_engine_never_falls_back() {
     assert_eq!(ledger.engine.stats().reruns, 0, "speculation failed without any other writer");
     ledger.assert_consistent().await;
 }
+
+/// Expiry runs in sequence with the batches, on the same knowledge, so releasing holds while
+/// transfers flow never forces the engine to fall back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiring_holds_while_transfers_flow_needs_no_fallback() {
+    let ledger = ledger().await;
+    let (_, wallets) = funded_wallets(&ledger, 8, 1_000_000).await;
+    let holds: Vec<TransferRequest> =
+        (0..20).map(|i| pending(wallets[i % 8], wallets[(i + 1) % 8], 10, Some(1))).collect();
+    assert!(submit(&ledger.engine, holds).await.iter().all(|o| o.result == TransferResult::Ok));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let engine = ledger.engine.clone();
+    let wallets = Arc::new(wallets);
+    let traffic = tokio::spawn(async move {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..30 {
+            let requests = random_transfers(&mut rng, &wallets, 5);
+            assert!(submit(&engine, requests).await.iter().all(|o| o.result == TransferResult::Ok));
+        }
+    });
+    let expired = ledger.engine.expire_due(tally_store::convert::now()).await.expect("expire");
+    traffic.await.expect("traffic");
+    assert_eq!(expired, 20);
+    assert_eq!(ledger.engine.stats().reruns, 0, "expiry surprised the pipeline");
+    let open: i64 = ledger
+        .db
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM transfers WHERE status = 'pending'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+    ledger.assert_consistent().await;
+}
