@@ -113,6 +113,7 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         conservation_ok: recon.is_clean(),
         findings: recon.findings.iter().map(|f| format!("{}: {} {}", f.check, f.subject, f.detail)).collect(),
         throughput_per_second: measured.per_second,
+        tally_rss_mib_per_second: measured.tally_rss_mib,
         latency_distribution_ms: report::distribution(&measured.latency_us),
         postgres_settings: settings,
         machine: report::machine(),
@@ -228,6 +229,7 @@ struct Measured {
     requests: u64,
     latency_us: Histogram<u64>,
     per_second: Vec<f64>,
+    tally_rss_mib: Vec<f64>,
     peak_pg_rss_mib: Option<f64>,
     hottest_share: f64,
 }
@@ -265,6 +267,7 @@ async fn drive(db: &Handles, args: &BenchArgs, picker: Arc<AccountPicker>, durat
         requests: total.requests,
         latency_us: total.latency_us,
         per_second: sampled.per_second,
+        tally_rss_mib: sampled.tally_rss_mib,
         peak_pg_rss_mib: sampled.peak_pg_rss_mib,
         hottest_share: picker.hottest_share(),
     })
@@ -272,6 +275,7 @@ async fn drive(db: &Handles, args: &BenchArgs, picker: Arc<AccountPicker>, durat
 
 struct Sampled {
     per_second: Vec<f64>,
+    tally_rss_mib: Vec<f64>,
     peak_pg_rss_mib: Option<f64>,
 }
 
@@ -283,6 +287,7 @@ async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &
         ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len}s {msg}").expect("valid template"),
     );
     let mut per_second = Vec::new();
+    let mut tally_rss_mib = Vec::new();
     let mut peak_pg_rss_mib: Option<f64> = None;
     let mut last = 0;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -297,14 +302,16 @@ async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &
             let rss = server.rss_mib();
             peak_pg_rss_mib = Some(peak_pg_rss_mib.map_or(rss, |p: f64| p.max(rss)));
         }
-        progress.set_message(format!("{rate:>9.0} transfers/s, tally RSS {:.0} MiB", system::own_rss_mib().0));
+        let rss = system::own_rss_mib().0;
+        tally_rss_mib.push(rss);
+        progress.set_message(format!("{rate:>9.0} transfers/s, tally RSS {rss:.0} MiB"));
         progress.inc(1);
         if stop.load(Ordering::Relaxed) {
             break;
         }
     }
     progress.finish_and_clear();
-    Ok(Sampled { per_second, peak_pg_rss_mib })
+    Ok(Sampled { per_second, tally_rss_mib, peak_pg_rss_mib })
 }
 
 struct ClientTotals {

@@ -62,6 +62,9 @@ pub struct BenchReport {
     pub conservation_ok: bool,
     pub findings: Vec<String>,
     pub throughput_per_second: Vec<f64>,
+    /// Tally's resident memory, sampled once a second: flat means it does not grow with the
+    /// number of transfers processed.
+    pub tally_rss_mib_per_second: Vec<f64>,
     /// (latency upper bound in ms, share of requests at or below it).
     pub latency_distribution_ms: Vec<(f64, f64)>,
     pub postgres_settings: Vec<(String, String)>,
@@ -183,6 +186,7 @@ impl BenchReport {
                 "peak RSS: tally / postgres",
                 format!("{:.0} MiB / {}", self.peak_rss_mib_tally, opt(self.peak_rss_mib_postgres, " MiB")),
             ),
+            ("tally RSS: second 1 / middle / last", self.rss_trend()),
             (
                 "conservation and balance rules",
                 if self.conservation_ok { "ok".into() } else { format!("BROKEN: {:?}", self.findings) },
@@ -210,6 +214,15 @@ impl BenchReport {
             ]);
         }
         format!("{table}\n{stages}")
+    }
+
+    /// Tally's RSS at the first, middle and last sampled second.
+    fn rss_trend(&self) -> String {
+        let samples = &self.tally_rss_mib_per_second;
+        match (samples.first(), samples.get(samples.len() / 2), samples.last()) {
+            (Some(first), Some(middle), Some(last)) => format!("{first:.0} / {middle:.0} / {last:.0} MiB"),
+            _ => "n/a".to_owned(),
+        }
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
