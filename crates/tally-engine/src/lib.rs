@@ -330,7 +330,6 @@ async fn run_batcher(
     mut intake: mpsc::UnboundedReceiver<Job>,
     mut expiries: mpsc::UnboundedReceiver<ExpireJob>,
 ) {
-    let committers = u32::try_from(inner.config.committers).expect("small");
     let slots = Arc::new(Semaphore::new(inner.config.committers));
     let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
     let mut pipeline =
@@ -352,12 +351,7 @@ async fn run_batcher(
                 Some(report) = done.recv() => {
                     pipeline.absorb(report);
                     if pipeline.must_fall_back() {
-                        let all = slots.acquire_many(committers).await.expect("never closed");
-                        while let Ok(report) = done.try_recv() {
-                            pipeline.absorb(report);
-                        }
-                        pipeline.fall_back(&inner).await;
-                        drop(all);
+                        drain_and_fall_back(&inner, &mut pipeline, &slots, &mut done).await;
                     }
                     continue;
                 }
@@ -381,12 +375,7 @@ async fn run_batcher(
         }
         let slot = if pipeline.must_fall_back() {
             drop(slot);
-            let all = slots.acquire_many(committers).await.expect("never closed");
-            while let Ok(report) = done.try_recv() {
-                pipeline.absorb(report);
-            }
-            pipeline.fall_back(&inner).await;
-            drop(all);
+            drain_and_fall_back(&inner, &mut pipeline, &slots, &mut done).await;
             slots.clone().acquire_owned().await.expect("never closed")
         } else {
             slot
@@ -397,11 +386,23 @@ async fn run_batcher(
         }
     }
     // Wait for every commit task to finish, then run again whatever they could not answer.
+    drain_and_fall_back(&inner, &mut pipeline, &slots, &mut done).await;
+}
+
+/// Waits until no batch is in flight, takes in every report, and falls back: forgets all
+/// speculation and runs the batches that need it again through the locking path.
+async fn drain_and_fall_back(
+    inner: &Inner,
+    pipeline: &mut Pipeline,
+    slots: &Semaphore,
+    done: &mut mpsc::UnboundedReceiver<Done>,
+) {
+    let committers = u32::try_from(inner.config.committers).expect("small");
     let _all = slots.acquire_many(committers).await.expect("never closed");
     while let Ok(report) = done.try_recv() {
         pipeline.absorb(report);
     }
-    pipeline.fall_back(&inner).await;
+    pipeline.fall_back(inner).await;
 }
 
 /// A request to expire the holds whose timeout passed at `at`.
@@ -431,13 +432,7 @@ async fn run_expiry(
     }
     let slot = if pipeline.must_fall_back() {
         drop(slot);
-        let committers = u32::try_from(inner.config.committers).expect("small");
-        let all = slots.acquire_many(committers).await.expect("never closed");
-        while let Ok(report) = done.try_recv() {
-            pipeline.absorb(report);
-        }
-        pipeline.fall_back(inner).await;
-        drop(all);
+        drain_and_fall_back(inner, pipeline, slots, done).await;
         slots.clone().acquire_owned().await.expect("never closed")
     } else {
         slot

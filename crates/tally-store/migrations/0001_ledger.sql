@@ -39,8 +39,14 @@ CREATE TABLE accounts (
 );
 
 -- Identity, currency, rule and creation time never change; every change raises the version.
+-- Version 0 is the engine's mark for "this row is not at the version the batch was decided on"
+-- (see 0003_batch_writes.sql): it becomes a serialization failure, which aborts the batch.
 CREATE FUNCTION accounts_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NEW.version = 0 THEN
+        RAISE EXCEPTION 'account % moved on to version % after the batch was decided', OLD.id, OLD.version
+            USING ERRCODE = 'serialization_failure';
+    END IF;
     IF NEW.id <> OLD.id OR NEW.currency <> OLD.currency OR NEW.created_at <> OLD.created_at
        OR NEW.unrestricted <> OLD.unrestricted OR NEW.overdraft_limit <> OLD.overdraft_limit THEN
         RAISE EXCEPTION 'account % : id, currency, balance rule and created_at are immutable', OLD.id

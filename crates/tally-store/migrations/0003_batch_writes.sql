@@ -68,24 +68,6 @@ CREATE TRIGGER accounts_guard BEFORE UPDATE ON accounts FOR EACH ROW
 -- holds and then work on its newest version, and mark a row that is not at the version the batch
 -- was decided on with version 0. The check has to happen on that final row: the SET list is
 -- first computed from the statement's snapshot, before the wait. Row triggers see the final row,
--- so the guard turns the mark into a serialization failure, which aborts the batch.
-CREATE OR REPLACE FUNCTION accounts_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.version = 0 THEN
-        RAISE EXCEPTION 'account % moved on to version % after the batch was decided', OLD.id, OLD.version
-            USING ERRCODE = 'serialization_failure';
-    END IF;
-    IF NEW.id <> OLD.id OR NEW.currency <> OLD.currency OR NEW.created_at <> OLD.created_at
-       OR NEW.unrestricted <> OLD.unrestricted OR NEW.overdraft_limit <> OLD.overdraft_limit THEN
-        RAISE EXCEPTION 'account % : id, currency, balance rule and created_at are immutable', OLD.id
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    IF NEW.version < OLD.version OR (NEW.version = OLD.version AND NEW IS DISTINCT FROM OLD) THEN
-        RAISE EXCEPTION 'account % : version must increase (% -> %)', OLD.id, OLD.version, NEW.version
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    IF OLD.status = 'closed' THEN
-        RAISE EXCEPTION 'account % is closed', OLD.id USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    RETURN NEW;
-END $$;
+-- so accounts_guard (0001_ledger.sql) turns the mark into a serialization failure, which aborts
+-- the batch.
+
