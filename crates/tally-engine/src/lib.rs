@@ -55,6 +55,9 @@ pub const INTAKE_TRANSFERS_MAX: usize = 1 << 20;
 pub const COMMITTERS_MAX: usize = 16;
 /// The longest a batch may wait for more submissions.
 pub const BATCH_LINGER_MAX: Duration = Duration::from_millis(100);
+/// Bounds on how often the sweeper looks for holds past their timeout.
+pub const EXPIRY_SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);
+pub const EXPIRY_SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(3_600);
 
 const _: () = assert!(ATTEMPTS_MAX >= 2 && BACKOFF_BASE.as_millis() < BACKOFF_MAX.as_millis());
 const _: () = assert!(EXPIRY_BATCH_MAX as usize <= BATCH_SIZE_MAX);
@@ -103,6 +106,9 @@ pub struct EngineConfig {
     /// Decide each batch on the state the batches before it will leave, without waiting for
     /// their commits (see `speculative`); `false` locks accounts for the whole batch instead.
     pub speculative: bool,
+    /// How often a sweeper task expires holds past their timeout, through the batcher like any
+    /// other write (`None`: only when `expire_due` is called).
+    pub expiry_sweep_interval: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +121,8 @@ impl Default for EngineConfig {
             committers: 3,
             intake_transfers_max: 1 << 17,
             speculative: true,
+            // A hold is released at most about a second after its timeout.
+            expiry_sweep_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -128,6 +136,12 @@ impl EngineConfig {
             (self.batch_size_max..=INTAKE_TRANSFERS_MAX).contains(&self.intake_transfers_max),
             "intake_transfers_max must hold at least one batch and at most INTAKE_TRANSFERS_MAX"
         );
+        if let Some(interval) = self.expiry_sweep_interval {
+            assert!(
+                (EXPIRY_SWEEP_INTERVAL_MIN..=EXPIRY_SWEEP_INTERVAL_MAX).contains(&interval),
+                "expiry_sweep_interval out of range"
+            );
+        }
     }
 }
 
@@ -189,6 +203,9 @@ impl Engine {
         });
         let handle = tokio::spawn(run_batcher(inner.clone(), receiver, expiry_receiver));
         inner.batcher.try_lock().expect("new engine").replace(handle);
+        if let Some(interval) = config.expiry_sweep_interval {
+            tokio::spawn(run_sweeper(Arc::downgrade(&inner), interval));
+        }
         Engine { inner }
     }
 
@@ -403,6 +420,28 @@ async fn drain_and_fall_back(
         pipeline.absorb(report);
     }
     pipeline.fall_back(inner).await;
+}
+
+/// The sweeper: every `interval`, expires the holds past their timeout. It holds the engine
+/// weakly and stops once the engine is shut down or dropped.
+async fn run_sweeper(engine: std::sync::Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = engine.upgrade() else { return };
+        if inner.intake.read().expect("intake lock poisoned").is_none() {
+            return;
+        }
+        match (Engine { inner }).expire_due(tally_store::convert::now()).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "sweeper expired holds past their timeout"),
+            Err(EngineError::ShuttingDown) => return,
+            // The next tick tries again; expiry is idempotent.
+            Err(error) => tracing::warn!(code = error.code(), %error, "expiry sweep failed"),
+        }
+    }
 }
 
 /// A request to expire the holds whose timeout passed at `at`.

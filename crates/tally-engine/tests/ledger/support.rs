@@ -1,7 +1,7 @@
 //! Shared helpers: a ledger on a fresh database, and short ways to open accounts and post.
 
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult};
-use tally_engine::Engine;
+use tally_engine::{Engine, EngineConfig};
 use tally_store::{NewAccount, Outcome, Submission};
 use tally_testkit::TestDb;
 use uuid::Uuid;
@@ -13,9 +13,14 @@ pub struct Ledger {
     pub engine: Engine,
 }
 
+/// A ledger whose holds expire only when a test calls `expire_due`, so that tests decide when.
 pub async fn ledger() -> Ledger {
+    ledger_with(EngineConfig { expiry_sweep_interval: None, ..EngineConfig::default() }).await
+}
+
+pub async fn ledger_with(config: EngineConfig) -> Ledger {
     let db = tally_testkit::fresh_database().await;
-    let engine = Engine::new(db.store.clone());
+    let engine = Engine::start(db.store.clone(), config);
     Ledger { db, engine }
 }
 

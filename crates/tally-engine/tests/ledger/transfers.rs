@@ -7,6 +7,7 @@ use std::time::Duration;
 use tally_core::{
     AMOUNT_MAX, AccountId, BalanceRule, TransferId, TransferKind, TransferRequest, TransferResult, TransferStatus,
 };
+use tally_engine::EngineConfig;
 use tally_store::{Direction, JournalRow, StatusChange};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -569,6 +570,30 @@ async fn expired_hold_cannot_be_posted_and_the_sweeper_releases_it() {
     assert_eq!(ledger.engine.expire_due(tally_store::convert::now()).await.unwrap(), 0);
     let void = ledger.post(acting(TransferKind::VoidPending, hold.id, None)).await;
     assert_eq!(void.result, TransferResult::PendingExpired);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn the_engine_sweeper_expires_holds_past_their_timeout_unasked() {
+    let config = EngineConfig { expiry_sweep_interval: Some(Duration::from_millis(100)), ..EngineConfig::default() };
+    let ledger = ledger_with(config).await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    let hold = ok(&ledger, pending(wallet, shop, 300, Some(1))).await;
+    let lasting = ok(&ledger, pending(wallet, shop, 50, Some(3_600))).await;
+    assert_eq!(status_in_db(&ledger, hold.id).await, "pending");
+    // The timeout is 1 s; the sweeper looks every 100 ms. Give it ample time on a busy machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status_in_db(&ledger, hold.id).await == "pending" {
+        assert!(std::time::Instant::now() < deadline, "the sweeper did not expire the hold");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status_in_db(&ledger, hold.id).await, "expired");
+    assert_eq!(status_in_db(&ledger, lasting.id).await, "pending");
+    let w = ledger.account(wallet).await;
+    assert_eq!((w.balance(), w.available(), w.debits_pending), (1_000, 950, 50));
+    // Shutting down stops the sweeper with the engine.
+    ledger.engine.shutdown().await;
     ledger.assert_consistent().await;
 }
 
