@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "ledger", sql: include_str!("../migrations/0001_ledger.sql") },
     Migration { version: 2, name: "compat", sql: include_str!("../migrations/0002_compat.sql") },
     Migration { version: 3, name: "batch_writes", sql: include_str!("../migrations/0003_batch_writes.sql") },
+    Migration {
+        version: 4,
+        name: "account_check_by_key_range",
+        sql: include_str!("../migrations/0004_account_check_by_key_range.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.

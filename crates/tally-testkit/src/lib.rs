@@ -62,8 +62,19 @@ pub fn test_server_dir() -> PathBuf {
     std::env::temp_dir().join(format!("tally-test-pg-{:08x}", hash as u32)).join("pg")
 }
 
+/// The tests run against the PostgreSQL major version Tally is built for, never an older
+/// server that happens to be installed (Tally itself accepts older ones).
+const TEST_PG_MAJOR: u32 = 18;
+
 fn start_embedded() -> EmbeddedPg {
     let bins = tally_pg::find_binaries().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        bins.version_major,
+        TEST_PG_MAJOR,
+        "the tests need PostgreSQL {TEST_PG_MAJOR}, found {} in {}: run scripts/install-pg.sh (or set TALLY_PG_BIN)",
+        bins.version_major,
+        bins.bin_dir.display()
+    );
     let dir = test_server_dir();
     let parent = dir.parent().expect("the server dir has a parent");
     std::fs::create_dir_all(parent).expect("create the test server's parent directory");

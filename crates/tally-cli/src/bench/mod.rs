@@ -140,6 +140,7 @@ fn engine_config(args: &BenchArgs) -> tally_engine::EngineConfig {
         committers: args.committers,
         batch_linger: Duration::from_micros(args.linger_us),
         speculative: !args.no_speculation,
+        expiry_sweep_interval: None,
         ..tally_engine::EngineConfig::default()
     }
 }

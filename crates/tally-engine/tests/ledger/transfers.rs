@@ -875,3 +875,37 @@ async fn journal_audit_log_and_events_refuse_changes_through_sql() {
     assert_eq!(ledger.account(empty).await.balance(), 0);
     ledger.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_journal_row_naming_a_missing_account_or_another_currency_is_refused_by_the_database() {
+    let ledger = ledger().await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    let counts = ledger.db.row_counts().await;
+    let mut client = ledger.db.connect().await;
+    let insert = "INSERT INTO transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, \
+                  actor, created_at, completed_at) \
+                  VALUES ($1, 'posted', 'posted', $2, $3, 1, $4, 'sql:test', now(), now())";
+    let missing = Uuid::now_v7();
+    for (debit, credit, currency) in [(wallet.0, missing, "USD"), (missing, shop.0, "USD"), (wallet.0, shop.0, "EUR")] {
+        let error = client
+            .execute(insert, &[&Uuid::now_v7(), &debit, &credit, &currency])
+            .await
+            .expect_err("a transfer naming a missing account");
+        assert_eq!(error.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION), "{error}");
+        assert_eq!(error.as_db_error().and_then(|e| e.constraint()), Some("transfers_accounts_exist"));
+    }
+    // One statement, two rows: the accounts exist in USD, the second row names them in EUR.
+    let two_rows = "INSERT INTO transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, \
+                    actor, created_at, completed_at) \
+                    SELECT gen_random_uuid(), 'posted', 'posted', $1, $2, 1, c, 'sql:test', now(), now() \
+                    FROM unnest(ARRAY['USD', 'EUR']) AS c";
+    let error = client.execute(two_rows, &[&wallet.0, &shop.0]).await.expect_err("one pair in another currency");
+    assert_eq!(error.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION), "{error}");
+    assert_eq!(ledger.db.row_counts().await, counts, "nothing was written");
+    // The same statement with accounts that exist in that currency passes the check (and is then
+    // caught by reconciliation, having moved no balance: that is not this test's concern).
+    let mut transaction = client.transaction().await.unwrap();
+    transaction.execute(insert, &[&Uuid::now_v7(), &wallet.0, &shop.0, &"USD"]).await.expect("accounts exist");
+    transaction.rollback().await.unwrap();
+}
