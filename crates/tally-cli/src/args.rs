@@ -57,6 +57,11 @@ pub enum Command {
     Expire,
     /// Show Tally at work: opens accounts, moves money, shows balances, history and a reconciliation.
     Demo,
+    /// Serve the HTTP API (REST v1) until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Manage the embedded PostgreSQL server.
     #[command(subcommand)]
     Pg(PgCommand),
@@ -290,4 +295,60 @@ pub enum PgCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Largest request body in bytes, except on the batch endpoint.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub body_limit: usize,
+    /// Largest body of POST /v1/transfers/batch in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub batch_body_limit: usize,
+    /// Open connections at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Requests handled at once at most; beyond, 503 overloaded.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_in_flight: usize,
+    /// Requests per second per API key (0: no limit).
+    #[arg(long, default_value_t = 100_000)]
+    pub rate_limit: u32,
+    /// Longest a request may run, e.g. 30s.
+    #[arg(long, default_value = "30s")]
+    pub request_timeout: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it once (only its hash is stored).
+    Create {
+        /// A unique name; the audit trail records `key:<name>`.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// For a reader: an account (id or code) it may read. Repeat for several.
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by name; it stops working within a second.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Keys and accounts, and everything else.
+    Admin,
+    /// Move money; read accounts and transfers.
+    Operator,
+    /// Read everything, including audit and events.
+    Auditor,
+    /// Read only the named accounts.
+    Reader,
 }

@@ -14,8 +14,10 @@ use tokio_postgres::NoTls;
 
 /// The database the embedded server keeps the ledger in.
 pub const LEDGER_DB: &str = "tally";
-/// Connections the CLI opens at most.
+/// Connections a one-off command opens at most.
 const CLI_POOL_SIZE: usize = 4;
+/// Connections `tally serve` opens at most: the engine's committers plus concurrent reads.
+pub const SERVER_POOL_SIZE: usize = 32;
 
 /// An open, migrated ledger.
 pub struct Database {
@@ -45,6 +47,10 @@ pub async fn start_embedded(pg: &EmbeddedPg) -> Result<StartOutcome> {
 
 impl Database {
     pub async fn open(cli: &Cli) -> Result<Database> {
+        Database::open_with_pool(cli, CLI_POOL_SIZE).await
+    }
+
+    pub async fn open_with_pool(cli: &Cli, pool_size: usize) -> Result<Database> {
         let (conninfo, embedded) = match &cli.database_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -53,7 +59,7 @@ impl Database {
                 (pg.connection_string(LEDGER_DB), Some((pg, outcome)))
             }
         };
-        let store = Store::connect(&conninfo, CLI_POOL_SIZE)?;
+        let store = Store::connect(&conninfo, pool_size)?;
         store.migrate().await.context("migrating the ledger database")?;
         let role: String = store.client().await?.query_one("SELECT session_user::text", &[]).await?.get(0);
         Ok(Database { engine: Engine::new(store.clone()), store, actor: format!("cli:{role}"), embedded })

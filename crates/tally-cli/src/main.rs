@@ -8,6 +8,7 @@ mod connect;
 mod demo;
 mod load;
 mod render;
+mod serve;
 
 use anyhow::Result;
 use args::{Cli, Command, PgCommand};
@@ -42,7 +43,10 @@ async fn run(cli: Cli) -> Result<()> {
         });
         return Ok(());
     }
-    let db = Database::open(&cli).await?;
+    let db = match &cli.command {
+        Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
+        _ => Database::open(&cli).await?,
+    };
     let result = match cli.command {
         Command::Migrate => {
             out.value(&serde_json::json!({"migrated": true}), || "the ledger schema is up to date".into());
@@ -57,6 +61,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Expire => commands::expire(&db, &out).await,
         Command::Demo => demo::run(&db, &out).await,
         Command::Load(args) => load::run(&db, &args).await,
+        Command::Serve(args) => serve::serve(&db, &args).await,
+        Command::Key(command) => serve::key(&db, &out, command).await,
         Command::Pg(_) | Command::Bench(_) => unreachable!("handled above"),
     };
     db.close()?;

@@ -23,6 +23,10 @@ pub enum StoreError {
     AccountNotEmpty(String),
     #[error("account {id} cannot go from {from} to {to}")]
     StatusTransitionInvalid { id: String, from: &'static str, to: &'static str },
+    #[error("an API key named {0} already exists")]
+    KeyNameTaken(String),
+    #[error("API key {0} not found")]
+    KeyNotFound(String),
     #[error("invalid input: {0}")]
     Invalid(String),
     #[error("the batch was decided on state that moved on: {0}")]
@@ -50,6 +54,8 @@ impl StoreError {
             StoreError::VersionConflict { .. } => "version_conflict",
             StoreError::AccountNotEmpty(_) => "account_not_empty",
             StoreError::StatusTransitionInvalid { .. } => "account_status_transition_invalid",
+            StoreError::KeyNameTaken(_) => "key_name_taken",
+            StoreError::KeyNotFound(_) => "key_not_found",
             StoreError::Invalid(_) => "invalid_input",
             StoreError::Conflict(_) => "conflict",
             StoreError::MigrationChanged { .. } => "migration_changed",

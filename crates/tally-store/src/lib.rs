@@ -8,6 +8,7 @@
 //! - Every change and its audit row and event commit together or not at all.
 
 pub mod accounts;
+pub mod api;
 pub mod convert;
 pub mod error;
 pub mod journal;
@@ -17,10 +18,11 @@ pub mod queries;
 pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
+pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate};
 pub use posting::{AccountOrder, BatchConn, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
-pub use queries::{Direction, HistoryEntry};
+pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;

@@ -3,7 +3,7 @@
 use crate::accounts::resolve_account_id;
 use crate::posting::{JournalRow, journal_row_from_row};
 use crate::{Store, StoreError};
-use tally_core::{AccountId, Transfer};
+use tally_core::{AccountId, Timestamp, Transfer};
 use uuid::Uuid;
 
 /// The most entries one page of history returns.
@@ -83,5 +83,171 @@ impl Store {
                 JournalRow::Rejected { .. } => unreachable!("rejections name no accounts"),
             })
             .collect())
+    }
+}
+
+/// The most rows one page of transfers, audit rows or events returns.
+pub const PAGE_SIZE_MAX: i64 = 1_000;
+/// Journal positions one listing statement scans without an account filter (through the BRIN
+/// index on `seq`), and how many such windows one request may scan: the cost of a listing is
+/// bounded whatever its filters match.
+pub const LISTING_WINDOW: i64 = 1 << 16;
+pub const LISTING_WINDOWS_MAX: usize = 64;
+
+/// Filters for `list_transfers`; every field is optional but `limit`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransferFilter {
+    pub account: Option<AccountId>,
+    /// `posted`, `pending`, `voided`, `expired` or `rejected`; applied transfers when absent.
+    pub status: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Journal position: only rows older than this (the previous page's `next_cursor`).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub db_user: String,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// One event of the outbox.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub at: Timestamp,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub entity_id: String,
+    pub payload: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// Journal rows newest first, filtered; with the cursor to pass as `before` for the next
+    /// page (`None` when the journal has nothing older).
+    pub async fn list_transfers(&self, filter: &TransferFilter) -> Result<(Vec<JournalRow>, Option<i64>), StoreError> {
+        let limit = filter.limit.clamp(1, PAGE_SIZE_MAX);
+        let client = self.client().await?;
+        let status = filter.status.as_deref();
+        let since = filter.since.map(crate::convert::to_system_time);
+        let until = filter.until.map(crate::convert::to_system_time);
+        let before = filter.before.unwrap_or(i64::MAX);
+        let cols = crate::posting::TRANSFER_COLUMNS;
+        // Rejections name no accounts, so an account filter lists applied transfers only.
+        let conditions = "($3::text IS NULL AND t.status <> 'rejected' OR t.status = $3)
+              AND ($4::timestamptz IS NULL OR t.created_at >= $4) AND ($5::timestamptz IS NULL OR t.created_at < $5)";
+        if let Some(account) = filter.account {
+            let sql = format!(
+                "SELECT * FROM (
+                     (SELECT {cols} FROM transfers t WHERE t.debit_account_id = $1 AND t.seq < $2 AND {conditions}
+                      ORDER BY t.seq DESC LIMIT $6)
+                     UNION ALL
+                     (SELECT {cols} FROM transfers t WHERE t.credit_account_id = $1 AND t.seq < $2 AND {conditions}
+                      ORDER BY t.seq DESC LIMIT $6)
+                 ) h ORDER BY seq DESC LIMIT $6"
+            );
+            let rows = client.query(&sql, &[&account.0, &before, &status, &since, &until, &limit]).await?;
+            let page: Vec<JournalRow> = rows.iter().map(journal_row_from_row).collect();
+            let next = (page.len() as i64 == limit).then(|| seq_of(page.last().expect("a full page")));
+            return Ok((page, next));
+        }
+        // No account: walk the journal backwards in windows of positions.
+        let newest: i64 = client
+            .query_one("SELECT coalesce(max(last_seq), 0) FROM (SELECT pg_sequence_last_value(pg_get_serial_sequence('transfers', 'seq')) AS last_seq) s", &[])
+            .await?
+            .get(0);
+        let mut upper = before.min(newest.saturating_add(1));
+        let sql = format!(
+            "SELECT {cols} FROM transfers t WHERE t.seq < $1 AND t.seq >= $2 AND {conditions}
+             ORDER BY t.seq DESC LIMIT $6"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let mut page = Vec::new();
+        for _ in 0..LISTING_WINDOWS_MAX {
+            if upper <= 1 {
+                return Ok((page, None));
+            }
+            let lower = upper.saturating_sub(LISTING_WINDOW).max(1);
+            let wanted = limit - page.len() as i64;
+            let rows = client.query(&statement, &[&upper, &lower, &status, &since, &until, &wanted]).await?;
+            page.extend(rows.iter().map(journal_row_from_row));
+            if page.len() as i64 == limit {
+                let next = seq_of(page.last().expect("a full page"));
+                return Ok((page, Some(next)));
+            }
+            upper = lower;
+        }
+        // The scan budget ran out before the page filled: the client continues from here.
+        Ok((page, (upper > 1).then_some(upper)))
+    }
+
+    /// Audit rows after the `after` cursor (an audit id), oldest first.
+    pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = limit.clamp(1, PAGE_SIZE_MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, at, actor, db_user, action, entity_type, entity_id, before, after
+                 FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditRecord {
+                id: row.get(0),
+                at: crate::convert::from_system_time(row.get(1)),
+                actor: row.get(2),
+                db_user: row.get(3),
+                action: row.get(4),
+                entity_type: row.get(5),
+                entity_id: row.get(6),
+                before: row.get(7),
+                after: row.get(8),
+            })
+            .collect())
+    }
+
+    /// Events after the `after` cursor (a sequence number), in order.
+    pub async fn events_page(&self, after: i64, limit: i64) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = limit.clamp(1, PAGE_SIZE_MAX);
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT seq, at, type, entity_id, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .await?;
+        let rows = client.query(&statement, &[&after, &limit]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| EventRecord {
+                seq: row.get(0),
+                at: crate::convert::from_system_time(row.get(1)),
+                event_type: row.get(2),
+                entity_id: row.get(3),
+                payload: row.get(4),
+            })
+            .collect())
+    }
+
+    /// The sequence number of the newest committed event (0 when there is none).
+    pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached("SELECT last_seq FROM event_sequence").await?;
+        Ok(client.query_one(&statement, &[]).await?.get(0))
+    }
+}
+
+fn seq_of(row: &JournalRow) -> i64 {
+    match row {
+        JournalRow::Applied { seq, .. } | JournalRow::Rejected { seq, .. } => *seq,
     }
 }

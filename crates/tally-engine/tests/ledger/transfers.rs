@@ -905,7 +905,7 @@ async fn a_journal_row_naming_a_missing_account_or_another_currency_is_refused_b
     assert_eq!(ledger.db.row_counts().await, counts, "nothing was written");
     // The same statement with accounts that exist in that currency passes the check (and is then
     // caught by reconciliation, having moved no balance: that is not this test's concern).
-    let mut transaction = client.transaction().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
     transaction.execute(insert, &[&Uuid::now_v7(), &wallet.0, &shop.0, &"USD"]).await.expect("accounts exist");
     transaction.rollback().await.unwrap();
 }

@@ -1,0 +1,134 @@
+//! `tally serve` and `tally key`: the HTTP API and its keys.
+
+use crate::args::{KeyCommand, RoleArg, ServeArgs};
+use crate::connect::Database;
+use crate::render::Output;
+use anyhow::{Context, Result};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use tally_server::{ServerConfig, generate_key};
+use tally_store::{NewApiKey, Role, StoreError};
+
+fn role(arg: RoleArg) -> Role {
+    match arg {
+        RoleArg::Admin => Role::Admin,
+        RoleArg::Operator => Role::Operator,
+        RoleArg::Auditor => Role::Auditor,
+        RoleArg::Reader => Role::Reader,
+    }
+}
+
+/// Creates a key and returns it with its record; the key itself exists nowhere else.
+async fn create_key(
+    db: &Database,
+    name: &str,
+    role: Role,
+    accounts: Vec<uuid::Uuid>,
+) -> Result<(String, tally_store::ApiKeyRecord), StoreError> {
+    let generated = generate_key();
+    let new = NewApiKey { name: name.to_owned(), role, key_hash: generated.hash, prefix: generated.prefix, accounts };
+    let record = db.store.create_api_key(&new, &db.actor).await?;
+    Ok((generated.key, record))
+}
+
+pub async fn key(db: &Database, out: &Output, command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::Create { name, role: role_arg, accounts } => {
+            let mut ids = Vec::with_capacity(accounts.len());
+            for account in &accounts {
+                ids.push(db.store.require_account(account).await?.account.id.0);
+            }
+            let (key, record) = create_key(db, &name, role(role_arg), ids).await?;
+            out.value(
+                &json!({"key": key, "name": record.name, "role": record.role, "id": record.id, "accounts": record.accounts}),
+                || format!("{key}\n(key {} with role {}: shown once; only its hash is stored)", record.name, record.role.as_str()),
+            );
+        }
+        KeyCommand::List => {
+            let keys = db.store.list_api_keys().await?;
+            out.value(&serde_json::to_value(&keys)?, || {
+                let mut table = Table::new();
+                table
+                    .load_preset(UTF8_FULL_CONDENSED)
+                    .set_header(["name", "role", "prefix", "accounts", "created", "by", "revoked"]);
+                for k in &keys {
+                    table.add_row([
+                        k.name.clone(),
+                        k.role.as_str().to_owned(),
+                        format!("{}…", k.prefix),
+                        k.accounts.len().to_string(),
+                        tally_server::views::time(k.created_at),
+                        k.created_by.clone(),
+                        k.revoked_at.map(tally_server::views::time).unwrap_or_default(),
+                    ]);
+                }
+                table.to_string()
+            });
+        }
+        KeyCommand::Revoke { name } => {
+            let record = db.store.revoke_api_key(&name, &db.actor).await?;
+            out.value(&json!({"name": record.name, "revoked": true}), || format!("key {} is revoked", record.name));
+        }
+    }
+    Ok(())
+}
+
+fn config(args: &ServeArgs) -> Result<ServerConfig> {
+    let config = ServerConfig {
+        listen: args.listen,
+        body_limit: args.body_limit,
+        batch_body_limit: args.batch_body_limit,
+        max_connections: args.max_connections,
+        max_in_flight: args.max_in_flight,
+        rate_limit_per_key: args.rate_limit,
+        request_timeout: humantime::parse_duration(&args.request_timeout).context("--request-timeout")?,
+        ..ServerConfig::default()
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
+    let config = config(args)?;
+    if db.store.active_api_keys().await? == 0 {
+        let created = match create_key(db, "admin", Role::Admin, Vec::new()).await {
+            Err(StoreError::KeyNameTaken(_)) => {
+                let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
+                create_key(db, &format!("admin-{suffix}"), Role::Admin, Vec::new()).await
+            }
+            other => other,
+        };
+        let (key, record) = created?;
+        println!("first start: created API key '{}' (role admin). It is shown this once:\n\n    {key}\n", record.name);
+        println!("Create more with `tally key create --name NAME --role operator|auditor|reader`.");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    println!("Tally serves http://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
+    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, stop_signal()).await?;
+    println!("stopped: every accepted request was answered");
+    Ok(())
+}

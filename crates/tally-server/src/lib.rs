@@ -1,0 +1,246 @@
+//! Tally's HTTP API: REST v1 over the engine (every transfer write) and the store (reads,
+//! accounts, keys).
+//!
+//! Layers, outermost first: connection limit (in `serve`), metrics, request timeout, in-flight
+//! bound (503 `overloaded` beyond it), body size limit, authentication and per-key rate limit,
+//! then the handler, which checks the caller's role. Every error is
+//! `{"error": {"code", "message", "details"}}` with a code from `error::CODES` or a transfer
+//! result code.
+//!
+//! Architecture invariant: handlers never write SQL and never decide a transfer; they translate
+//! between JSON and the engine and store APIs, with the authenticated principal as the actor.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+pub use auth::{GeneratedKey, Principal, generate_key, hash_key};
+pub use error::ApiError;
+pub use state::{AppState, ServerConfig};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use routes::{accounts, feed, ops, transfers};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tally", description = "A double-entry ledger on PostgreSQL. Amounts are decimal strings in the currency's scale."),
+    paths(
+        accounts::create, accounts::show, accounts::list, accounts::freeze, accounts::unfreeze, accounts::close,
+        accounts::balance, accounts::history,
+        transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
+        transfers::show, transfers::list,
+        feed::audit, feed::events, feed::stream,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+    ),
+    components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
+        views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
+        views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// The error shape every failure answers with.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    /// `{"code": "insufficient_funds", "message": "...", "details": {...}}`
+    #[schema(value_type = Object)]
+    error: serde_json::Value,
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tly_<64 hex>").build(),
+            ),
+        );
+    }
+}
+
+/// The API description, generated from the handlers and views.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Middleware: at most `max_in_flight` requests are handled at once; beyond, 503 at once.
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.limits.in_flight.clone().try_acquire_owned() else {
+        return ApiError::overloaded("too many requests in flight; retry shortly").into_response();
+    };
+    next.run(request).await
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("route")
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let batch_limit = state.config.batch_body_limit;
+    let body_limit = state.config.body_limit;
+    let authenticated = Router::new()
+        .route("/v1/accounts", post(accounts::create).get(accounts::list))
+        .route("/v1/accounts/{id_or_code}", get(accounts::show))
+        .route("/v1/accounts/{id_or_code}/freeze", post(accounts::freeze))
+        .route("/v1/accounts/{id_or_code}/unfreeze", post(accounts::unfreeze))
+        .route("/v1/accounts/{id_or_code}/close", post(accounts::close))
+        .route("/v1/accounts/{id_or_code}/balance", get(accounts::balance))
+        .route("/v1/accounts/{id_or_code}/transfers", get(accounts::history))
+        .route("/v1/transfers", post(transfers::create).get(transfers::list))
+        .route("/v1/transfers/batch", post(transfers::batch).layer(DefaultBodyLimit::max(batch_limit)))
+        .route("/v1/transfers/{id}", get(transfers::show))
+        .route("/v1/transfers/{id}/post", post(transfers::post_pending))
+        .route("/v1/transfers/{id}/void", post(transfers::void_pending))
+        .route("/v1/transfers/{id}/reverse", post(transfers::reverse))
+        .route("/v1/audit", get(feed::audit))
+        .route("/v1/events", get(feed::events))
+        .route("/v1/events/stream", get(feed::stream))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .merge(authenticated)
+        .fallback(fallback)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// A TCP listener that holds one permit per open connection: beyond `max_connections`,
+/// further connections wait in the kernel's backlog until one closes.
+struct LimitedListener {
+    inner: TcpListener,
+    connections: Arc<Semaphore>,
+}
+
+struct LimitedStream {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = self.connections.clone().acquire_owned().await.expect("never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (LimitedStream { stream, _permit: permit }, addr);
+                }
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Serves the API on `listener` until `stop` resolves; then stops accepting, tells long-polls
+/// and streams to end, answers every request in flight, and shuts the engine down (committing
+/// whatever it accepted). Returns once all of that is done.
+pub async fn serve(
+    listener: TcpListener,
+    store: tally_store::Store,
+    engine: tally_engine::Engine,
+    config: ServerConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let state = AppState::new(store, engine.clone(), config, shutdown);
+    let app = router(state);
+    let listener = LimitedListener { inner: listener, connections };
+    let signal = async move {
+        stop.await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = shutdown_sender.send(true);
+    };
+    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    engine.shutdown().await;
+    tracing::info!("shut down: every accepted transfer was answered");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `/v1/audit` and `/v1/events`: pages, a long-poll, and a resumable server-sent event stream.
+
+use crate::auth::{AUDITORS, OPERATORS, Principal};
+use crate::body::Query;
+use crate::error::ApiError;
+use crate::routes::accounts::limit_of;
+use crate::state::{AppState, EVENTS_WAIT_MAX};
+use crate::views::{AuditView, EventView, Page};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+use utoipa::IntoParams;
+
+/// Events one stream message batch reads at most.
+pub const STREAM_PAGE: i64 = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// The `next_cursor` of the previous page (an audit row id); from the start when absent.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditView>, description = "Oldest first")), security(("bearer" = [])))]
+pub async fn audit(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<AuditQuery>,
+) -> Result<axum::Json<Page<AuditView>>, ApiError> {
+    principal.require(AUDITORS)?;
+    let limit = limit_of(query.limit)?;
+    let rows = state.store.audit_page(query.after.unwrap_or(0), limit).await?;
+    let next_cursor = rows.last().map(|row| row.id.to_string());
+    Ok(axum::Json(Page { data: rows.into_iter().map(AuditView::from).collect(), next_cursor }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Events after this sequence number (the previous page's `next_cursor`).
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+    /// Seconds to wait for an event when there is none yet (0 to 30).
+    pub wait: Option<u64>,
+}
+
+/// Waits until an event after `after` is committed, `wait` passes, or the server shuts down.
+async fn wait_for_event(state: &AppState, after: i64, wait: Duration) {
+    let mut last = state.last_event.clone();
+    let mut shutdown = state.shutdown.clone();
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        if *last.borrow_and_update() > after || *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = &mut deadline => return,
+            changed = last.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = Page<EventView>, description = "In sequence order; next_cursor is the last seq")),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<EventsQuery>,
+) -> Result<axum::Json<Page<EventView>>, ApiError> {
+    principal.require(OPERATORS)?;
+    let limit = limit_of(query.limit)?;
+    let after = query.after.unwrap_or(0);
+    let wait = Duration::from_secs(query.wait.unwrap_or(0));
+    if wait > EVENTS_WAIT_MAX {
+        return Err(ApiError::bad_request("invalid_query", "wait is 0 to 30 seconds"));
+    }
+    let mut rows = state.store.events_page(after, limit).await?;
+    if rows.is_empty() && !wait.is_zero() {
+        wait_for_event(&state, after, wait).await;
+        rows = state.store.events_page(after, limit).await?;
+    }
+    let next_cursor = Some(rows.last().map_or(after, |row| row.seq).to_string());
+    Ok(axum::Json(Page { data: rows.into_iter().map(EventView::from).collect(), next_cursor }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Events after this sequence number; `Last-Event-ID` takes precedence.
+    pub after: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, content_type = "text/event-stream",
+               description = "Server-sent events: id is the seq, event the type, data the event as JSON")),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    principal.require(OPERATORS)?;
+    let resume =
+        match headers.get("last-event-id") {
+            Some(value) => {
+                Some(value.to_str().ok().and_then(|text| text.trim().parse::<i64>().ok()).ok_or_else(|| {
+                    ApiError::bad_request("invalid_header", "Last-Event-ID is an event sequence number")
+                })?)
+            }
+            None => None,
+        };
+    let after = resume.or(query.after).unwrap_or(0);
+    let stream = futures_util::stream::unfold(
+        (state, after, Vec::<EventView>::new()),
+        |(state, mut after, mut queue)| async move {
+            loop {
+                if let Some(event) = queue.pop() {
+                    after = event.seq;
+                    let message = Event::default()
+                        .id(event.seq.to_string())
+                        .event(event.event_type.clone())
+                        .json_data(&event)
+                        .expect("events serialize");
+                    return Some((Ok(message), (state, after, queue)));
+                }
+                if *state.shutdown.borrow() {
+                    return None;
+                }
+                match state.store.events_page(after, STREAM_PAGE).await {
+                    Ok(rows) if !rows.is_empty() => {
+                        // Popped from the back: store them newest first.
+                        queue = rows.into_iter().rev().map(EventView::from).collect();
+                    }
+                    Ok(_) => wait_for_event(&state, after, EVENTS_WAIT_MAX).await,
+                    Err(error) => {
+                        tracing::warn!(code = error.code(), %error, "event stream read failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,6 @@
+//! The handlers, one module per resource.
+
+pub mod accounts;
+pub mod feed;
+pub mod ops;
+pub mod transfers;

@@ -1,0 +1,45 @@
+//! Liveness, readiness, metrics and the API description.
+
+use crate::auth::{OPERATORS, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up (no key needed)")))]
+pub async fn healthz() -> axum::Json<Value> {
+    axum::Json(json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "The database answers and the server takes requests"),
+              (status = 503, description = "Not ready")), security(("bearer" = [])))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    if *state.shutdown.borrow() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));
+    }
+    state.store.last_event_seq().await?;
+    Ok(axum::Json(json!({"status": "ready"})))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format")),
+    security(("bearer" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(OPERATORS)?;
+    let body = state.metrics.render(&state.engine);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This API's OpenAPI 3.1 description")), security(("bearer" = [])))]
+pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(crate::openapi())
+}

@@ -1,0 +1,197 @@
+//! The server's configuration and the state every handler shares.
+
+use crate::auth::KeyCache;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tally_engine::Engine;
+use tally_store::{Store, StoreError};
+use tokio::sync::{Semaphore, watch};
+
+/// Bounds on the configuration.
+pub const BODY_LIMIT_MAX: usize = 256 << 20;
+pub const CONNECTIONS_MAX: usize = 100_000;
+pub const IN_FLIGHT_MAX: usize = 100_000;
+pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+/// The longest an events long-poll (`wait=`) may wait.
+pub const EVENTS_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often the server looks for new events to wake long-polls and streams.
+pub const EVENTS_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The most currencies whose scale is cached.
+pub const SCALE_CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body, except on the batch endpoint.
+    pub body_limit: usize,
+    /// Largest body of `POST /v1/transfers/batch`.
+    pub batch_body_limit: usize,
+    /// Open connections at most; further connections wait to be accepted.
+    pub max_connections: usize,
+    /// Requests being handled at most; further requests get 503 `overloaded`.
+    pub max_in_flight: usize,
+    /// Requests per second per key (with an equal burst); 0 turns the limit off.
+    pub rate_limit_per_key: u32,
+    /// A request still running after this gets 408 (a transfer it submitted may still commit;
+    /// retrying with the same id is safe).
+    pub request_timeout: Duration,
+    /// How long a verified key is trusted without asking the database again.
+    pub key_cache_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 1 << 20,
+            batch_body_limit: 16 << 20,
+            max_connections: 10_000,
+            max_in_flight: 20_000,
+            rate_limit_per_key: 100_000,
+            request_timeout: Duration::from_secs(30),
+            key_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            ((1024..=BODY_LIMIT_MAX).contains(&self.body_limit), "body limit must be 1 KiB to 256 MiB"),
+            (
+                (self.body_limit..=BODY_LIMIT_MAX).contains(&self.batch_body_limit),
+                "batch body limit must be at least the body limit and at most 256 MiB",
+            ),
+            ((1..=CONNECTIONS_MAX).contains(&self.max_connections), "max connections must be 1 to 100,000"),
+            ((1..=IN_FLIGHT_MAX).contains(&self.max_in_flight), "max in-flight requests must be 1 to 100,000"),
+            (
+                (Duration::from_millis(100)..=REQUEST_TIMEOUT_MAX).contains(&self.request_timeout),
+                "request timeout must be 100 ms to 10 min",
+            ),
+            (self.key_cache_ttl <= Duration::from_secs(60), "key cache TTL must be at most 60 s"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err((*message).to_owned()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Request admission: the per-key rate limit and the in-flight bound.
+pub struct Limits {
+    rate: Option<DefaultKeyedRateLimiter<String>>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl Limits {
+    fn new(config: &ServerConfig) -> Limits {
+        let rate = NonZeroU32::new(config.rate_limit_per_key)
+            .map(|per_second| RateLimiter::keyed(Quota::per_second(per_second)));
+        Limits { rate, in_flight: Arc::new(Semaphore::new(config.max_in_flight)) }
+    }
+
+    pub fn check_rate(&self, key: &str) -> Result<(), ApiError> {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        let key = key.to_owned();
+        rate.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut error = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this key sent more requests than its rate limit allows",
+            );
+            error.retry_after = Some(wait.as_secs().max(1));
+            error
+        })
+    }
+}
+
+/// Currency scales, which never change once registered.
+#[derive(Default)]
+pub struct ScaleCache {
+    scales: RwLock<HashMap<String, u8>>,
+}
+
+impl ScaleCache {
+    pub async fn scale(&self, store: &Store, currency: &str) -> Result<u8, StoreError> {
+        if let Some(scale) = self.scales.read().expect("scale cache poisoned").get(currency) {
+            return Ok(*scale);
+        }
+        let scale = store.currency_scale(currency).await?;
+        let mut scales = self.scales.write().expect("scale cache poisoned");
+        if scales.len() >= SCALE_CACHE_MAX {
+            scales.clear();
+        }
+        scales.insert(currency.to_owned(), scale);
+        Ok(scale)
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub engine: Engine,
+    pub config: Arc<ServerConfig>,
+    pub keys: Arc<KeyCache>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub scales: Arc<ScaleCache>,
+    /// The newest committed event's sequence number, refreshed every `EVENTS_POLL_INTERVAL`.
+    pub last_event: watch::Receiver<i64>,
+    /// Turns true when the server begins to shut down: long-polls and streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Builds the state and starts the events watcher; `shutdown` ends it.
+    pub fn new(store: Store, engine: Engine, config: ServerConfig, shutdown: watch::Receiver<bool>) -> AppState {
+        config.validate().expect("a valid server configuration");
+        let (sender, last_event) = watch::channel(0);
+        tokio::spawn(watch_events(store.clone(), sender, shutdown.clone()));
+        AppState {
+            store,
+            engine,
+            limits: Arc::new(Limits::new(&config)),
+            config: Arc::new(config),
+            keys: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
+            scales: Arc::default(),
+            last_event,
+            shutdown,
+        }
+    }
+}
+
+async fn watch_events(store: Store, sender: watch::Sender<i64>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(EVENTS_POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.last_event_seq().await {
+            Ok(seq) => {
+                sender.send_if_modified(|last| {
+                    let newer = seq > *last;
+                    if newer {
+                        *last = seq;
+                    }
+                    newer
+                });
+            }
+            Err(error) => tracing::warn!(code = error.code(), %error, "reading the newest event failed"),
+        }
+    }
+}
