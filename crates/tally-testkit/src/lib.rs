@@ -150,7 +150,7 @@ impl TestDb {
     pub async fn row_counts(&self) -> Vec<(String, i64)> {
         let client = self.connect().await;
         let mut counts = Vec::new();
-        for table in ["accounts", "transfers", "audit_log", "events", "currencies"] {
+        for table in ["accounts", "transfers", "audit_log", "events", "currencies", "api_keys", "idempotency_keys"] {
             // Table names come from the fixed list above.
             let row = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count");
             counts.push((table.to_owned(), row.get(0)));

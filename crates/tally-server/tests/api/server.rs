@@ -1,0 +1,155 @@
+//! A real server on a loopback port: HTTP/1.1 keep-alive and HTTP/2, and graceful shutdown with
+//! requests in flight.
+
+use crate::support::*;
+use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use tally_server::ServerConfig;
+
+struct Running {
+    api: Api,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn running() -> Running {
+    let api = api().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() };
+    let server = tokio::spawn(tally_server::serve(listener, api.db.store.clone(), api.engine.clone(), config, async {
+        let _ = stopped.await;
+    }));
+    Running { api, addr, stop: Some(stop), server }
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    key: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let builder =
+        Request::builder().uri(format!("http://{addr}{path}")).header("authorization", format!("Bearer {key}"));
+    let request = match body {
+        Some(body) => builder
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap()))),
+        None => builder.method("GET").body(Full::new(Bytes::new())),
+    }
+    .unwrap();
+    let response = client.request(request).await.expect("a response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn serves_http1_and_http2_and_batches_concurrent_single_transfers() {
+    let server = running().await;
+    let api = &server.api;
+    api.funded("alice", "1000.00").await;
+    api.open("shop", "USD", json!({})).await;
+    let http1 = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build_http::<Full<Bytes>>();
+    let (status, body) = send(&http2, server.addr, &api.operator, "/v1/accounts/alice/balance", None).await;
+    assert_eq!((status, body["balance"].as_str()), (StatusCode::OK, Some("1000.00")));
+
+    let batches_before = api.engine.stats().batches;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let client = if i % 2 == 0 { http1.clone() } else { http2.clone() };
+        let (addr, key) = (server.addr, api.operator.clone());
+        requests.spawn(async move {
+            send(&client, addr, &key, "/v1/transfers", Some(transfer("alice", "shop", "1.00"))).await
+        });
+    }
+    while let Some(result) = requests.join_next().await {
+        let (status, body) = result.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let batches = api.engine.stats().batches - batches_before;
+    assert!(batches < 200, "concurrent requests share batches: {batches} batches for 200 transfers");
+    assert_eq!(api.balance("shop").await, "200.00");
+
+    let (status, text) = {
+        let request = Request::get(format!("http://{}/metrics", server.addr))
+            .header("authorization", format!("Bearer {}", api.auditor))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = http1.request(request).await.unwrap();
+        (
+            response.status(),
+            String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap(),
+        )
+    };
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("tally_transfer_results_total{code=\"ok\"} 200"), "{text}");
+    assert!(text.contains("tally_engine_queue_depth"), "{text}");
+    api.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_every_request_in_flight_and_loses_nothing() {
+    let mut server = running().await;
+    server.api.funded("alice", "1000.00").await;
+    server.api.open("shop", "USD", json!({})).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let (client, addr, key) = (client.clone(), server.addr, server.api.operator.clone());
+        requests.spawn(async move {
+            let body = transfer("alice", "shop", "1.00");
+            let request = Request::post(format!("http://{addr}/v1/transfers"))
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
+                .unwrap();
+            (body["id"].as_str().unwrap().to_owned(), client.request(request).await.map(|r| r.status()))
+        });
+    }
+    // Stop once the first of them have committed, with the rest in flight.
+    let committed = server.api.engine.stats().transfers;
+    while server.api.engine.stats().transfers < committed + 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    let mut acknowledged = Vec::new();
+    while let Some(result) = requests.join_next().await {
+        match result.unwrap() {
+            (id, Ok(StatusCode::CREATED)) => acknowledged.push(id),
+            (_, Ok(status)) => panic!("an accepted request got {status}"),
+            // Not accepted before the listener closed: the client may retry elsewhere.
+            (_, Err(_)) => {}
+        }
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(30), &mut server.server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .expect("cleanly");
+    assert!(!acknowledged.is_empty(), "some requests were in flight");
+    // Every acknowledged transfer is in the journal, and nothing else moved money.
+    let client = server.api.db.connect().await;
+    let ids: Vec<uuid::Uuid> = acknowledged.iter().map(|id| id.parse().unwrap()).collect();
+    let found: i64 =
+        client.query_one("SELECT count(*) FROM transfers WHERE id = ANY($1)", &[&ids]).await.unwrap().get(0);
+    assert_eq!(found as usize, acknowledged.len());
+    let posted: i64 = client
+        .query_one("SELECT count(*) FROM transfers WHERE status = 'posted' AND amount = 100", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(posted as usize, acknowledged.len(), "no transfer committed without its answer");
+    server.api.assert_consistent().await;
+}
