@@ -88,7 +88,8 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// engine: batched through the posting engine; direct: one SQL transaction per transfer.
+    /// engine: batched through the posting engine; direct: one SQL transaction per transfer;
+    /// http: through the HTTP API on a loopback port (posted transfers only).
     #[arg(long, value_enum, default_value = "engine")]
     pub mode: BenchMode,
     /// Accounts to open and fund before the run.
@@ -136,6 +137,8 @@ pub struct BenchArgs {
 pub enum BenchMode {
     Engine,
     Direct,
+    /// Through the HTTP API, served in this process on a loopback port.
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -91,8 +91,11 @@ pub const ADMINS: &[Role] = &[Role::Admin];
 pub const MOVERS: &[Role] = &[Role::Admin, Role::Operator];
 /// Roles that read accounts and transfers (a reader only its own accounts).
 pub const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor, Role::Reader];
-/// Roles that read the audit log and events.
+/// Roles that read the audit log.
 pub const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
+/// Roles that read the event feed (what integrations consume): not readers, who see only
+/// their own accounts.
+pub const EVENT_READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
 /// Roles that read the server's own state (metrics, readiness, the API description).
 pub const OPERATORS: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
 

@@ -23,15 +23,56 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Ok(axum::Json(value)) => value,
             Err(rejection) => return Err(json_rejection(rejection)),
         };
-        if depth(&bytes) > JSON_DEPTH_MAX {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("the body nests deeper than {JSON_DEPTH_MAX} levels"),
-            ));
-        }
+        check_value(&bytes)?;
         serde_json::from_value(bytes)
             .map(Json)
             .map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))
+    }
+}
+
+/// Refuses what no handler should see: nesting deeper than `JSON_DEPTH_MAX`, and NUL (U+0000)
+/// in any string or key, which PostgreSQL cannot store in text or jsonb. Refused here, a bad
+/// value is the sender's 400 instead of a database error in a batch shared with others.
+pub fn check_value(value: &serde_json::Value) -> Result<(), ApiError> {
+    if depth(value) > JSON_DEPTH_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("the body nests deeper than {JSON_DEPTH_MAX} levels"),
+        ));
+    }
+    if has_nul(value) {
+        return Err(ApiError::bad_request("invalid_body", "strings may not contain NUL (U+0000)"));
+    }
+    Ok(())
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+        _ => false,
+    }
+}
+
+/// A raw body (for routes whose body is optional), with the API's error for one too large.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than allowed",
+                )
+            } else {
+                ApiError::bad_request("malformed_json", rejection.body_text())
+            }
+        })
     }
 }
 
@@ -68,8 +109,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
-            .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection: QueryRejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+            .and_then(|axum::extract::Query(value)| {
+                if parts.uri.query().is_some_and(|q| q.contains("%00") || q.contains('\0')) {
+                    return Err(ApiError::bad_request("invalid_query", "the query may not contain NUL (%00)"));
+                }
+                Ok(Query(value))
+            })
     }
 }
 
@@ -80,6 +126,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::bad_request("invalid_input", "the path may not contain NUL (%00)"));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))

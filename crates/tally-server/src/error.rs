@@ -185,9 +185,11 @@ impl From<EngineError> for ApiError {
                 api
             }
             EngineError::BatchSizeInvalid(_) => ApiError::bad_request("invalid_body", error.to_string()),
-            EngineError::Overloaded | EngineError::RetriesExhausted { .. } | EngineError::BatchFailed { .. } => {
-                tracing::warn!(code = error.code(), %error, "engine refused a submission");
-                ApiError::overloaded(error.to_string())
+            EngineError::Overloaded => ApiError::overloaded(error.to_string()),
+            // The database's words stay in the log (they may name tables and constraints).
+            EngineError::RetriesExhausted { .. } | EngineError::BatchFailed { .. } => {
+                tracing::error!(code = error.code(), %error, "a batch could not be committed");
+                ApiError::overloaded("the transfer could not be committed now; retry it with the same id")
             }
         }
     }

@@ -5,6 +5,7 @@
 //! Every generated transfer is valid (accounts are funded far beyond what a run can spend), so
 //! any refusal is counted as `refused_valid` and is a defect.
 
+mod http;
 mod report;
 mod system;
 mod workload;
@@ -51,24 +52,35 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
     let store = Store::connect(&conninfo, pool_size)?;
     store.migrate().await?;
     let engine = Engine::start(store.clone(), engine_config(args));
-    let db = Handles { store: store.clone(), engine };
+    let mut db = Handles { store: store.clone(), engine, http: None };
 
     let accounts = open_accounts(&db, args.accounts).await?;
+    let server = match args.mode {
+        BenchMode::Http => {
+            let server = http::start(&store, &db.engine, args.concurrency).await?;
+            db.http = Some(server.target.clone());
+            Some(server)
+        }
+        _ => None,
+    };
     let picker = match args.distribution {
         Distribution::Uniform => AccountPicker::uniform(accounts),
         Distribution::Zipf => AccountPicker::zipf(accounts, args.zipf_exponent),
     };
     let settings = report::pg_settings(&store).await?;
     let backend_pid: i32 = store.client().await?.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
-    let server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
+    let pg_server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
 
     let wal_before = report::wal_lsn(&store).await?;
-    let cpu_before = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
+    let cpu_before = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
     let stats_before = db.engine.stats();
     let stages_before = store.stage_times();
     let measured = drive(&db, args, Arc::new(picker), duration).await?;
     let elapsed = measured.elapsed;
-    let cpu_after = (system::own_cpu_seconds(), server.as_ref().map(system::PgServer::cpu_seconds));
+    let cpu_after = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
+    if let Some(server) = server {
+        server.stop().await?;
+    }
     let wal_after = report::wal_lsn(&store).await?;
     let stats_after = db.engine.stats();
     let commit_stages_seconds = store
@@ -133,6 +145,8 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
 struct Handles {
     store: Store,
     engine: Engine,
+    /// The API server, in `--mode http`.
+    http: Option<http::HttpTarget>,
 }
 
 fn engine_config(args: &BenchArgs) -> tally_engine::EngineConfig {
@@ -163,6 +177,9 @@ fn validate(args: &BenchArgs) -> Result<()> {
     }
     if args.pending_percent > 100 {
         bail!("--pending-percent must be 0 to 100");
+    }
+    if matches!(args.mode, BenchMode::Http) && args.pending_percent > 0 {
+        bail!("--mode http sends posted transfers only: --pending-percent must be 0");
     }
     if !(args.zipf_exponent > 0.0 && args.zipf_exponent <= 5.0) {
         bail!("--zipf-exponent must be in (0, 5]");
@@ -354,15 +371,31 @@ async fn run_client(
 ) -> Result<ClientTotals> {
     let mut totals = ClientTotals::new();
     while !stop.load(Ordering::Relaxed) {
-        let submissions: Vec<Submission> = client
-            .next_request(&picker, batch_size)
-            .into_iter()
-            .map(|request| Submission { request, actor: BENCH_ACTOR.into() })
-            .collect();
+        let requests = client.next_request(&picker, batch_size);
         let started = Instant::now();
+        if let BenchMode::Http = mode {
+            let target = db.http.as_ref().expect("http mode starts a server");
+            let answer = target.submit(&requests).await?;
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+            totals.requests += 1;
+            match answer {
+                Some(results) => {
+                    totals.latency_us.saturating_record(micros);
+                    let ok = results.iter().filter(|r| r.is_success()).count() as u64;
+                    totals.committed += ok;
+                    totals.refused += results.len() as u64 - ok;
+                    committed.fetch_add(ok, Ordering::Relaxed);
+                }
+                None => totals.overloaded += 1,
+            }
+            continue;
+        }
+        let submissions: Vec<Submission> =
+            requests.into_iter().map(|request| Submission { request, actor: BENCH_ACTOR.into() }).collect();
         let results = match mode {
             BenchMode::Engine => db.engine.submit(submissions).await.map(|o| o.into_iter().map(|o| o.result).collect()),
             BenchMode::Direct => direct(&db, submissions).await,
+            BenchMode::Http => unreachable!("handled above"),
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
         totals.requests += 1;

@@ -1,6 +1,7 @@
 //! `/v1/accounts`: open, look up, list, freeze, unfreeze, close, balance, history.
 
 use crate::auth::{ADMINS, Principal, READERS};
+use crate::body::RawBody;
 use crate::body::{Json, Path, Query};
 use crate::error::ApiError;
 use crate::idempotency;
@@ -29,9 +30,16 @@ fn with_etag(status: StatusCode, record: &AccountRecord) -> Response {
 }
 
 /// Looks an account up by id or code, for a caller allowed to read it.
+/// A reader gets the same 403 for an account that does not exist as for one it may not read,
+/// so that it cannot probe which codes exist.
 pub async fn readable(state: &AppState, principal: &Principal, id_or_code: &str) -> Result<AccountRecord, ApiError> {
     principal.require(READERS)?;
-    let record = state.store.require_account(id_or_code).await?;
+    let record = match state.store.require_account(id_or_code).await {
+        Err(tally_store::StoreError::AccountNotFound(_)) if principal.role == tally_store::Role::Reader => {
+            return Err(ApiError::forbidden("this key may not read that account"));
+        }
+        other => other?,
+    };
     principal.require_account(record.account.id.0)?;
     Ok(record)
 }
@@ -160,14 +168,17 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     Ok(Some(version))
 }
 
+/// An optional JSON body: empty means the defaults.
 pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|error| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
         let code = if error.is_data() { "invalid_body" } else { "malformed_json" };
         ApiError::bad_request(code, error.to_string())
-    })
+    })?;
+    crate::body::check_value(&value)?;
+    serde_json::from_value(value).map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))
 }
 
 async fn change_status(
@@ -221,7 +232,7 @@ macro_rules! status_route {
             Extension(principal): Extension<Principal>,
             Path(id_or_code): Path<String>,
             headers: HeaderMap,
-            bytes: Bytes,
+            RawBody(bytes): RawBody,
         ) -> Result<Response, ApiError> {
             change_status(state, principal, id_or_code, headers, bytes, $change).await
         }

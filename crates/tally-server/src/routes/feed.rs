@@ -1,6 +1,6 @@
 //! `/v1/audit` and `/v1/events`: pages, a long-poll, and a resumable server-sent event stream.
 
-use crate::auth::{AUDITORS, OPERATORS, Principal};
+use crate::auth::{AUDITORS, EVENT_READERS, Principal};
 use crate::body::Query;
 use crate::error::ApiError;
 use crate::routes::accounts::limit_of;
@@ -77,7 +77,7 @@ pub async fn events(
     Extension(principal): Extension<Principal>,
     Query(query): Query<EventsQuery>,
 ) -> Result<axum::Json<Page<EventView>>, ApiError> {
-    principal.require(OPERATORS)?;
+    principal.require(EVENT_READERS)?;
     let limit = limit_of(query.limit)?;
     let after = query.after.unwrap_or(0);
     let wait = Duration::from_secs(query.wait.unwrap_or(0));
@@ -111,7 +111,7 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    principal.require(OPERATORS)?;
+    principal.require(EVENT_READERS)?;
     let resume =
         match headers.get("last-event-id") {
             Some(value) => {

@@ -2,7 +2,7 @@
 //! engine, so concurrent single-transfer requests are committed together in batches.
 
 use crate::auth::{MOVERS, Principal, READERS};
-use crate::body::{Json, Path, Query};
+use crate::body::{Json, Path, Query, RawBody};
 use crate::error::ApiError;
 use crate::routes::accounts::{limit_of, optional_body};
 use crate::state::AppState;
@@ -195,7 +195,7 @@ macro_rules! action_route {
             State(state): State<AppState>,
             Extension(principal): Extension<Principal>,
             Path(id): Path<Uuid>,
-            bytes: Bytes,
+            RawBody(bytes): RawBody,
         ) -> Result<Response, ApiError> {
             act(state, principal, id, bytes, $kind).await
         }

@@ -1,0 +1,135 @@
+//! `tally bench --mode http`: the API server runs in this process on a loopback port, and the
+//! clients reach it over TCP with keep-alive HTTP/1.1 connections (one per client at most),
+//! sending `POST /v1/transfers` (batch size 1) or `POST /v1/transfers/batch`.
+
+use anyhow::{Context, Result, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use tally_core::{TransferKind, TransferRequest, TransferResult, format_amount};
+use tally_engine::Engine;
+use tally_server::{ServerConfig, generate_key};
+use tally_store::{NewApiKey, Role, Store};
+
+/// The benchmark's currency scale (USD).
+const SCALE: u8 = 2;
+
+/// A server started for the run and a client for it.
+#[derive(Clone)]
+pub struct HttpTarget {
+    client: Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    authorization: String,
+}
+
+pub struct RunningServer {
+    pub target: HttpTarget,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer> {
+    let generated = generate_key();
+    let key = NewApiKey {
+        name: format!("bench-{}", &generated.prefix[4..]),
+        role: Role::Operator,
+        key_hash: generated.hash,
+        prefix: generated.prefix,
+        accounts: Vec::new(),
+    };
+    store.create_api_key(&key, super::BENCH_ACTOR).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = ServerConfig {
+        listen: addr,
+        // The benchmark measures the server, not its rate limiter.
+        rate_limit_per_key: 0,
+        max_connections: connections.max(1) + 16,
+        ..ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tally_server::serve(listener, store.clone(), engine.clone(), config, async {
+        let _ = stopped.await;
+    }));
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections).build(connector);
+    Ok(RunningServer {
+        target: HttpTarget { client, addr, authorization: format!("Bearer {}", generated.key) },
+        stop,
+        task,
+    })
+}
+
+impl RunningServer {
+    /// Stops the server gracefully (which also shuts the engine down).
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the server task")??;
+        Ok(())
+    }
+}
+
+fn body_of(request: &TransferRequest) -> Value {
+    assert_eq!(request.kind, TransferKind::Posted, "http mode sends posted transfers only");
+    json!({
+        "id": request.id.0,
+        "from": request.debit_account_id.expect("posted").0,
+        "to": request.credit_account_id.expect("posted").0,
+        "amount": format_amount(request.amount.expect("posted"), SCALE),
+        "currency": "USD",
+    })
+}
+
+impl HttpTarget {
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let request = hyper::Request::post(format!("http://{}{path}", self.addr))
+            .header("authorization", &self.authorization)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// Sends the transfers (one request) and returns their results; `Ok(None)` when the server
+    /// answered 503 (overloaded).
+    pub async fn submit(&self, requests: &[TransferRequest]) -> Result<Option<Vec<TransferResult>>> {
+        if let [single] = requests {
+            let (status, body) = self.post("/v1/transfers", &body_of(single)).await?;
+            return Ok(match status {
+                200 | 201 => Some(vec![TransferResult::Ok]),
+                503 => None,
+                _ => {
+                    let code = body["error"]["code"].as_str().unwrap_or("");
+                    match TransferResult::from_code(code) {
+                        Some(result) => Some(vec![result]),
+                        None => bail!("the server answered {status}: {body}"),
+                    }
+                }
+            });
+        }
+        let items: Vec<Value> = requests.iter().map(body_of).collect();
+        let (status, body) = self.post("/v1/transfers/batch", &json!({"transfers": items})).await?;
+        match status {
+            200 => {}
+            503 => return Ok(None),
+            _ => bail!("the server answered {status}: {body}"),
+        }
+        let results = body["results"]
+            .as_array()
+            .context("a batch answer has results")?
+            .iter()
+            .map(|item| {
+                let code = item["result"].as_str().unwrap_or("");
+                TransferResult::from_code(code).with_context(|| format!("unknown result {code}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(results))
+    }
+}
