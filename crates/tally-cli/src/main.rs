@@ -16,6 +16,12 @@ use clap::Parser;
 use connect::Database;
 use render::Output;
 
+/// mimalloc instead of the system allocator: the engine and the HTTP server allocate and free
+/// many short-lived buffers across threads, where glibc's malloc spent over a quarter of the
+/// process's CPU in a `tally bench --mode http` profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
