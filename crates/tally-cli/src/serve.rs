@@ -88,26 +88,18 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
     Ok(config)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed here, before
+/// the server announces itself, so that a signal sent right after the announcement is caught.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }
 
 pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
@@ -124,11 +116,12 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
         println!("first start: created API key '{}' (role admin). It is shown this once:\n\n    {key}\n", record.name);
         println!("Create more with `tally key create --name NAME --role operator|auditor|reader`.");
     }
+    let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     println!("Tally serves http://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
-    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, stop_signal()).await?;
+    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, stop).await?;
     println!("stopped: every accepted request was answered");
     Ok(())
 }

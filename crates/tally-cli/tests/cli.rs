@@ -126,3 +126,105 @@ async fn demo_runs_and_reconciles() {
     assert!(stdout.contains("CLEAN"), "{stdout}");
     assert_eq!(cli.json(&["balance", "demo:alice"])["balance"], "850.00");
 }
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked_and_only_shown_once() {
+    let cli = Cli::new().await;
+    cli.json(&["account", "create", "--currency", "USD", "--code", "alice"]);
+    let created = cli.json(&["key", "create", "--name", "payments", "--role", "operator"]);
+    let key = created["key"].as_str().expect("the key is printed");
+    assert!(key.starts_with("tly_") && key.len() == 68, "{key}");
+    assert_eq!(created["role"], "operator");
+    let reader = cli.json(&["key", "create", "--name", "alice-app", "--role", "reader", "--account", "alice"]);
+    assert_eq!(reader["accounts"].as_array().unwrap().len(), 1);
+    let taken = cli.run(&["key", "create", "--name", "payments", "--role", "admin"]);
+    assert!(!taken.status.success());
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("already exists"));
+
+    let listed = cli.json(&["key", "list"]);
+    let text = listed.to_string();
+    assert!(!text.contains(&key[4..]), "a listing never shows the key");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["prefix"], &key[..12]);
+    let revoked = cli.json(&["key", "revoke", "payments"]);
+    assert_eq!(revoked["revoked"], true);
+    let listed = cli.json(&["key", "list"]);
+    assert!(listed[0]["revoked_at"].is_number(), "{listed}");
+    let audit: i64 = cli
+        .db
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM audit_log WHERE entity_type = 'api_key'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audit, 3, "two creations and a revocation are audited");
+}
+
+/// One HTTP/1.1 request over a plain socket; returns the status line and the body.
+fn http(addr: &str, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or("").to_owned();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn serve_prints_an_admin_key_once_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let cli = Cli::new().await;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database-url", &cli.db.conninfo, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tally serve");
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut key = None;
+    let addr = loop {
+        let line = lines.next().expect("tally serve prints its address").unwrap();
+        if let Some(found) = line.split_whitespace().find(|w| w.starts_with("tly_")) {
+            key = Some(found.to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("Tally serves http://") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let key = key.expect("the first start prints an admin key");
+    let (status, _) = http(&addr, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(status.contains("200"), "{status}");
+    let body = r#"{"code": "bank", "currency": "USD", "unrestricted": true}"#;
+    let request = format!(
+        "POST /v1/accounts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, reply) = http(&addr, &request);
+    assert!(status.contains("201"), "{status} {reply}");
+    let (status, _) = http(&addr, "GET /v1/accounts/bank HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(status.contains("401"), "{status}");
+
+    let killed = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let exit = server.wait().unwrap();
+    assert!(exit.success(), "a graceful stop exits 0: {exit:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+
+    // A second start prints no key: one exists.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["--database-url", &cli.db.conninfo, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(second.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("Tally serves"), "no key printed on a second start: {first}");
+    Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    assert!(second.wait().unwrap().success());
+}

@@ -44,7 +44,7 @@ pub async fn readable(state: &AppState, principal: &Principal, id_or_code: &str)
     Ok(record)
 }
 
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = NewAccountBody,
+#[utoipa::path(operation_id = "create_account", post, path = "/v1/accounts", tag = "accounts", request_body = NewAccountBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for the same key and body")),
     responses((status = 201, body = AccountView, description = "Opened"),
               (status = 200, body = AccountView, description = "Already open with these fields"),
@@ -88,7 +88,7 @@ pub async fn create(
     idempotency::once(&state, &principal, &headers, "POST /v1/accounts", &body, run).await
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{id_or_code}", tag = "accounts",
+#[utoipa::path(operation_id = "get_account", get, path = "/v1/accounts/{id_or_code}", tag = "accounts",
     params(("id_or_code" = String, Path, description = "An account id or code")),
     responses((status = 200, body = AccountView, headers(("ETag" = String, description = "The account's version"))),
               (status = 404, description = "account_not_found")),
@@ -103,6 +103,7 @@ pub async fn show(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub currency: Option<String>,
@@ -126,7 +127,7 @@ pub fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
     page_limit(limit, tally_store::queries::PAGE_SIZE_MAX)
 }
 
-#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", params(ListQuery),
+#[utoipa::path(operation_id = "list_accounts", get, path = "/v1/accounts", tag = "accounts", params(ListQuery),
     responses((status = 200, body = Page<AccountView>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -248,7 +249,7 @@ status_route!(
 status_route!(unfreeze, "/v1/accounts/{id_or_code}/unfreeze", StatusChange::Unfreeze, "Unfreezes an account.");
 status_route!(close, "/v1/accounts/{id_or_code}/close", StatusChange::Close, "Closes an empty account for good.");
 
-#[utoipa::path(get, path = "/v1/accounts/{id_or_code}/balance", tag = "accounts",
+#[utoipa::path(operation_id = "get_balance", get, path = "/v1/accounts/{id_or_code}/balance", tag = "accounts",
     params(("id_or_code" = String, Path, description = "An account id or code")),
     responses((status = 200, body = BalanceView)), security(("bearer" = [])))]
 pub async fn balance(
@@ -270,6 +271,7 @@ pub async fn balance(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// 1 to 1,000 (default 100).
@@ -278,7 +280,7 @@ pub struct HistoryQuery {
     pub cursor: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{id_or_code}/transfers", tag = "accounts",
+#[utoipa::path(operation_id = "list_account_transfers", get, path = "/v1/accounts/{id_or_code}/transfers", tag = "accounts",
     params(("id_or_code" = String, Path, description = "An account id or code"), HistoryQuery),
     responses((status = 200, body = Page<HistoryView>, description = "Newest first")), security(("bearer" = [])))]
 pub async fn history(

@@ -20,6 +20,7 @@ use utoipa::IntoParams;
 pub const STREAM_PAGE: i64 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The `next_cursor` of the previous page (an audit row id); from the start when absent.
@@ -42,6 +43,7 @@ pub async fn audit(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events after this sequence number (the previous page's `next_cursor`).
@@ -94,6 +96,7 @@ pub async fn events(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Events after this sequence number; `Last-Event-ID` takes precedence.

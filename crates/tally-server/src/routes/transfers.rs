@@ -76,7 +76,7 @@ async fn respond(state: &AppState, id: Uuid, outcome: Outcome) -> Result<Respons
     Ok(response)
 }
 
-#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferBody,
+#[utoipa::path(operation_id = "create_transfer", post, path = "/v1/transfers", tag = "transfers", request_body = TransferBody,
     responses((status = 201, body = TransferView, description = "Applied"),
               (status = 200, body = TransferView, description = "Already applied under this id (Idempotent-Replayed: true)"),
               (status = 400, description = "A malformed transfer; nothing written, the id stays free"),
@@ -95,7 +95,7 @@ pub async fn create(
     respond(&state, body.id, outcome).await
 }
 
-#[utoipa::path(post, path = "/v1/transfers/batch", tag = "transfers", request_body = BatchBody,
+#[utoipa::path(operation_id = "create_transfer_batch", post, path = "/v1/transfers/batch", tag = "transfers", request_body = BatchBody,
     responses((status = 200, body = BatchView, description = "One result per transfer, in order"),
               (status = 400, description = "A malformed item: nothing written (details.index names it)"),
               (status = 413, description = "More than 8,190 transfers, or a body over the batch limit")),
@@ -243,7 +243,7 @@ fn readable_row(principal: &Principal, row: &JournalRow) -> bool {
     }
 }
 
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+#[utoipa::path(operation_id = "get_transfer", get, path = "/v1/transfers/{id}", tag = "transfers",
     params(("id" = Uuid, Path, description = "A transfer id")),
     responses((status = 200, body = TransferOutcome, description = "An applied transfer, or the rule that refused the id"),
               (status = 404, description = "transfer_not_found: the id was never decided")),
@@ -263,6 +263,7 @@ pub async fn show(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// An account id or code: its transfers only.
@@ -288,7 +289,7 @@ fn timestamp(name: &str, text: Option<&str>) -> Result<Option<tally_core::Timest
     .transpose()
 }
 
-#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(ListQuery),
+#[utoipa::path(operation_id = "list_transfers", get, path = "/v1/transfers", tag = "transfers", params(ListQuery),
     responses((status = 200, body = Page<TransferOutcome>, description = "Newest first")), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,

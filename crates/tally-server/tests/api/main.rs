@@ -4,6 +4,7 @@
 mod accounts;
 mod battery;
 mod feed;
+mod ops;
 mod server;
 mod support;
 mod transfers;

@@ -1,0 +1,89 @@
+//! Operations: readiness, rate limits, the API description, and the documentation of every code.
+
+use crate::support::*;
+use axum::http::StatusCode;
+use serde_json::json;
+use tally_server::ServerConfig;
+
+#[tokio::test]
+async fn readiness_needs_a_key_and_health_does_not() {
+    let api = api().await;
+    let health = api.get("/healthz", "").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(api.get("/readyz", "").await.status, StatusCode::UNAUTHORIZED);
+    let ready = api.get("/readyz", &api.operator).await;
+    assert_eq!((ready.status, ready.body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    api.shutdown.send(true).unwrap();
+    let stopping = api.get("/readyz", &api.operator).await;
+    assert_eq!((stopping.status, stopping.code()), (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"));
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after_and_others_are_not_slowed() {
+    let config =
+        ServerConfig { rate_limit_per_key: 3, key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() };
+    let api = api_with(config).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(api.get("/v1/accounts", &api.operator).await);
+    }
+    let limited = statuses.iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS).expect("the limit bites");
+    assert_eq!(limited.code(), "rate_limited");
+    assert!(limited.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(statuses[0].status, StatusCode::OK);
+    // Another key has its own budget.
+    assert_eq!(api.get("/v1/accounts", &api.auditor).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_openapi_description_lists_every_route_and_validates() {
+    let api = api().await;
+    let reply = api.get("/openapi.json", &api.auditor).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let paths = reply.body["paths"].as_object().unwrap();
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/{id_or_code}",
+        "/v1/accounts/{id_or_code}/freeze",
+        "/v1/accounts/{id_or_code}/balance",
+        "/v1/accounts/{id_or_code}/transfers",
+        "/v1/transfers",
+        "/v1/transfers/batch",
+        "/v1/transfers/{id}",
+        "/v1/transfers/{id}/post",
+        "/v1/transfers/{id}/void",
+        "/v1/transfers/{id}/reverse",
+        "/v1/audit",
+        "/v1/events",
+        "/v1/events/stream",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is described");
+    }
+    assert_eq!(reply.body["components"]["securitySchemes"]["bearer"]["scheme"], json!("bearer"));
+    // Validated by openapi-spec-validator, which scripts/test installs.
+    let file = std::env::temp_dir().join(format!("tally-openapi-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, serde_json::to_vec_pretty(&reply.body).unwrap()).unwrap();
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (scripts/test installs openapi-spec-validator)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator refused the description: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn every_error_code_is_documented_in_the_readme() {
+    let readme = include_str!("../../../../README.md");
+    for (code, status) in tally_server::error::CODES {
+        assert!(readme.contains(&format!("`{code}`")), "README.md documents `{code}` ({status})");
+    }
+}
