@@ -323,6 +323,12 @@ pub struct ServeArgs {
     /// Longest a request may run, e.g. 30s.
     #[arg(long, default_value = "30s")]
     pub request_timeout: String,
+    /// Serve HTTPS: the PEM certificate chain (leaf first). Needs --tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -116,12 +116,18 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
         println!("first start: created API key '{}' (role admin). It is shown this once:\n\n    {key}\n", record.name);
         println!("Create more with `tally key create --name NAME --role operator|auditor|reader`.");
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tally_server::tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    println!("Tally serves http://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
-    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, stop).await?;
+    println!("Tally serves {scheme}://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
+    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, tls, stop).await?;
     println!("stopped: every accepted request was answered");
     Ok(())
 }

@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 use crate::PgError;
 use crate::process::{output, pg_command};
 
-/// Oldest PostgreSQL major version Tally works with.
+/// Oldest PostgreSQL major version Tally works with, when named explicitly (`TALLY_PG_BIN`,
+/// `TALLY_PG_HOME`).
 pub const MIN_MAJOR: u32 = 15;
+/// Oldest major version the automatic search accepts: the embedded server is PostgreSQL 18 by
+/// default, and an older install that happens to be on the machine (Debian's, `pg_config`'s) is
+/// never picked silently in its place.
+pub const AUTO_MIN_MAJOR: u32 = 18;
 
 /// Where `scripts/install-pg.sh` puts the binaries, relative to the repository.
 const LOCAL_INSTALL_BIN: &str = ".pg18/pginstall/bin";
@@ -45,8 +50,8 @@ impl PgBinaries {
 /// 4. `pg_config --bindir`, if `pg_config` is on `PATH`;
 /// 5. `/usr/lib/postgresql/<major>/bin`, newest major first.
 ///
-/// Automatic candidates older than 15 are skipped; if only such were found
-/// the error says so.
+/// Automatic candidates older than `AUTO_MIN_MAJOR` (18) are skipped; if only such were found
+/// the error says so. Configured directories may hold any version from `MIN_MAJOR` (15).
 pub fn find_binaries() -> Result<PgBinaries, PgError> {
     Search::from_env().find()
 }
@@ -91,7 +96,7 @@ impl Search {
         let mut first_error = None;
         for dir in &candidates {
             match probe(dir) {
-                Ok(Some(bins)) if bins.version_major >= MIN_MAJOR => return Ok(bins),
+                Ok(Some(bins)) if bins.version_major >= AUTO_MIN_MAJOR => return Ok(bins),
                 Ok(Some(old)) => {
                     if too_old.as_ref().is_none_or(|t| old.version_major > t.version_major) {
                         too_old = Some(old);
@@ -105,7 +110,7 @@ impl Search {
             }
         }
         Err(match (too_old, first_error) {
-            (Some(old), _) => require_supported(old).unwrap_err(),
+            (Some(old), _) => PgError::TooOld { bin_dir: old.bin_dir, major: old.version_major, min: AUTO_MIN_MAJOR },
             (None, Some(e)) => e,
             (None, None) => PgError::NoBinaries { searched: describe_search(&candidates) },
         })
@@ -272,9 +277,11 @@ mod tests {
         search.start_dirs.remove(0);
         assert_eq!(found(&search), (fx.path("exe-repo/.pg18/pginstall/bin"), 18));
         search.start_dirs.clear();
-        assert_eq!(found(&search), (fx.path("pgconfig/bin"), 15));
+        // pg_config's 15 and the system's 16 and 17 are older than 18: never picked by themselves.
+        let err = search.find().unwrap_err();
+        assert!(matches!(err, PgError::TooOld { major: 17, min: 18, .. }), "{err}");
         search.pg_config = None;
-        assert_eq!(found(&search), (fx.path("system/17/bin"), 17));
+        assert!(matches!(search.find(), Err(PgError::TooOld { major: 17, .. })));
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod server;
 #[cfg(test)]
 mod test_support;
 
-pub use binaries::{MIN_MAJOR, PgBinaries, find_binaries};
+pub use binaries::{AUTO_MIN_MAJOR, MIN_MAJOR, PgBinaries, find_binaries};
 pub use error::PgError;
 pub use process::SERVER_USER;
 pub use server::{

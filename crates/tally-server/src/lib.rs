@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod views;
 
 pub use auth::{GeneratedKey, Principal, generate_key, hash_key};
@@ -221,12 +222,14 @@ impl axum::serve::Listener for LimitedListener {
 
 /// Serves the API on `listener` until `stop` resolves; then stops accepting, tells long-polls
 /// and streams to end, answers every request in flight, and shuts the engine down (committing
-/// whatever it accepted). Returns once all of that is done.
+/// whatever it accepted). Returns once all of that is done. With `tls`, every connection is
+/// TLS.
 pub async fn serve(
     listener: TcpListener,
     store: tally_store::Store,
     engine: tally_engine::Engine,
     config: ServerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (shutdown_sender, shutdown) = watch::channel(false);
@@ -239,7 +242,13 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = shutdown_sender.send(true);
     };
-    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(signal).await?,
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor)?;
+            axum::serve(listener, app).with_graceful_shutdown(signal).await?
+        }
+    }
     engine.shutdown().await;
     tracing::info!("shut down: every accepted transfer was answered");
     Ok(())

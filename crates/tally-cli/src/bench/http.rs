@@ -52,7 +52,7 @@ pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result
         ..ServerConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(tally_server::serve(listener, store.clone(), engine.clone(), config, async {
+    let task = tokio::spawn(tally_server::serve(listener, store.clone(), engine.clone(), config, None, async {
         let _ = stopped.await;
     }));
     let mut connector = HttpConnector::new();

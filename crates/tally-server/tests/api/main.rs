@@ -7,4 +7,5 @@ mod feed;
 mod ops;
 mod server;
 mod support;
+mod tls;
 mod transfers;

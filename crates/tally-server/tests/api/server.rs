@@ -25,9 +25,10 @@ async fn running() -> Running {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() };
-    let server = tokio::spawn(tally_server::serve(listener, api.db.store.clone(), api.engine.clone(), config, async {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(tally_server::serve(listener, api.db.store.clone(), api.engine.clone(), config, None, async {
+            let _ = stopped.await;
+        }));
     Running { api, addr, stop: Some(stop), server }
 }
 
