@@ -1,6 +1,6 @@
 //! `tally bench --mode http`: the API server runs in this process on a loopback port, and the
-//! clients reach it over TCP with keep-alive HTTP/1.1 connections (one per client at most),
-//! sending `POST /v1/transfers` (batch size 1) or `POST /v1/transfers/batch`.
+//! clients reach it over TCP, each with its own keep-alive HTTP/1.1 connection (as independent
+//! clients would), sending `POST /v1/transfers` (batch size 1) or `POST /v1/transfers/batch`.
 
 use anyhow::{Context, Result, bail};
 use http_body_util::{BodyExt, Full};
@@ -18,12 +18,17 @@ use tally_store::{NewApiKey, Role, Store};
 /// The benchmark's currency scale (USD).
 const SCALE: u8 = 2;
 
-/// A server started for the run and a client for it.
+/// A server started for the run: where it listens and the key to use.
 #[derive(Clone)]
 pub struct HttpTarget {
-    client: Client<HttpConnector, Full<Bytes>>,
     addr: SocketAddr,
     authorization: String,
+}
+
+/// One benchmark client's own connection to the server.
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    target: HttpTarget,
 }
 
 pub struct RunningServer {
@@ -55,14 +60,7 @@ pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result
     let task = tokio::spawn(tally_server::serve(listener, store.clone(), engine.clone(), config, None, async {
         let _ = stopped.await;
     }));
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections).build(connector);
-    Ok(RunningServer {
-        target: HttpTarget { client, addr, authorization: format!("Bearer {}", generated.key) },
-        stop,
-        task,
-    })
+    Ok(RunningServer { target: HttpTarget { addr, authorization: format!("Bearer {}", generated.key) }, stop, task })
 }
 
 impl RunningServer {
@@ -86,9 +84,19 @@ fn body_of(request: &TransferRequest) -> Value {
 }
 
 impl HttpTarget {
+    /// A client with a connection pool of its own (it keeps one connection alive).
+    pub fn client(&self) -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector);
+        HttpClient { client, target: self.clone() }
+    }
+}
+
+impl HttpClient {
     async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let request = hyper::Request::post(format!("http://{}{path}", self.addr))
-            .header("authorization", &self.authorization)
+        let request = hyper::Request::post(format!("http://{}{path}", self.target.addr))
+            .header("authorization", &self.target.authorization)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
         let response = self.client.request(request).await?;

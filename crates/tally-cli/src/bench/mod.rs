@@ -370,45 +370,40 @@ async fn run_client(
     stop: Arc<AtomicBool>,
 ) -> Result<ClientTotals> {
     let mut totals = ClientTotals::new();
+    let http = db.http.as_ref().map(http::HttpTarget::client);
     while !stop.load(Ordering::Relaxed) {
         let requests = client.next_request(&picker, batch_size);
         let started = Instant::now();
-        if let BenchMode::Http = mode {
-            let target = db.http.as_ref().expect("http mode starts a server");
-            let answer = target.submit(&requests).await?;
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-            totals.requests += 1;
-            match answer {
-                Some(results) => {
-                    totals.latency_us.saturating_record(micros);
-                    let ok = results.iter().filter(|r| r.is_success()).count() as u64;
-                    totals.committed += ok;
-                    totals.refused += results.len() as u64 - ok;
-                    committed.fetch_add(ok, Ordering::Relaxed);
+        // `None`: the engine or server answered `overloaded`.
+        let answer: Option<Vec<TransferResult>> = match mode {
+            BenchMode::Http => http.as_ref().expect("http mode starts a server").submit(&requests).await?,
+            BenchMode::Engine | BenchMode::Direct => {
+                let submissions: Vec<Submission> =
+                    requests.into_iter().map(|request| Submission { request, actor: BENCH_ACTOR.into() }).collect();
+                let results = match mode {
+                    BenchMode::Engine => {
+                        db.engine.submit(submissions).await.map(|o| o.into_iter().map(|o| o.result).collect())
+                    }
+                    _ => direct(&db, submissions).await,
+                };
+                match results {
+                    Ok(results) => Some(results),
+                    Err(error) if error.code() == "overloaded" => None,
+                    Err(error) => return Err(error.into()),
                 }
-                None => totals.overloaded += 1,
             }
-            continue;
-        }
-        let submissions: Vec<Submission> =
-            requests.into_iter().map(|request| Submission { request, actor: BENCH_ACTOR.into() }).collect();
-        let results = match mode {
-            BenchMode::Engine => db.engine.submit(submissions).await.map(|o| o.into_iter().map(|o| o.result).collect()),
-            BenchMode::Direct => direct(&db, submissions).await,
-            BenchMode::Http => unreachable!("handled above"),
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
         totals.requests += 1;
-        match results {
-            Ok(results) => {
+        match answer {
+            Some(results) => {
                 totals.latency_us.saturating_record(micros);
                 let ok = results.iter().filter(|r| r.is_success()).count() as u64;
                 totals.committed += ok;
                 totals.refused += results.len() as u64 - ok;
                 committed.fetch_add(ok, Ordering::Relaxed);
             }
-            Err(error) if error.code() == "overloaded" => totals.overloaded += 1,
-            Err(error) => return Err(error.into()),
+            None => totals.overloaded += 1,
         }
     }
     Ok(totals)
