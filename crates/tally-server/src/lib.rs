@@ -35,7 +35,6 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -93,6 +92,21 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
     next.run(request).await
 }
 
+/// Middleware: a request still running after `request_timeout` is answered 408
+/// `request_timeout` (in the API's error shape). A response that streams (server-sent events)
+/// is bounded only until its headers are sent.
+async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took too long; a transfer it submitted may still commit: retry it with the same id",
+        )
+        .into_response(),
+    }
+}
+
 async fn fallback() -> ApiError {
     ApiError::not_found("route")
 }
@@ -131,7 +145,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), admit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

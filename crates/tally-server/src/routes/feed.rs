@@ -88,6 +88,8 @@ pub async fn events(
     }
     let mut rows = state.store.events_page(after, limit).await?;
     if rows.is_empty() && !wait.is_zero() {
+        // Answer before the request timeout would.
+        let wait = wait.min(state.config.request_timeout.saturating_sub(Duration::from_secs(1)));
         wait_for_event(&state, after, wait).await;
         rows = state.store.events_page(after, limit).await?;
     }

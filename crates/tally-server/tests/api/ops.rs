@@ -87,3 +87,39 @@ fn every_error_code_is_documented_in_the_readme() {
         assert!(readme.contains(&format!("`{code}`")), "README.md documents `{code}` ({status})");
     }
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_408_in_the_error_shape_and_long_polls_answer_before_it() {
+    let config = ServerConfig {
+        request_timeout: std::time::Duration::from_millis(1_500),
+        key_cache_ttl: std::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let api = api_with(config).await;
+    // A long-poll asking for 30 s answers (empty) before the 1.5 s limit.
+    let started = std::time::Instant::now();
+    let poll = api.get("/v1/events?after=1000&wait=30", &api.auditor).await;
+    assert_eq!(poll.status, StatusCode::OK, "{}", poll.body);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_500));
+    assert_eq!(poll.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_request_blocked_past_the_time_limit_gets_408_and_changes_nothing() {
+    let config = ServerConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        key_cache_ttl: std::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let api = api_with(config).await;
+    let id = api.open("alice", "USD", json!({})).await;
+    // Hold alice's row, so that freezing her waits.
+    let mut client = api.db.connect().await;
+    let holder = client.transaction().await.unwrap();
+    holder.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id]).await.unwrap();
+    let reply = api.call(axum::http::Method::POST, "/v1/accounts/alice/freeze", &api.admin, None).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::REQUEST_TIMEOUT, "request_timeout"), "{}", reply.body);
+    holder.rollback().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(api.get("/v1/accounts/alice", &api.admin).await.body["status"], "active");
+}
