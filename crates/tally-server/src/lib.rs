@@ -50,7 +50,7 @@ use utoipa::OpenApi;
     ),
     components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
-        views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, ErrorBody)),
+        views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -76,6 +76,48 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tly_<64 hex>").build(),
             ),
         );
+        // Every operation may answer with the error shape: list the statuses any request can
+        // meet (an operation's own, more specific entries are kept).
+        use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::ContentBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                    )
+                    .build(),
+            )
+        };
+        let common = [
+            (
+                "400",
+                "Malformed: invalid_body, malformed_json, invalid_query, invalid_input, invalid_amount, invalid_header",
+            ),
+            ("401", "unauthenticated"),
+            ("403", "forbidden"),
+            ("404", "Not found: not_found, account_not_found, transfer_not_found, currency_not_found"),
+            ("408", "request_timeout"),
+            ("409", "A conflict: version_conflict, exists_with_different_fields, ..."),
+            ("413", "body_too_large"),
+            ("415", "unsupported_media_type"),
+            ("422", "Refused by a rule"),
+            ("429", "rate_limited"),
+            ("500", "internal_error, database_error"),
+            ("503", "overloaded, shutting_down, database_unavailable"),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = path == "/healthz";
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for (status, description) in common {
+                    if public && status != "503" {
+                        continue;
+                    }
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                }
+            }
+        }
     }
 }
 
@@ -266,4 +308,22 @@ pub async fn serve(
     engine.shutdown().await;
     tracing::info!("shut down: every accepted transfer was answered");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_operation_documents_the_error_statuses() {
+        let openapi = serde_json::to_value(super::openapi()).unwrap();
+        for (path, item) in openapi["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let expected: &[&str] =
+                    if path == "/healthz" { &["503"] } else { &["400", "401", "403", "429", "503"] };
+                for status in expected {
+                    assert!(responses.contains_key(*status), "{method} {path} documents {status}: {responses:?}");
+                }
+            }
+        }
+    }
 }

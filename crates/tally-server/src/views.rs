@@ -34,7 +34,7 @@ pub struct AccountView {
     pub unrestricted: bool,
     /// Grows with every change; send it as `If-Match` or `expected_*_version`.
     pub version: i64,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
@@ -98,7 +98,7 @@ pub struct TransferView {
     pub timeout_seconds: Option<u32>,
     pub expires_at: Option<String>,
     pub reference: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     pub created_at: String,
     pub completed_at: Option<String>,
@@ -170,9 +170,9 @@ pub struct AuditView {
     pub action: String,
     pub entity_type: String,
     pub entity_id: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
 }
 
@@ -199,7 +199,7 @@ pub struct EventView {
     #[serde(rename = "type")]
     pub event_type: String,
     pub entity_id: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
 }
 
@@ -219,11 +219,12 @@ pub struct NewAccountBody {
     pub code: Option<String>,
     pub currency: String,
     /// How far below zero the account may go, as a decimal string; 0 when absent.
+    #[schema(pattern = r"^[0-9]{1,40}(\.[0-9]{1,18})?$", example = "50.00")]
     pub overdraft_limit: Option<String>,
     /// No balance rule at all (for funding and settlement accounts).
     #[serde(default)]
     pub unrestricted: bool,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -245,6 +246,7 @@ pub struct TransferBody {
     /// Credit account: an id or a code.
     pub to: String,
     /// A positive decimal string in the currency's scale, e.g. `"12.34"`.
+    #[schema(pattern = r"^[0-9]{1,40}(\.[0-9]{1,18})?$", example = "12.34")]
     pub amount: String,
     pub currency: String,
     /// Hold the amount instead of moving it; post or void it later.
@@ -255,7 +257,7 @@ pub struct TransferBody {
     pub expected_from_version: Option<i64>,
     pub expected_to_version: Option<i64>,
     pub reference: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -263,13 +265,23 @@ pub struct TransferBody {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    #[schema(min_items = 1, max_items = 8190)]
     pub transfers: Vec<TransferBody>,
     /// All or nothing: if one transfer fails, none is applied.
     #[serde(default)]
     pub atomic: bool,
 }
 
-/// `POST /v1/transfers/{id}/post|void|reverse`.
+/// `POST /v1/transfers/{id}/void|reverse`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// The id of the new transfer that voids or reverses; derived from the target's id and the
+    /// action when absent, so that a retry is recognised either way.
+    pub id: Option<Uuid>,
+}
+
+/// `POST /v1/transfers/{id}/post`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
@@ -277,5 +289,6 @@ pub struct ActionBody {
     /// and the action when absent, so that a retry is recognised either way.
     pub id: Option<Uuid>,
     /// Post only: the amount to capture (at most the held amount); all of it when absent.
+    #[schema(pattern = r"^[0-9]{1,40}(\.[0-9]{1,18})?$", example = "25.00")]
     pub amount: Option<String>,
 }

@@ -110,6 +110,7 @@ pub struct ListQuery {
     /// `active`, `frozen` or `closed`.
     pub status: Option<String>,
     /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -178,6 +179,10 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) ->
         let code = if error.is_data() { "invalid_body" } else { "malformed_json" };
         ApiError::bad_request(code, error.to_string())
     })?;
+    // JSON `null` means no body.
+    if value.is_null() {
+        return Ok(T::default());
+    }
     crate::body::check_value(&value)?;
     serde_json::from_value(value).map_err(|error| ApiError::bad_request("invalid_body", error.to_string()))
 }
@@ -275,8 +280,10 @@ pub async fn balance(
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
 }
 

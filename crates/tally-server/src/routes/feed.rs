@@ -24,7 +24,9 @@ pub const STREAM_PAGE: i64 = 500;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The `next_cursor` of the previous page (an audit row id); from the start when absent.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -47,9 +49,12 @@ pub async fn audit(
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events after this sequence number (the previous page's `next_cursor`).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Seconds to wait for an event when there is none yet (0 to 30).
+    #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
 }
 
@@ -102,6 +107,7 @@ pub async fn events(
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Events after this sequence number; `Last-Event-ID` takes precedence.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 

@@ -6,7 +6,7 @@ use crate::body::{Json, Path, Query, RawBody};
 use crate::error::ApiError;
 use crate::routes::accounts::{limit_of, optional_body};
 use crate::state::AppState;
-use crate::views::{ActionBody, BatchBody, BatchView, Page, TransferBody, TransferOutcome, TransferView};
+use crate::views::{ActionBody, BatchBody, BatchView, Page, ResolveBody, TransferBody, TransferOutcome, TransferView};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -183,11 +183,11 @@ async fn act(
 }
 
 macro_rules! action_route {
-    ($name:ident, $path:literal, $kind:expr, $doc:literal) => {
+    ($name:ident, $path:literal, $kind:expr, $body:ty, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "transfers",
             params(("id" = Uuid, Path, description = "The transfer acted on")),
-            request_body(content = Option<ActionBody>, description = "Optional: the new transfer's id; for a post, the amount"),
+            request_body(content = Option<$body>, description = "Optional: the new transfer's id; for a post, the amount"),
             responses((status = 201, body = TransferView), (status = 200, body = TransferView, description = "Replayed"),
                       (status = 422, description = "pending_not_found, pending_already_posted, already_reversed, ...")),
             security(("bearer" = [])))]
@@ -206,13 +206,21 @@ action_route!(
     post_pending,
     "/v1/transfers/{id}/post",
     TransferKind::PostPending,
+    ActionBody,
     "Posts a pending transfer (all of it, or `amount`)."
 );
-action_route!(void_pending, "/v1/transfers/{id}/void", TransferKind::VoidPending, "Voids a pending transfer.");
+action_route!(
+    void_pending,
+    "/v1/transfers/{id}/void",
+    TransferKind::VoidPending,
+    ResolveBody,
+    "Voids a pending transfer."
+);
 action_route!(
     reverse,
     "/v1/transfers/{id}/reverse",
     TransferKind::Reversal,
+    ResolveBody,
     "Reverses a posted transfer with a new transfer the other way."
 );
 
@@ -271,12 +279,16 @@ pub struct ListQuery {
     /// `posted`, `pending`, `voided`, `expired` or `rejected` (default: all applied).
     pub status: Option<String>,
     /// RFC 3339: created at or after.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// RFC 3339: created before.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
 }
 
