@@ -325,6 +325,20 @@ impl Batch {
         }
     }
 
+    /// One batch per caller, in order.
+    fn split(self) -> Vec<Batch> {
+        let mut submissions = self.submissions.into_iter();
+        let mut start = 0;
+        let mut batches = Vec::with_capacity(self.replies.len());
+        for (end, reply) in self.segment_ends.into_iter().zip(self.replies) {
+            let own: Vec<Submission> = submissions.by_ref().take(end - start).collect();
+            assert_eq!(own.len(), end - start, "segments cover the batch");
+            batches.push(Batch { segment_ends: vec![own.len()], submissions: own, replies: vec![reply] });
+            start = end;
+        }
+        batches
+    }
+
     fn fail(self, error: &EngineError) {
         let (code, message) = (error.code(), error.to_string());
         for reply in self.replies {
@@ -640,13 +654,24 @@ impl Pipeline {
     }
 }
 
-/// Commits one batch through the locking path, with retries, and answers its callers.
+/// Commits one batch through the locking path, with retries, and answers its callers. A batch
+/// of several callers that fails on a database error no retry can cure (a value PostgreSQL
+/// refuses, say) is committed again one caller at a time, so that only the caller whose
+/// submission causes it gets the error: one client's bad data never fails another's transfers.
 async fn commit_locked(inner: &Inner, batch: Batch) {
     let result = retry(|| inner.store.post_segments(&batch.submissions, &batch.segment_ends)).await;
-    inner.batches.fetch_add(1, Ordering::Relaxed);
-    inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
     match result {
-        Ok(outcomes) => batch.answer(outcomes),
+        Ok(outcomes) => {
+            inner.batches.fetch_add(1, Ordering::Relaxed);
+            inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
+            batch.answer(outcomes);
+        }
+        Err(EngineError::Store(error)) if batch.replies.len() > 1 => {
+            tracing::warn!(%error, callers = batch.replies.len(), "batch failed; committing its callers one by one");
+            for single in batch.split() {
+                Box::pin(commit_locked(inner, single)).await;
+            }
+        }
         Err(error) => {
             tracing::error!(%error, transfers = batch.submissions.len(), "batch failed");
             batch.fail(&error);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferKind, TransferRequest, TransferResult};
-use tally_engine::Engine;
+use tally_engine::{Engine, EngineConfig};
 use tally_store::{Outcome, StatusChange, Submission};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -518,5 +518,35 @@ async fn expiring_holds_while_transfers_flow_needs_no_fallback() {
         .unwrap()
         .get(0);
     assert_eq!(open, 0);
+    ledger.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_submission_the_database_refuses_fails_alone_not_the_callers_batched_with_it() {
+    // A long linger, so that the two callers' submissions share a batch.
+    let config = EngineConfig {
+        batch_linger: std::time::Duration::from_millis(80),
+        expiry_sweep_interval: None,
+        ..EngineConfig::default()
+    };
+    let ledger = ledger_with(config).await;
+    let (_bank, wallet) = ledger.funded_wallet("alice", 1_000).await;
+    let shop = ledger.open("shop", "USD", BalanceRule::NoOverdraft).await;
+    let batches_before = ledger.engine.stats().batches;
+    // PostgreSQL cannot store NUL in jsonb: the core accepts this metadata, the database refuses it.
+    let mut poisoned = posted(wallet, shop, 10);
+    poisoned.metadata = Some(serde_json::json!({"note": "nul\u{0}here"}));
+    let good = posted(wallet, shop, 20);
+    let (bad, fine) = tokio::join!(
+        ledger.engine.submit_one(Submission { request: poisoned.clone(), actor: ACTOR.into() }),
+        ledger.engine.submit_one(Submission { request: good.clone(), actor: ACTOR.into() }),
+    );
+    let error = bad.expect_err("the database refuses the poisoned transfer");
+    assert_eq!(error.code(), "database_error", "{error}");
+    let fine = fine.expect("the other caller's transfer is committed");
+    assert_eq!(fine.result, TransferResult::Ok);
+    assert!(ledger.engine.stats().batches > batches_before);
+    assert_eq!((ledger.balance(wallet).await, ledger.balance(shop).await), (980, 20));
+    assert_eq!(ledger.db.store.journal_row(poisoned.id.0).await.unwrap(), None, "nothing of it was written");
     ledger.assert_consistent().await;
 }
