@@ -5,15 +5,11 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 use tally_core::{Transfer, TransferId, TransferResult, format_amount};
 use tally_recon::Report;
+use tally_server::views::time;
 use tally_store::{AccountRecord, HistoryEntry};
 
 pub struct Output {
     pub json: bool,
-}
-
-fn micros_to_text(micros: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
-    humantime::format_rfc3339_micros(at).to_string()
 }
 
 pub fn account_json(record: &AccountRecord) -> Value {
@@ -30,7 +26,7 @@ pub fn account_json(record: &AccountRecord) -> Value {
             tally_core::BalanceRule::Unrestricted => json!({"kind": "unrestricted"}),
         },
         "version": a.version, "metadata": record.metadata,
-        "created_at": micros_to_text(record.created_at.0), "updated_at": micros_to_text(record.updated_at.0),
+        "created_at": time(record.created_at), "updated_at": time(record.updated_at),
     })
 }
 
@@ -39,8 +35,8 @@ pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8) -> Value {
         "result": result.code(), "id": t.id, "kind": t.kind.as_str(), "status": t.status.as_str(),
         "from": t.debit_account_id, "to": t.credit_account_id, "amount": format_amount(t.amount, scale),
         "currency": t.currency, "related_id": t.related_id, "timeout_seconds": t.timeout_seconds,
-        "expires_at": t.expires_at.map(|e| micros_to_text(e.0)), "reference": t.reference, "metadata": t.metadata,
-        "created_at": micros_to_text(t.created_at.0), "completed_at": t.completed_at.map(|c| micros_to_text(c.0)),
+        "expires_at": t.expires_at.map(time), "reference": t.reference, "metadata": t.metadata,
+        "created_at": time(t.created_at), "completed_at": t.completed_at.map(time),
     })
 }
 
@@ -152,7 +148,7 @@ impl Output {
                 json!({
                     "seq": e.seq, "type": e.direction, "transfer_id": e.transfer.id, "kind": e.transfer.kind.as_str(),
                     "other_account": e.other_account_id, "amount": format_amount(e.transfer.amount, s),
-                    "status": e.transfer.status.as_str(), "created_at": micros_to_text(e.transfer.created_at.0),
+                    "status": e.transfer.status.as_str(), "created_at": time(e.transfer.created_at),
                     "actor": e.actor,
                 })
             })

@@ -158,7 +158,7 @@ pub async fn authenticate(
             principal
         }
     };
-    state.limits.check_rate(&principal.name)?;
+    state.limits.check_rate(principal.key_id)?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

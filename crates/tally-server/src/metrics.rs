@@ -33,7 +33,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
-    pub transfer_results: Family<CodeLabels, Counter>,
+    /// One counter per transfer result, indexed by its number: counting allocates nothing.
+    transfer_results: Vec<Counter>,
     engine_batches: Gauge,
     engine_transfers: Gauge,
     engine_queue: Gauge,
@@ -52,6 +53,10 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("transfer_results", "Transfers answered, by result code", transfer_results.clone());
+        let transfer_results = tally_core::TransferResult::ALL
+            .iter()
+            .map(|result| transfer_results.get_or_create(&CodeLabels { code: result.code().to_owned() }).clone())
+            .collect();
         let engine_batches = Gauge::default();
         let engine_transfers = Gauge::default();
         let engine_queue = Gauge::default();
@@ -83,8 +88,8 @@ impl Metrics {
         }
     }
 
-    pub fn count_result(&self, code: &str) {
-        self.transfer_results.get_or_create(&CodeLabels { code: code.to_owned() }).inc();
+    pub fn count_result(&self, result: tally_core::TransferResult) {
+        self.transfer_results[result as usize].inc();
     }
 
     /// The Prometheus text exposition, with the engine's figures read now.

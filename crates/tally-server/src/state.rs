@@ -86,7 +86,8 @@ impl ServerConfig {
 
 /// Request admission: the per-key rate limit and the in-flight bound.
 pub struct Limits {
-    rate: Option<DefaultKeyedRateLimiter<String>>,
+    /// Keyed by the API key's id (a `Copy` value: checking allocates nothing).
+    rate: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
     pub in_flight: Arc<Semaphore>,
 }
 
@@ -97,9 +98,8 @@ impl Limits {
         Limits { rate, in_flight: Arc::new(Semaphore::new(config.max_in_flight)) }
     }
 
-    pub fn check_rate(&self, key: &str) -> Result<(), ApiError> {
+    pub fn check_rate(&self, key: uuid::Uuid) -> Result<(), ApiError> {
         let Some(rate) = &self.rate else { return Ok(()) };
-        let key = key.to_owned();
         rate.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let mut error = ApiError::new(

@@ -63,7 +63,7 @@ async fn view_of(state: &AppState, transfer: &Transfer) -> Result<TransferView, 
 /// One transfer's answer: 201 applied, 200 replayed (`Idempotent-Replayed: true`), or the error
 /// of the rule that refused it.
 async fn respond(state: &AppState, id: Uuid, outcome: Outcome) -> Result<Response, ApiError> {
-    state.metrics.count_result(outcome.result.code());
+    state.metrics.count_result(outcome.result);
     if !outcome.result.is_success() {
         return Err(ApiError::from_result(outcome.result, id));
     }
@@ -134,7 +134,7 @@ pub async fn batch(
     let mut results = Vec::with_capacity(count);
     let mut applied = 0;
     for (item, outcome) in body.transfers.iter().zip(outcomes) {
-        state.metrics.count_result(outcome.result.code());
+        state.metrics.count_result(outcome.result);
         applied += usize::from(outcome.result == TransferResult::Ok);
         let transfer = match &outcome.transfer {
             Some(transfer) => Some(view_of(&state, transfer).await?),
