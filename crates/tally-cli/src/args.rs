@@ -35,10 +35,14 @@ pub enum Command {
     Currency(CurrencyCommand),
     /// Move money: `tally transfer --from A --to B --amount 12.34`, or act on a transfer.
     Transfer(TransferArgs),
-    /// Show an account's balance.
+    /// Show an account's balance, now or as of a past time.
     Balance {
         /// Account id or code.
         account: String,
+        /// The balance as of this time (RFC 3339, e.g. 2026-03-10T17:00:00Z): from the nearest
+        /// closed day's snapshot plus the journal since.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Show an account's transfers, newest first.
     History {
@@ -51,8 +55,12 @@ pub enum Command {
         #[arg(long)]
         before: Option<i64>,
     },
-    /// Check that the ledger agrees with itself (trial balance, journal vs balances, audit, events).
-    Reconcile,
+    /// Reconcile: without --date, check the whole ledger agrees with itself; with --date, run
+    /// the end of day for that ledger day (close it, check it, store the report).
+    Reconcile(ReconcileArgs),
+    /// Show or set what a ledger day is (time zone and cut-off), and list the closed days.
+    #[command(subcommand)]
+    Days(DaysCommand),
     /// Expire every hold whose timeout has passed.
     Expire,
     /// Show Tally at work: opens accounts, moves money, shows balances, history and a reconciliation.
@@ -70,6 +78,43 @@ pub enum Command {
     /// Endless load with intent and ack logs, for the crash harness.
     #[command(hide = true)]
     Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The ledger day to reconcile (YYYY-MM-DD), or `yesterday` for the newest day that has ended.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// How to show the report: a table on the terminal, or json, csv (the findings) or html (a
+    /// self-contained page with a chart of the day's volume by hour).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormatArg,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormatArg {
+    Table,
+    Json,
+    Csv,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaysCommand {
+    /// The time zone and cut-off, and the newest closed days.
+    Show,
+    /// Set the time zone and cut-off (only before the first day is closed).
+    Set {
+        /// An IANA time zone, e.g. Europe/Berlin.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// When a day ends, HH:MM in that time zone; 24:00 is midnight at the end of the day.
+        #[arg(long, default_value = "24:00")]
+        cutoff: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +374,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// Reconcile each ledger day this long after it ended (e.g. 10m), as `tally reconcile
+    /// --date` would; `off` for no scheduled reconciliation.
+    #[arg(long, default_value = "10m")]
+    pub reconcile_after: String,
 }
 
 #[derive(Debug, Subcommand)]

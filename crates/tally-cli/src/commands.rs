@@ -192,7 +192,7 @@ pub async fn reconcile(db: &Database, out: &Output) -> Result<()> {
 }
 
 pub async fn expire(db: &Database, out: &Output) -> Result<()> {
-    let expired = db.engine.expire_due(tally_store::convert::now()).await?;
+    let expired = db.engine.expire_due(db.engine.store().now()).await?;
     out.value(&json!({"expired": expired}), || format!("expired {expired} hold(s)"));
     Ok(())
 }

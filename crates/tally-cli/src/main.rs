@@ -7,6 +7,7 @@ mod commands;
 mod connect;
 mod demo;
 mod load;
+mod recon;
 mod render;
 mod serve;
 
@@ -61,9 +62,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Account(command) => commands::account(&db, &out, command).await,
         Command::Currency(command) => commands::currency(&db, &out, command).await,
         Command::Transfer(args) => commands::transfer(&db, &out, args).await,
-        Command::Balance { account } => commands::balance(&db, &out, &account).await,
+        Command::Balance { account, as_of: None } => commands::balance(&db, &out, &account).await,
+        Command::Balance { account, as_of: Some(as_of) } => recon::balance_as_of(&db, &out, &account, &as_of).await,
         Command::History { account, limit, before } => commands::history(&db, &out, &account, limit, before).await,
-        Command::Reconcile => commands::reconcile(&db, &out).await,
+        Command::Reconcile(args) if args.date.is_none() => commands::reconcile(&db, &out).await,
+        Command::Reconcile(args) => recon::end_of_day(&db, &out, &args).await,
+        Command::Days(command) => recon::days(&db, &out, command).await,
         Command::Expire => commands::expire(&db, &out).await,
         Command::Demo => demo::run(&db, &out).await,
         Command::Load(args) => load::run(&db, &args).await,

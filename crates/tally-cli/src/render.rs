@@ -40,7 +40,7 @@ pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8) -> Value {
     })
 }
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(header.iter().copied());
     table

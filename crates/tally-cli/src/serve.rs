@@ -82,6 +82,10 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         max_in_flight: args.max_in_flight,
         rate_limit_per_key: args.rate_limit,
         request_timeout: humantime::parse_duration(&args.request_timeout).context("--request-timeout")?,
+        reconcile_after: match args.reconcile_after.as_str() {
+            "off" => None,
+            text => Some(humantime::parse_duration(text).context("--reconcile-after")?),
+        },
         ..ServerConfig::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;

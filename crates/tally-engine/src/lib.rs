@@ -448,7 +448,8 @@ async fn run_sweeper(engine: std::sync::Weak<Inner>, interval: Duration) {
         if inner.intake.read().expect("intake lock poisoned").is_none() {
             return;
         }
-        match (Engine { inner }).expire_due(tally_store::convert::now()).await {
+        let at = inner.store.now();
+        match (Engine { inner }).expire_due(at).await {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "sweeper expired holds past their timeout"),
             Err(EngineError::ShuttingDown) => return,
@@ -575,7 +576,7 @@ impl Pipeline {
         let number = self.number;
         let (decided, expiry_reply) = match expiry {
             None => {
-                let at = tally_store::convert::now();
+                let at = inner.store.now();
                 (self.sequencer.decide(&inner.store, number, &batch.submissions, &batch.segment_ends, at).await, None)
             }
             Some(job) => {

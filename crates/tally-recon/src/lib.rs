@@ -1,4 +1,12 @@
-//! Reconciliation: does the ledger agree with itself?
+//! Reconciliation: does the ledger agree with itself, day by day, and with the bank?
+//!
+//! - [`days`]: ledger days (cut-off, time zone) and the per-account balance snapshots that close
+//!   them, written from each day's journal.
+//! - [`balance`]: point-in-time balances from the nearest snapshot plus the journal since.
+//! - [`eod`]: the end-of-day run: close the day, check it, store the report.
+//! - [`report`] and [`render`]: reports as values, and as JSON, CSV and HTML.
+//! - [`check_ledger`] (below): the whole-ledger check, for `tally reconcile` without a date and
+//!   for tests.
 //!
 //! `check_ledger` recomputes everything that is stored twice and reports every disagreement,
 //! naming the accounts, transfers and amounts involved:
@@ -13,19 +21,110 @@
 //! The checks run in one REPEATABLE READ snapshot, so a ledger under load is checked at one
 //! consistent point in time. Findings are values; only database failures are errors.
 
+pub mod balance;
+pub mod days;
+pub mod eod;
+pub mod render;
+pub mod report;
+
 use serde::Serialize;
 use tally_store::{Store, StoreError};
 use thiserror::Error;
+
+/// Parses an RFC 3339 time (any offset) into Tally's microsecond timestamp.
+pub fn parse_time(text: &str) -> Result<tally_core::Timestamp, ReconError> {
+    let invalid = || ReconError::TimeInvalid(text.chars().take(64).collect());
+    if text.len() > 64 {
+        return Err(invalid());
+    }
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| invalid())?;
+    let micros = i64::try_from(at.unix_timestamp_nanos() / 1000).map_err(|_| invalid())?;
+    if micros < 0 {
+        return Err(invalid());
+    }
+    Ok(tally_core::Timestamp(micros))
+}
+
+/// A read-only SQL transaction on one consistent snapshot (REPEATABLE READ), so that a ledger
+/// under load is read at one point in time.
+pub(crate) async fn read_snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, ReconError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+/// Where a long run is, for a progress bar: told how many steps lie ahead as the run learns
+/// it, then called once per step as it starts.
+pub trait Progress: Send + Sync {
+    fn add_steps(&self, steps: usize);
+    fn step(&self, what: &str);
+}
+
+/// No progress display.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn add_steps(&self, _steps: usize) {}
+    fn step(&self, _what: &str) {}
+}
 
 /// How many findings of one kind are listed before the rest are only counted.
 pub const FINDINGS_PER_CHECK_MAX: i64 = 100;
 
 #[derive(Debug, Error)]
 pub enum ReconError {
+    #[error("{0:?} is not a date (YYYY-MM-DD)")]
+    DayInvalid(String),
+    #[error(
+        "day {day} cannot be reconciled yet: the newest day that has ended (plus a minute for late batches) is {closable}"
+    )]
+    DayNotClosed { day: String, closable: String },
+    #[error("{0:?} is not a time zone PostgreSQL knows (an IANA name such as Europe/Berlin)")]
+    TimeZoneInvalid(String),
+    #[error("{0:?} is not a cut-off: give HH:MM after 00:00, or 24:00 for midnight")]
+    CutoffInvalid(String),
+    #[error("days are already closed under the current time zone and cut-off; they cannot change")]
+    DayDefinitionLocked,
+    #[error("closing {first} through {through} is more than {max} days in one run", max = days::DAYS_PER_RUN_MAX)]
+    TooManyDays { first: String, through: String },
+    #[error("a reconciliation of {0} is already running")]
+    RunInProgress(String),
+    #[error("account {0} not found")]
+    AccountNotFound(String),
+    #[error("a balance as of a time in the future could still change")]
+    AsOfInFuture,
+    #[error("{0:?} is not a time: give RFC 3339, e.g. 2026-03-10T17:00:00Z or 2026-03-10T18:00:00+01:00")]
+    TimeInvalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
+}
+
+impl ReconError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReconError::DayInvalid(_) => "day_invalid",
+            ReconError::DayNotClosed { .. } => "day_not_closed",
+            ReconError::TimeZoneInvalid(_) => "time_zone_invalid",
+            ReconError::CutoffInvalid(_) => "cutoff_invalid",
+            ReconError::DayDefinitionLocked => "day_definition_locked",
+            ReconError::TooManyDays { .. } => "too_many_days",
+            ReconError::RunInProgress(_) => "reconciliation_running",
+            ReconError::AccountNotFound(_) => "account_not_found",
+            ReconError::AsOfInFuture => "as_of_in_future",
+            ReconError::TimeInvalid(_) => "time_invalid",
+            ReconError::Store(error) => error.code(),
+            ReconError::Db(_) => "database_error",
+        }
+    }
 }
 
 /// One disagreement, with what is needed to investigate it.
@@ -126,12 +225,7 @@ const CHECKS: &[(&str, &str)] = &[
 /// Runs every check in one consistent snapshot.
 pub async fn check_ledger(store: &Store) -> Result<Report, ReconError> {
     let mut client = store.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::read_snapshot(&mut client).await?;
     // Whole-table aggregations: hash joins are always right, and a ledger fresh from a restart
     // may have no statistics yet to tell the planner so.
     tx.batch_execute("SET LOCAL enable_nestloop = off").await?;

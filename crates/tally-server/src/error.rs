@@ -18,6 +18,11 @@ pub const CODES: &[(&str, u16)] = &[
     ("invalid_input", 400),
     ("invalid_amount", 400),
     ("invalid_header", 400),
+    ("day_invalid", 400),
+    ("time_invalid", 400),
+    ("time_zone_invalid", 400),
+    ("cutoff_invalid", 400),
+    ("day_definition_locked", 400),
     ("unauthenticated", 401),
     ("forbidden", 403),
     ("not_found", 404),
@@ -25,6 +30,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("transfer_not_found", 404),
     ("currency_not_found", 404),
     ("key_not_found", 404),
+    ("reconciliation_not_found", 404),
     ("method_not_allowed", 405),
     ("request_timeout", 408),
     ("version_conflict", 409),
@@ -34,12 +40,16 @@ pub const CODES: &[(&str, u16)] = &[
     ("account_code_taken", 409),
     ("key_name_taken", 409),
     ("request_in_progress", 409),
+    ("day_not_closed", 409),
+    ("reconciliation_running", 409),
     ("precondition_failed", 412),
     ("body_too_large", 413),
     ("unsupported_media_type", 415),
     ("idempotency_key_reused", 422),
     ("account_not_empty", 422),
     ("account_status_transition_invalid", 422),
+    ("as_of_in_future", 422),
+    ("too_many_days", 422),
     ("rate_limited", 429),
     ("internal_error", 500),
     ("database_error", 500),
@@ -133,6 +143,30 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl From<tally_recon::ReconError> for ApiError {
+    fn from(error: tally_recon::ReconError) -> ApiError {
+        use tally_recon::ReconError as E;
+        let status = match &error {
+            E::Store(_) | E::Db(_) => {
+                return match error {
+                    E::Store(store) => ApiError::from(store),
+                    other => {
+                        tracing::error!(error = %other, "reconciliation failed on the database");
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database_error", "the database failed")
+                    }
+                };
+            }
+            E::DayInvalid(_) | E::TimeInvalid(_) => StatusCode::BAD_REQUEST,
+            E::AccountNotFound(_) => StatusCode::NOT_FOUND,
+            E::DayNotClosed { .. } | E::RunInProgress(_) => StatusCode::CONFLICT,
+            E::AsOfInFuture | E::TooManyDays { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            // Settings are changed at the command line only.
+            E::TimeZoneInvalid(_) | E::CutoffInvalid(_) | E::DayDefinitionLocked => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.code(), error.to_string())
     }
 }
 

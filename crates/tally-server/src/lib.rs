@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod routes;
+pub mod scheduler;
 pub mod state;
 pub mod tls;
 pub mod views;
@@ -30,7 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use routes::{accounts, feed, ops, transfers};
+use routes::{accounts, feed, ops, reconciliations, transfers};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -45,12 +46,13 @@ use utoipa::OpenApi;
         accounts::balance, accounts::history,
         transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
         transfers::show, transfers::list,
-        feed::audit, feed::events, feed::stream,
+        feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::show,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
-        views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody)),
+        views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
+        reconciliations::ReconciliationBody, reconciliations::ReconciliationView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -174,6 +176,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(feed::audit))
         .route("/v1/events", get(feed::events))
         .route("/v1/events/stream", get(feed::stream))
+        .route("/v1/reconciliations", post(reconciliations::run))
+        .route("/v1/reconciliations/{date}", get(reconciliations::show))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
@@ -290,6 +294,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (shutdown_sender, shutdown) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.max_connections));
+    if let Some(after) = config.reconcile_after {
+        tokio::spawn(scheduler::run(store.clone(), after, shutdown.clone()));
+    }
     let state = AppState::new(store, engine.clone(), config, shutdown);
     let app = router(state);
     let listener = LimitedListener { inner: listener, connections };

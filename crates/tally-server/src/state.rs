@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long a verified key is trusted without asking the database again.
     pub key_cache_ttl: Duration,
+    /// Reconcile each ledger day this long after it ended (plus a minute); `None`: no scheduled
+    /// reconciliation.
+    pub reconcile_after: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             rate_limit_per_key: 100_000,
             request_timeout: Duration::from_secs(30),
             key_cache_ttl: Duration::from_secs(1),
+            reconcile_after: None,
         }
     }
 }

@@ -66,7 +66,7 @@ impl AccountView {
     }
 }
 
-/// A balance, and the version it was read at.
+/// A balance, and the version it was read at; or, with `as_of`, the balance at that time.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BalanceView {
     pub account_id: Uuid,
@@ -75,7 +75,15 @@ pub struct BalanceView {
     pub available: String,
     pub debits_pending: String,
     pub credits_pending: String,
-    pub version: i64,
+    /// The account's version now (absent for a balance as of a past time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The time the balance is as of (only when asked with `as_of`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// The closed day whose snapshot the balance as of a past time started from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_day: Option<String>,
 }
 
 /// A transfer in the journal.

@@ -23,6 +23,16 @@ pub struct AuditEntry<'a> {
 
 /// Writes the audit rows and events of `entries`, in order, with `now()` as their time.
 pub async fn append(client: &impl GenericClient, entries: &[AuditEntry<'_>]) -> Result<(), StoreError> {
+    append_at(client, entries, None).await
+}
+
+/// `append` with the time the caller stamped on the change itself (a batch's time), so that
+/// the audit row and the journal rows it covers fall on the same ledger day.
+pub async fn append_at(
+    client: &impl GenericClient,
+    entries: &[AuditEntry<'_>],
+    at: Option<std::time::SystemTime>,
+) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -41,14 +51,14 @@ pub async fn append(client: &impl GenericClient, entries: &[AuditEntry<'_>]) -> 
                      WITH ORDINALITY AS e(actor, action, event_type, entity_type, entity_id, before, after, ord)
              ), audit AS (
                  INSERT INTO audit_log (at, actor, action, entity_type, entity_id, before, after)
-                 SELECT now(), actor, action, entity_type, entity_id, before, after FROM e ORDER BY ord
+                 SELECT coalesce($9::timestamptz, now()), actor, action, entity_type, entity_id, before, after FROM e ORDER BY ord
              ), s AS (
                  UPDATE event_sequence SET last_seq = last_seq + $8::int8 WHERE $8::int8 > 0 RETURNING last_seq - $8::int8 AS base
              )
              INSERT INTO events (seq, at, type, entity_id, payload)
-             SELECT s.base + row_number() OVER (ORDER BY e.ord), now(), e.event_type, e.entity_id, e.after
+             SELECT s.base + row_number() OVER (ORDER BY e.ord), coalesce($9::timestamptz, now()), e.event_type, e.entity_id, e.after
              FROM s, e WHERE e.event_type IS NOT NULL").await?,
-            &[&actors, &actions, &event_types, &entity_types, &entity_ids, &befores, &afters, &event_count],
+            &[&actors, &actions, &event_types, &entity_types, &entity_ids, &befores, &afters, &event_count, &at],
         )
         .await?;
     Ok(())

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0004_account_check_by_key_range.sql"),
     },
     Migration { version: 5, name: "api", sql: include_str!("../migrations/0005_api.sql") },
+    Migration { version: 6, name: "reconciliation", sql: include_str!("../migrations/0006_reconciliation.sql") },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.

@@ -22,7 +22,7 @@
 //! retries the batch. An expected-version precondition is a decision, never retried.
 
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
-use crate::convert::{from_numeric, from_system_time, now, to_numeric, to_system_time};
+use crate::convert::{from_numeric, from_system_time, to_numeric, to_system_time};
 use crate::journal::{self, AuditEntry};
 use crate::timing::Stopwatch;
 use crate::{Store, StoreError};
@@ -153,7 +153,7 @@ impl Store {
         watch.lap(2);
 
         let expected = versions(&state);
-        let at = now();
+        let at = self.now();
         let output = state.apply_segments(at, &requests, segment_ends);
         watch.lap(3);
         batch.write_and_commit(&state, &output, submissions, &expected, at, &mut watch).await?;
@@ -463,7 +463,7 @@ async fn write_batch(
             after: json!({"status": resolution.status.as_str(), "batch_id": batch_id}),
         });
     }
-    journal::append(client, &entries).await?;
+    journal::append_at(client, &entries, Some(to_system_time(at))).await?;
     watch.lap(6);
     copy_events(client, output, at).await?;
     watch.lap(7);

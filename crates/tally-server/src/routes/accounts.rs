@@ -255,14 +255,31 @@ status_route!(unfreeze, "/v1/accounts/{id_or_code}/unfreeze", StatusChange::Unfr
 status_route!(close, "/v1/accounts/{id_or_code}/close", StatusChange::Close, "Closes an empty account for good.");
 
 #[utoipa::path(operation_id = "get_balance", get, path = "/v1/accounts/{id_or_code}/balance", tag = "accounts",
-    params(("id_or_code" = String, Path, description = "An account id or code")),
+    params(("id_or_code" = String, Path, description = "An account id or code"), BalanceQuery),
     responses((status = 200, body = BalanceView)), security(("bearer" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id_or_code): Path<String>,
+    Query(query): Query<BalanceQuery>,
 ) -> Result<axum::Json<BalanceView>, ApiError> {
     let record = readable(&state, &principal, &id_or_code).await?;
+    if let Some(as_of) = query.as_of {
+        let at = tally_recon::parse_time(&as_of)?;
+        let point = tally_recon::balance::balance_as_of(&state.store, record.account.id.0, at).await?;
+        let s = point.scale;
+        return Ok(axum::Json(BalanceView {
+            account_id: point.account_id,
+            currency: point.currency.clone(),
+            balance: tally_core::format_amount(point.balance(), s),
+            available: tally_core::format_amount(point.available(), s),
+            debits_pending: tally_core::format_amount(point.debits_pending, s),
+            credits_pending: tally_core::format_amount(point.credits_pending, s),
+            version: None,
+            as_of: Some(crate::views::time(point.as_of)),
+            snapshot_day: point.snapshot_day,
+        }));
+    }
     let view = AccountView::new(&record);
     Ok(axum::Json(BalanceView {
         account_id: view.id,
@@ -271,8 +288,19 @@ pub async fn balance(
         available: view.available,
         debits_pending: view.debits_pending,
         credits_pending: view.credits_pending,
-        version: view.version,
+        version: Some(view.version),
+        as_of: None,
+        snapshot_day: None,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceQuery {
+    /// The balance as of this time (RFC 3339), from the nearest closed day's snapshot plus the
+    /// journal since; the current balance when absent.
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

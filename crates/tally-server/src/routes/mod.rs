@@ -3,4 +3,5 @@
 pub mod accounts;
 pub mod feed;
 pub mod ops;
+pub mod reconciliations;
 pub mod transfers;

@@ -1,0 +1,302 @@
+//! Ledger days and balance snapshots.
+//!
+//! A ledger day `D` ends at the configured cut-off on `D` in the configured time zone (24:00, the
+//! default, is midnight at the end of `D`) and starts where `D - 1` ended. PostgreSQL's time-zone
+//! database turns local times into instants, so daylight-saving days simply have 23 or 25 hours.
+//!
+//! Closing a day writes, for every account the day touched, its balances at the day's start and
+//! end, and per currency the totals over all accounts. The closing balances are the opening ones
+//! plus the day's journal: the cost follows the day's transfers, never the history or the
+//! number of accounts. Days close in order with no gap; the first day closed is the day of the
+//! ledger's first transfer (or the day asked for, on an empty journal).
+//!
+//! A day closes only `CLOSE_DELAY` after it ended: a batch stamps its time before it commits,
+//! and the delay is far longer than any batch may take, so every transfer of the day is in.
+
+use crate::{Progress, ReconError};
+use deadpool_postgres::GenericClient;
+use std::time::{Duration, SystemTime};
+use tally_store::Store;
+use tally_store::journal::{AuditEntry, append};
+use time::Date;
+
+/// How long after its end a day may be closed.
+pub const CLOSE_DELAY: Duration = Duration::from_secs(60);
+/// The most days one run closes (ten years): a first close of a long history is done in steps.
+pub const DAYS_PER_RUN_MAX: usize = 3660;
+/// Key of the advisory lock that serializes closers ("tallyday" in ASCII).
+const CLOSE_LOCK_KEY: i64 = 0x74_61_6c_6c_79_64_61_79;
+
+/// What a ledger day is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DaySettings {
+    pub time_zone: String,
+    /// `HH:MM:SS`; `24:00:00` is midnight at the end of the day.
+    pub cutoff: String,
+}
+
+/// One day's bounds: `[starts_at, ends_at)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayBounds {
+    pub day: Date,
+    pub starts_at: SystemTime,
+    pub ends_at: SystemTime,
+}
+
+pub const DATE_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_day(text: &str) -> Result<Date, ReconError> {
+    Date::parse(text, DATE_FORMAT).map_err(|_| ReconError::DayInvalid(text.chars().take(32).collect()))
+}
+
+pub fn format_day(day: Date) -> String {
+    day.format(DATE_FORMAT).expect("dates format")
+}
+
+pub async fn settings(client: &impl GenericClient) -> Result<DaySettings, ReconError> {
+    let row = client.query_one("SELECT time_zone, cutoff::text FROM ledger_day_settings", &[]).await?;
+    Ok(DaySettings { time_zone: row.get(0), cutoff: row.get(1) })
+}
+
+/// Changes what a day is. Refused once a day is closed: the snapshots would no longer mean
+/// what they say.
+pub async fn set_settings(
+    store: &Store,
+    time_zone: &str,
+    cutoff: &str,
+    actor: &str,
+) -> Result<DaySettings, ReconError> {
+    let mut client = store.client().await?;
+    let db_tx = client.transaction().await?;
+    db_tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&CLOSE_LOCK_KEY]).await?;
+    let valid_zone: bool =
+        db_tx.query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[&time_zone]).await?.get(0);
+    if !valid_zone {
+        return Err(ReconError::TimeZoneInvalid(time_zone.chars().take(64).collect()));
+    }
+    let hour_minute = time::macros::format_description!("[hour]:[minute]");
+    let cutoff_ok =
+        cutoff == "24:00" || time::Time::parse(cutoff, hour_minute).is_ok_and(|t| t != time::Time::MIDNIGHT);
+    if !cutoff_ok {
+        return Err(ReconError::CutoffInvalid(cutoff.chars().take(16).collect()));
+    }
+    let closed: bool = db_tx.query_one("SELECT EXISTS (SELECT 1 FROM ledger_days)", &[]).await?.get(0);
+    let before = settings(&db_tx).await?;
+    if closed {
+        return Err(ReconError::DayDefinitionLocked);
+    }
+    db_tx
+        .execute(
+            "UPDATE ledger_day_settings SET time_zone = $1, cutoff = $2::text::time, updated_at = now(), updated_by = $3",
+            &[&time_zone, &cutoff, &actor],
+        )
+        .await?;
+    let after = settings(&db_tx).await?;
+    let entry = AuditEntry {
+        actor,
+        action: "ledger_day.settings",
+        event_type: None,
+        entity_type: "ledger_day",
+        entity_id: "settings".into(),
+        before: Some(serde_json::to_value(&before).expect("serializes")),
+        after: serde_json::to_value(&after).expect("serializes"),
+    };
+    append(&db_tx, &[entry]).await?;
+    db_tx.commit().await?;
+    Ok(after)
+}
+
+/// The bounds of `day` under the current settings.
+pub async fn bounds(client: &impl GenericClient, day: Date) -> Result<DayBounds, ReconError> {
+    let text = format_day(day);
+    let row = client
+        .query_one(
+            "SELECT ($1::text::date - 1 + s.cutoff) AT TIME ZONE s.time_zone, ($1::text::date + s.cutoff) AT TIME ZONE s.time_zone
+             FROM ledger_day_settings s",
+            &[&text],
+        )
+        .await?;
+    Ok(DayBounds { day, starts_at: row.get(0), ends_at: row.get(1) })
+}
+
+/// The ledger day an instant belongs to.
+pub async fn day_of(client: &impl GenericClient, at: SystemTime) -> Result<Date, ReconError> {
+    let row = client
+        .query_one(
+            "SELECT ((($1::timestamptz AT TIME ZONE s.time_zone) - s.cutoff::interval)::date + 1)::text FROM ledger_day_settings s",
+            &[&at],
+        )
+        .await?;
+    parse_day(row.get(0))
+}
+
+/// The newest closed day, if any.
+pub async fn last_closed(client: &impl GenericClient) -> Result<Option<Date>, ReconError> {
+    let row = client.query_one("SELECT max(day)::text FROM ledger_days", &[]).await?;
+    row.get::<_, Option<String>>(0).map(|d| parse_day(&d)).transpose()
+}
+
+/// The newest day that may be closed now.
+pub async fn last_closable(store: &Store) -> Result<Date, ReconError> {
+    last_ended(store, CLOSE_DELAY).await
+}
+
+/// The newest day that ended at least `ago` before now.
+pub async fn last_ended(store: &Store, ago: Duration) -> Result<Date, ReconError> {
+    let client = store.client().await?;
+    let now = tally_store::convert::to_system_time(store.now());
+    let day = day_of(&client, now - ago).await?;
+    Ok(day.previous_day().expect("dates after year -9999"))
+}
+
+/// Closes every day up to and including `through` that is not closed yet, in order. Returns the
+/// days it closed (none when `through` was already closed).
+pub async fn close_through(
+    store: &Store,
+    through: Date,
+    actor: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<Date>, ReconError> {
+    let closable = last_closable(store).await?;
+    if through > closable {
+        return Err(ReconError::DayNotClosed { day: format_day(through), closable: format_day(closable) });
+    }
+    let client = store.client().await?;
+    let first = match last_closed(&client).await? {
+        Some(last) if last >= through => return Ok(Vec::new()),
+        Some(last) => last.next_day().expect("dates before year 9999"),
+        None => first_day(&client, through).await?,
+    };
+    drop(client);
+    let count = usize::try_from((through - first).whole_days() + 1).expect("first <= through");
+    if count > DAYS_PER_RUN_MAX {
+        return Err(ReconError::TooManyDays { first: format_day(first), through: format_day(through) });
+    }
+    progress.add_steps(count);
+    let mut closed = Vec::with_capacity(count);
+    let mut day = first;
+    while day <= through {
+        progress.step(&format!("closing {}", format_day(day)));
+        close_day(store, day, actor).await?;
+        closed.push(day);
+        day = day.next_day().expect("dates before year 9999");
+    }
+    Ok(closed)
+}
+
+/// The first day to close on a ledger with no closed day: the day of its first journal row.
+async fn first_day(client: &impl GenericClient, through: Date) -> Result<Date, ReconError> {
+    let first: Option<SystemTime> = client.query_one("SELECT min(created_at) FROM transfers", &[]).await?.get(0);
+    match first {
+        Some(at) => Ok(day_of(client, at).await?.min(through)),
+        None => Ok(through),
+    }
+}
+
+/// The per-account movement of the journal in `[$1, $2)`: posted amounts and holds placed by
+/// rows created then, holds released by resolutions then. One row per (account, currency);
+/// `transfers` counts journal rows on their debit side, so that its sum is the rows' count.
+pub(crate) const DELTA_SQL: &str = "
+    SELECT account_id, currency, sum(transfers)::int8 AS transfers,
+           sum(debits_posted) AS debits_posted, sum(credits_posted) AS credits_posted,
+           sum(debits_pending) AS debits_pending, sum(credits_pending) AS credits_pending
+    FROM (
+        SELECT e.account_id, t.currency, e.transfers, e.debits_posted, e.credits_posted, e.debits_pending, e.credits_pending
+        FROM (SELECT currency, debit_account_id, credit_account_id,
+                     CASE WHEN kind IN ('posted', 'post_pending', 'reversal') THEN amount ELSE 0 END AS posted,
+                     CASE WHEN kind = 'pending' THEN amount ELSE 0 END AS held
+              FROM transfers WHERE created_at >= $1 AND created_at < $2 AND status <> 'rejected') t
+        CROSS JOIN LATERAL (VALUES (t.debit_account_id, 1, t.posted, 0::numeric, t.held, 0::numeric),
+                                   (t.credit_account_id, 0, 0::numeric, t.posted, 0::numeric, t.held))
+            AS e(account_id, transfers, debits_posted, credits_posted, debits_pending, credits_pending)
+        UNION ALL
+        SELECT e.account_id, t.currency, 0, 0, 0, e.debits_pending, e.credits_pending
+        FROM transfers t
+        CROSS JOIN LATERAL (VALUES (t.debit_account_id, -t.amount, 0::numeric), (t.credit_account_id, 0::numeric, -t.amount))
+            AS e(account_id, debits_pending, credits_pending)
+        WHERE t.kind = 'pending' AND t.status <> 'pending' AND t.completed_at >= $1 AND t.completed_at < $2
+    ) entries
+    GROUP BY account_id, currency";
+
+/// Closes one day in one SQL transaction: its snapshots, its totals, its row in `ledger_days`,
+/// an audit row and a `ledger_day.closed` event.
+async fn close_day(store: &Store, day: Date, actor: &str) -> Result<(), ReconError> {
+    let mut client = store.client().await?;
+    let db_tx = client.transaction().await?;
+    db_tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&CLOSE_LOCK_KEY]).await?;
+    let last = last_closed(&db_tx).await?;
+    if last.is_some_and(|last| last >= day) {
+        // Another closer got here first; closing is idempotent.
+        return Ok(());
+    }
+    assert!(last.is_none_or(|last| last.next_day() == Some(day)), "days close in order");
+    let bounds = bounds(&db_tx, day).await?;
+    let text = format_day(day);
+    db_tx.batch_execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '256MB'").await?;
+    db_tx
+        .batch_execute(
+            "CREATE TEMP TABLE day_delta (account_id uuid, currency text, transfers int8, debits_posted numeric,
+                 credits_posted numeric, debits_pending numeric, credits_pending numeric) ON COMMIT DROP",
+        )
+        .await?;
+    db_tx.execute(&format!("INSERT INTO day_delta {DELTA_SQL}"), &[&bounds.starts_at, &bounds.ends_at]).await?;
+    db_tx.batch_execute("ANALYZE day_delta; RESET enable_nestloop").await?;
+    let row = db_tx
+        .query_one(
+            "INSERT INTO ledger_days (day, starts_at, ends_at, seq_low, seq_high, transfers, accounts, closed_at, closed_by)
+             SELECT $1::text::date, $2, $3,
+                    coalesce(s.seq_min, p.seq_low, 1), greatest(s.seq_max, p.seq_high, 0),
+                    coalesce((SELECT sum(transfers) FROM day_delta), 0), (SELECT count(*) FROM day_delta), now(), $4
+             FROM (SELECT min(seq) AS seq_min, max(seq) AS seq_max FROM transfers WHERE created_at >= $2 AND created_at < $3) s
+             LEFT JOIN ledger_days p ON p.day = $1::text::date - 1
+             RETURNING transfers, accounts",
+            &[&text, &bounds.starts_at, &bounds.ends_at, &actor],
+        )
+        .await?;
+    let (transfers, accounts): (i64, i64) = (row.get(0), row.get(1));
+    db_tx
+        .execute(
+            "INSERT INTO balance_snapshots
+             SELECT d.account_id, $1::text::date, d.currency,
+                    coalesce(p.closing_debits_posted, 0), coalesce(p.closing_credits_posted, 0),
+                    coalesce(p.closing_debits_pending, 0), coalesce(p.closing_credits_pending, 0),
+                    coalesce(p.closing_debits_posted, 0) + d.debits_posted, coalesce(p.closing_credits_posted, 0) + d.credits_posted,
+                    coalesce(p.closing_debits_pending, 0) + d.debits_pending, coalesce(p.closing_credits_pending, 0) + d.credits_pending
+             FROM day_delta d
+             LEFT JOIN LATERAL (SELECT * FROM balance_snapshots b WHERE b.account_id = d.account_id AND b.day < $1::text::date
+                                ORDER BY b.day DESC LIMIT 1) p ON true
+             ORDER BY d.account_id",
+            &[&text],
+        )
+        .await?;
+    db_tx
+        .execute(
+            "INSERT INTO ledger_day_totals
+             SELECT $1::text::date, coalesce(d.currency, p.currency), coalesce(d.transfers, 0), coalesce(d.debits_posted, 0),
+                    coalesce(p.debits_posted, 0) + coalesce(d.debits_posted, 0),
+                    coalesce(p.credits_posted, 0) + coalesce(d.credits_posted, 0),
+                    coalesce(p.debits_pending, 0) + coalesce(d.debits_pending, 0),
+                    coalesce(p.credits_pending, 0) + coalesce(d.credits_pending, 0)
+             FROM (SELECT currency, sum(transfers)::int8 AS transfers, sum(debits_posted) AS debits_posted,
+                          sum(credits_posted) AS credits_posted, sum(debits_pending) AS debits_pending,
+                          sum(credits_pending) AS credits_pending
+                   FROM day_delta GROUP BY currency) d
+             FULL JOIN (SELECT * FROM ledger_day_totals WHERE day = $1::text::date - 1) p ON p.currency = d.currency",
+            &[&text],
+        )
+        .await?;
+    let entry = AuditEntry {
+        actor,
+        action: "ledger_day.close",
+        event_type: Some("ledger_day.closed".into()),
+        entity_type: "ledger_day",
+        entity_id: text.clone(),
+        before: None,
+        after: serde_json::json!({"day": text, "transfers": transfers, "accounts": accounts}),
+    };
+    append(&db_tx, &[entry]).await?;
+    db_tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,654 @@
+//! The end-of-day run: close the day (and any day before it that is still open), check it, and
+//! store the report.
+//!
+//! The checks, each with a stable code:
+//! - (a) `closing_balance_mismatch`: an account's closing balance for the day is not its opening
+//!   balance plus the day's journal (a snapshot written earlier no longer agrees with the
+//!   journal: a transfer was deleted or changed since). Skipped, and said so, when this run wrote
+//!   the snapshot from the journal itself.
+//! - (a) `account_balance_mismatch`: an account row is not its latest snapshot plus the journal
+//!   since (a balance changed behind Tally's back).
+//! - (b) `trial_balance`: per currency, debits and credits differ, over the account rows or over
+//!   the day's closing totals; `open_holds_mismatch`: the accounts' pending totals are not the sum
+//!   of the open holds.
+//! - (c) `pending_past_timeout`: a hold was still pending at the end of the day although its
+//!   timeout had passed; `transfer_without_audit`; `transfer_without_event`;
+//!   `event_sequence_gap`; `transfer_account_missing`.
+//! - (d) `batch_audit_mismatch`: a batch's audit row counts other transfers than the journal
+//!   holds for it; `event_without_transfer`: a transfer event names no journal row of the day.
+//! - `balance_rule_broken`: an account is past its overdraft rule.
+//!
+//! Every finding names the account or transfer, its currency and the amounts. The checks run in
+//! one REPEATABLE READ snapshot, after the day is closed; all but the account-row checks read
+//! only the day's rows (through BRIN indexes on creation time), so the run's cost follows the
+//! day's transfers.
+
+use crate::days::{self, format_day};
+use crate::report::{CheckSummary, CurrencyTotals, DayReport, Finding, HourVolume, RunStatus};
+use crate::{Progress, ReconError};
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tally_core::format_amount;
+use tally_store::Store;
+use tally_store::convert::{from_system_time, to_system_time};
+use tally_store::journal::{AuditEntry, append};
+use time::Date;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+/// How many findings of one check a report lists; the rest are counted.
+pub const FINDINGS_PER_CHECK_MAX: i64 = 100;
+/// How long past its timeout a hold may stay pending before it is a finding: the sweeper runs
+/// every second, and a sweep may wait for busy accounts.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(60);
+/// A run that has been running this long is taken for abandoned (its process died) and no
+/// longer blocks a new run of the same day.
+pub const RUN_ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Every check: its code and what it verifies, in report order.
+pub const CHECKS: &[(&str, &str)] = &[
+    ("closing_balance_mismatch", "Each account's closing balance equals its opening balance plus the day's transfers"),
+    ("account_balance_mismatch", "Each account row equals its latest snapshot plus the journal since"),
+    ("trial_balance", "Per currency, debits equal credits (account rows and the day's closing totals)"),
+    ("open_holds_mismatch", "Per currency, the accounts' pending totals equal the open holds"),
+    ("pending_past_timeout", "No hold is still pending at the end of the day past its timeout"),
+    ("transfer_without_audit", "Every transfer of the day has its audit row"),
+    ("batch_audit_mismatch", "Every batch's audit row counts the transfers the journal holds for it"),
+    ("transfer_without_event", "Every applied transfer and expired hold of the day has its event"),
+    ("event_without_transfer", "Every transfer event of the day names a journal row of the day"),
+    ("event_sequence_gap", "The day's events have no gap in their sequence numbers"),
+    ("transfer_account_missing", "Every account the day's journal names exists, in the transfer's currency"),
+    ("balance_rule_broken", "No account is past its overdraft limit"),
+];
+
+/// The newest instant PostgreSQL and `SystemTime` both hold comfortably: "no upper bound".
+fn far_future() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(253_402_300_799)
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    let micros = from_system_time(at).0;
+    let nanos = i128::from(micros) * 1000;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).expect("timestamps in range");
+    at.format(&time::format_description::well_known::Rfc3339).expect("formats")
+}
+
+/// Runs the end of day for `day`: closes it if needed, checks it, stores and returns the report.
+pub async fn run_end_of_day(
+    store: &Store,
+    day: Date,
+    actor: &str,
+    progress: &dyn Progress,
+) -> Result<DayReport, ReconError> {
+    run_end_of_day_as(store, Uuid::now_v7(), day, actor, progress).await
+}
+
+/// `run_end_of_day` under a run id the caller chose (to report it before the run ends).
+pub async fn run_end_of_day_as(
+    store: &Store,
+    run_id: Uuid,
+    day: Date,
+    actor: &str,
+    progress: &dyn Progress,
+) -> Result<DayReport, ReconError> {
+    let closable = days::last_closable(store).await?;
+    if day > closable {
+        return Err(ReconError::DayNotClosed { day: format_day(day), closable: format_day(closable) });
+    }
+    let started_at = to_system_time(store.now());
+    begin_run(store, run_id, day, actor, started_at).await?;
+    let result = async {
+        let closed = days::close_through(store, day, actor, progress).await?;
+        check_day(store, run_id, day, actor, started_at, closed.contains(&day), progress).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            finish_run(store, &report).await?;
+            Ok(report)
+        }
+        Err(error) => {
+            let client = store.client().await?;
+            client
+                .execute(
+                    "UPDATE reconciliation_runs SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1",
+                    &[&run_id, &error.to_string()],
+                )
+                .await?;
+            Err(error)
+        }
+    }
+}
+
+async fn begin_run(
+    store: &Store,
+    run_id: Uuid,
+    day: Date,
+    actor: &str,
+    started_at: SystemTime,
+) -> Result<(), ReconError> {
+    let client = store.client().await?;
+    let text = format_day(day);
+    let abandoned = started_at - RUN_ABANDONED_AFTER;
+    client
+        .execute(
+            "UPDATE reconciliation_runs SET status = 'failed', finished_at = now(), error = 'abandoned: the run never finished'
+             WHERE status = 'running' AND day = $1::text::date AND started_at < $2",
+            &[&text, &abandoned],
+        )
+        .await?;
+    let inserted = client
+        .execute(
+            "INSERT INTO reconciliation_runs (id, kind, day, status, started_at, actor)
+             VALUES ($1, 'end_of_day', $2::text::date, 'running', $3, $4) ON CONFLICT DO NOTHING",
+            &[&run_id, &text, &started_at, &actor],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(ReconError::RunInProgress(text));
+    }
+    Ok(())
+}
+
+async fn finish_run(store: &Store, report: &DayReport) -> Result<(), ReconError> {
+    let mut client = store.client().await?;
+    let db_tx = client.transaction().await?;
+    let run_id = Uuid::parse_str(&report.run_id).expect("run ids are uuids");
+    let findings = i64::try_from(report.findings.len()).expect("bounded findings");
+    let total: i64 = report.checks.iter().map(|c| c.findings).sum();
+    db_tx
+        .execute(
+            "UPDATE reconciliation_runs SET status = $2, finished_at = $3::text::timestamptz, findings = $4, report = $5
+             WHERE id = $1",
+            &[&run_id, &report.status.as_str(), &report.finished_at, &total, &serde_json::to_value(report).expect("serializes")],
+        )
+        .await?;
+    let entry = AuditEntry {
+        actor: &report.actor,
+        action: "reconciliation.run",
+        event_type: Some("reconciliation.finished".into()),
+        entity_type: "reconciliation",
+        entity_id: report.run_id.clone(),
+        before: None,
+        after: json!({"day": report.day, "status": report.status.as_str(), "findings": total, "listed": findings}),
+    };
+    append(&db_tx, &[entry]).await?;
+    db_tx.commit().await?;
+    Ok(())
+}
+
+/// Which values a check's SQL takes, in order.
+#[derive(Clone, Copy)]
+enum Param {
+    Start,
+    End,
+    Day,
+    LastEnd,
+    ExpiryLimit,
+    FarFuture,
+}
+
+/// A check's SQL returns rows of (check, subject, account_id, transfer_id, currency, expected,
+/// found, detail); `fast` (if any) returns one boolean, true when the day is certainly clean for
+/// this check, so that the detailed query runs only when something is wrong.
+struct Check {
+    codes: &'static [&'static str],
+    fast: Option<&'static str>,
+    sql: &'static str,
+    params: &'static [Param],
+    /// Only when the day's snapshot was written by an earlier run.
+    earlier_snapshot_only: bool,
+}
+
+const BALANCE_DETAIL: &str = "format('debits %s / credits %s posted, %s / %s pending', ";
+
+static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new(|| {
+    let delta = days::DELTA_SQL;
+    vec![
+        Check {
+            codes: &["closing_balance_mismatch"],
+            fast: None,
+            sql: leak(format!(
+                "WITH d AS ({delta}), s AS (SELECT * FROM balance_snapshots WHERE day = $3::text::date)
+                 SELECT 'closing_balance_mismatch', coalesce(s.account_id, d.account_id)::text,
+                        coalesce(s.account_id, d.account_id)::text, NULL, coalesce(s.currency, d.currency),
+                        coalesce(s.opening_credits_posted - s.opening_debits_posted, 0) + coalesce(d.credits_posted - d.debits_posted, 0),
+                        coalesce(s.closing_credits_posted - s.closing_debits_posted, 0),
+                        'the snapshot closes at ' || {BALANCE_DETAIL} s.closing_debits_posted, s.closing_credits_posted,
+                            s.closing_debits_pending, s.closing_credits_pending)
+                        || ' from an opening of ' || {BALANCE_DETAIL} s.opening_debits_posted, s.opening_credits_posted,
+                            s.opening_debits_pending, s.opening_credits_pending)
+                        || ', but the day''s journal moves ' || {BALANCE_DETAIL} coalesce(d.debits_posted, 0),
+                            coalesce(d.credits_posted, 0), coalesce(d.debits_pending, 0), coalesce(d.credits_pending, 0))
+                 FROM d FULL JOIN s ON s.account_id = d.account_id
+                 WHERE (coalesce(s.closing_debits_posted - s.opening_debits_posted, 0), coalesce(s.closing_credits_posted - s.opening_credits_posted, 0),
+                        coalesce(s.closing_debits_pending - s.opening_debits_pending, 0), coalesce(s.closing_credits_pending - s.opening_credits_pending, 0))
+                       <> (coalesce(d.debits_posted, 0), coalesce(d.credits_posted, 0), coalesce(d.debits_pending, 0), coalesce(d.credits_pending, 0))"
+            )),
+            params: &[Param::Start, Param::End, Param::Day],
+            earlier_snapshot_only: true,
+        },
+        Check {
+            codes: &["account_balance_mismatch"],
+            fast: None,
+            sql: leak(format!(
+                "WITH tail AS ({delta}),
+                 expected AS (
+                     SELECT a.*, coalesce(s.closing_debits_posted, 0) + coalesce(t.debits_posted, 0) AS e_dp,
+                            coalesce(s.closing_credits_posted, 0) + coalesce(t.credits_posted, 0) AS e_cp,
+                            coalesce(s.closing_debits_pending, 0) + coalesce(t.debits_pending, 0) AS e_dh,
+                            coalesce(s.closing_credits_pending, 0) + coalesce(t.credits_pending, 0) AS e_ch
+                     FROM accounts a
+                     LEFT JOIN LATERAL (SELECT * FROM balance_snapshots b WHERE b.account_id = a.id ORDER BY b.day DESC LIMIT 1) s ON true
+                     LEFT JOIN tail t ON t.account_id = a.id)
+                 SELECT 'account_balance_mismatch', id::text, id::text, NULL, currency, e_cp - e_dp, credits_posted - debits_posted,
+                        'the account row has ' || {BALANCE_DETAIL} debits_posted, credits_posted, debits_pending, credits_pending)
+                        || ', the journal says ' || {BALANCE_DETAIL} e_dp, e_cp, e_dh, e_ch)
+                 FROM expected
+                 WHERE (debits_posted, credits_posted, debits_pending, credits_pending) <> (e_dp, e_cp, e_dh, e_ch)"
+            )),
+            params: &[Param::LastEnd, Param::FarFuture],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["trial_balance"],
+            fast: None,
+            sql: "SELECT 'trial_balance', currency, NULL, NULL, currency, sum(debits_posted), sum(credits_posted),
+                         format('over the account rows: debits %s / credits %s posted, %s / %s pending',
+                                sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending))
+                  FROM accounts GROUP BY currency
+                  HAVING sum(debits_posted) <> sum(credits_posted) OR sum(debits_pending) <> sum(credits_pending)
+                  UNION ALL
+                  SELECT 'trial_balance', currency, NULL, NULL, currency, debits_posted, credits_posted,
+                         format('in the day''s closing totals: debits %s / credits %s posted, %s / %s pending',
+                                debits_posted, credits_posted, debits_pending, credits_pending)
+                  FROM ledger_day_totals
+                  WHERE day = $1::text::date AND (debits_posted <> credits_posted OR debits_pending <> credits_pending)",
+            params: &[Param::Day],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["open_holds_mismatch"],
+            fast: None,
+            sql: "WITH a AS (SELECT currency, sum(debits_pending) AS dh, sum(credits_pending) AS ch FROM accounts GROUP BY currency),
+                       h AS (SELECT currency, sum(amount) AS held, count(*) AS holds FROM transfers WHERE status = 'pending' GROUP BY currency)
+                  SELECT 'open_holds_mismatch', coalesce(a.currency, h.currency), NULL, NULL, coalesce(a.currency, h.currency),
+                         coalesce(h.held, 0), coalesce(a.dh, 0),
+                         format('%s open holds total %s; the accounts hold %s debits / %s credits pending',
+                                coalesce(h.holds, 0), coalesce(h.held, 0), coalesce(a.dh, 0), coalesce(a.ch, 0))
+                  FROM a FULL JOIN h ON h.currency = a.currency
+                  WHERE coalesce(a.dh, 0) <> coalesce(h.held, 0) OR coalesce(a.ch, 0) <> coalesce(h.held, 0)",
+            params: &[],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["pending_past_timeout"],
+            fast: None,
+            sql: "SELECT 'pending_past_timeout', id::text, debit_account_id::text, id::text, currency, NULL::numeric, amount,
+                         format('hold from %s to %s expired at %s and was still pending at the end of the day (%s)',
+                                debit_account_id, credit_account_id, expires_at,
+                                CASE WHEN status = 'pending' THEN 'it still is' ELSE 'it became ' || status || ' at ' || completed_at END)
+                  FROM transfers WHERE status = 'pending' AND expires_at < $2 AND created_at < $1
+                  UNION ALL
+                  SELECT 'pending_past_timeout', id::text, debit_account_id::text, id::text, currency, NULL, amount,
+                         format('hold from %s to %s expired at %s and was still pending at the end of the day (it became %s at %s)',
+                                debit_account_id, credit_account_id, expires_at, status, completed_at)
+                  FROM transfers
+                  WHERE kind = 'pending' AND status <> 'pending' AND completed_at >= $1 AND completed_at < $1 + interval '1 day'
+                    AND expires_at < $2 AND created_at < $1",
+            params: &[Param::End, Param::ExpiryLimit],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["transfer_without_audit", "batch_audit_mismatch"],
+            fast: None,
+            sql: "WITH b AS (
+                      SELECT batch_id, count(*) FILTER (WHERE status <> 'rejected') AS applied,
+                             count(*) FILTER (WHERE status = 'rejected') AS rejected, min(id::text) AS sample
+                      FROM transfers WHERE created_at >= $1 AND created_at < $2 AND batch_id IS NOT NULL GROUP BY batch_id),
+                  l AS (
+                      SELECT id, entity_id, (after->>'applied')::int8 AS applied, (after->>'rejected')::int8 AS rejected
+                      FROM audit_log WHERE entity_type = 'batch' AND at >= $1 AND at < $2)
+                  SELECT CASE WHEN l.id IS NULL THEN 'transfer_without_audit' ELSE 'batch_audit_mismatch' END,
+                         coalesce(b.batch_id::text, l.entity_id), NULL, b.sample, NULL, NULL, NULL,
+                         CASE WHEN l.id IS NULL
+                              THEN format('batch %s wrote %s applied and %s rejected transfers (e.g. %s) and has no audit row',
+                                          b.batch_id, b.applied, b.rejected, b.sample)
+                              ELSE format('the audit row of batch %s counts %s applied and %s rejected; the journal holds %s and %s',
+                                          l.entity_id, l.applied, l.rejected, coalesce(b.applied, 0), coalesce(b.rejected, 0)) END
+                  FROM b FULL JOIN l ON l.entity_id = b.batch_id::text
+                  WHERE l.id IS NULL OR b.batch_id IS NULL OR l.applied <> b.applied OR l.rejected <> b.rejected
+                  UNION ALL
+                  SELECT 'transfer_without_audit', t.id::text, t.debit_account_id::text, t.id::text, t.currency, NULL, t.amount,
+                         format('%s transfer written outside a batch has no audit row', t.kind)
+                  FROM transfers t
+                  WHERE t.created_at >= $1 AND t.created_at < $2 AND t.batch_id IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
+                                    AND l.action IN ('transfer.create', 'transfer.reject'))",
+            params: &[Param::Start, Param::End],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["transfer_without_event", "event_without_transfer"],
+            fast: Some(
+                "WITH j AS (
+                      SELECT count(*) AS n, coalesce(bit_xor(hashtextextended(id::text || ' transfer.' || kind, 0)), 0) AS h
+                      FROM transfers WHERE created_at >= $1 AND created_at < $2 AND status <> 'rejected'),
+                  x AS (
+                      SELECT count(*) AS n, coalesce(bit_xor(hashtextextended(id::text || ' transfer.expired', 0)), 0) AS h
+                      FROM transfers WHERE kind = 'pending' AND status = 'expired' AND completed_at >= $1 AND completed_at < $2),
+                  e AS (
+                      SELECT count(*) AS n, coalesce(bit_xor(hashtextextended(entity_id || ' ' || type, 0)), 0) AS h
+                      FROM events WHERE at >= $1 AND at < $2 AND type LIKE 'transfer.%')
+                  SELECT j.n + x.n = e.n AND (j.h # x.h) = e.h FROM j, x, e",
+            ),
+            sql: "WITH j AS (
+                      SELECT id::text AS entity_id, 'transfer.' || kind AS type, debit_account_id, currency, amount
+                      FROM transfers WHERE created_at >= $1 AND created_at < $2 AND status <> 'rejected'
+                      UNION ALL
+                      SELECT id::text, 'transfer.expired', debit_account_id, currency, amount
+                      FROM transfers WHERE kind = 'pending' AND status = 'expired' AND completed_at >= $1 AND completed_at < $2),
+                  e AS (SELECT seq, entity_id, type FROM events WHERE at >= $1 AND at < $2 AND type LIKE 'transfer.%')
+                  SELECT 'transfer_without_event', j.entity_id, j.debit_account_id::text, j.entity_id, j.currency, NULL::numeric, j.amount,
+                         format('no %s event for this transfer of the day', j.type)
+                  FROM j WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.entity_id = j.entity_id AND e.type = j.type)
+                  UNION ALL
+                  SELECT 'event_without_transfer', e.seq::text, NULL, e.entity_id, NULL, NULL, NULL,
+                         format('event %s (%s) names %s, which is not a journal row of the day', e.seq, e.type, e.entity_id)
+                  FROM e WHERE NOT EXISTS (SELECT 1 FROM j WHERE j.entity_id = e.entity_id AND j.type = e.type)",
+            params: &[Param::Start, Param::End],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["event_sequence_gap"],
+            fast: Some(
+                "WITH r AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events WHERE at >= $1 AND at < $2)
+                 SELECT r.lo IS NULL OR (SELECT count(*) FROM events WHERE seq BETWEEN greatest(r.lo - 1, 1) AND r.hi)
+                                        = r.hi - greatest(r.lo - 1, 1) + 1
+                 FROM r",
+            ),
+            sql: "WITH r AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events WHERE at >= $1 AND at < $2)
+                  SELECT 'event_sequence_gap', g.seq::text, NULL, NULL, NULL, NULL, NULL,
+                         format('event %s is missing (the day''s events run from %s to %s)', g.seq, r.lo, r.hi)
+                  FROM r CROSS JOIN LATERAL generate_series(greatest(r.lo - 1, 1), r.hi) AS g(seq)
+                  WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = g.seq)",
+            params: &[Param::Start, Param::End],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["transfer_account_missing"],
+            fast: None,
+            sql: "SELECT 'transfer_account_missing', s.account_id::text, s.account_id::text, NULL, s.currency,
+                         NULL, s.closing_credits_posted - s.closing_debits_posted,
+                         format('the day''s journal moves money on account %s in %s, which does not exist (closing %s / %s posted)',
+                                s.account_id, s.currency, s.closing_debits_posted, s.closing_credits_posted)
+                  FROM balance_snapshots s
+                  WHERE s.day = $1::text::date
+                    AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.account_id AND a.currency = s.currency)",
+            params: &[Param::Day],
+            earlier_snapshot_only: false,
+        },
+        Check {
+            codes: &["balance_rule_broken"],
+            fast: None,
+            sql: "SELECT 'balance_rule_broken', id::text, id::text, NULL, currency, -overdraft_limit,
+                         credits_posted - debits_posted - debits_pending,
+                         format('available %s is below the overdraft limit -%s',
+                                credits_posted - debits_posted - debits_pending, overdraft_limit)
+                  FROM accounts WHERE NOT unrestricted AND credits_posted - debits_posted - debits_pending < -overdraft_limit",
+            params: &[],
+            earlier_snapshot_only: false,
+        },
+    ]
+});
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// Formats a NUMERIC amount (any sign) with the currency's scale.
+fn amount_text(value: Decimal, scale: u8) -> String {
+    assert_eq!(value.scale(), 0, "amounts are whole minor units");
+    format_amount(value.mantissa(), scale)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_day(
+    store: &Store,
+    run_id: Uuid,
+    day: Date,
+    actor: &str,
+    started_at: SystemTime,
+    snapshot_written: bool,
+    progress: &dyn Progress,
+) -> Result<DayReport, ReconError> {
+    let mut client = store.client().await?;
+    let db_tx = crate::read_snapshot(&mut client).await?;
+    // Aggregations over a day's rows: hash joins are right, and a ledger fresh from a load may
+    // have no statistics yet to tell the planner so.
+    db_tx.batch_execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '256MB'").await?;
+    let bounds = days::bounds(&db_tx, day).await?;
+    let settings = days::settings(&db_tx).await?;
+    let text = format_day(day);
+    let last = days::last_closed(&db_tx).await?.expect("the day was closed");
+    let last_end = days::bounds(&db_tx, last).await?.ends_at;
+    let expiry_limit = bounds.ends_at - EXPIRY_GRACE;
+    let far = far_future();
+    let scales: HashMap<String, u8> = db_tx
+        .query("SELECT code, scale FROM currencies", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), u8::try_from(row.get::<_, i16>(1)).expect("scale constrained")))
+        .collect();
+
+    progress.add_steps(CHECK_QUERIES.len() + 1);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for check in CHECK_QUERIES.iter() {
+        if check.earlier_snapshot_only && snapshot_written {
+            continue;
+        }
+        progress.step(&format!("checking {}", check.codes.join(", ")));
+        let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = check
+            .params
+            .iter()
+            .map(|p| -> &(dyn tokio_postgres::types::ToSql + Sync) {
+                match p {
+                    Param::Start => &bounds.starts_at,
+                    Param::End => &bounds.ends_at,
+                    Param::Day => &text,
+                    Param::LastEnd => &last_end,
+                    Param::ExpiryLimit => &expiry_limit,
+                    Param::FarFuture => &far,
+                }
+            })
+            .collect();
+        if let Some(fast) = check.fast
+            && db_tx.query_one(fast, &values).await?.get::<_, bool>(0)
+        {
+            continue;
+        }
+        let limited = format!(
+            "SELECT * FROM (
+                 SELECT c, subject, account_id, transfer_id, currency, expected::numeric, found::numeric, detail,
+                        count(*) OVER (PARTITION BY c) AS total, row_number() OVER (PARTITION BY c ORDER BY subject) AS rank
+                 FROM ({sql}) f(c, subject, account_id, transfer_id, currency, expected, found, detail)) x
+             WHERE rank <= {FINDINGS_PER_CHECK_MAX} ORDER BY c, rank",
+            sql = check.sql
+        );
+        for row in db_tx.query(&limited, &values).await? {
+            counts.insert(row.get(0), row.get(8));
+            findings.push(finding_from_row(&row, &scales));
+        }
+    }
+    progress.step("summing up the day");
+    let report = summarize(&db_tx, &bounds, &text, &scales).await?;
+    db_tx.commit().await?;
+
+    let checks: Vec<CheckSummary> = CHECKS
+        .iter()
+        .map(|(code, description)| CheckSummary {
+            check: (*code).to_owned(),
+            description: if *code == "closing_balance_mismatch" && snapshot_written {
+                format!("{description} (the snapshot was written by this run from the journal: nothing to compare)")
+            } else {
+                (*description).to_owned()
+            },
+            findings: counts.get(*code).copied().unwrap_or(0),
+        })
+        .collect();
+    let status = if checks.iter().all(|c| c.findings == 0) { RunStatus::Clean } else { RunStatus::Findings };
+    Ok(DayReport {
+        run_id: run_id.to_string(),
+        day: text,
+        time_zone: settings.time_zone,
+        starts_at: rfc3339(bounds.starts_at),
+        ends_at: rfc3339(bounds.ends_at),
+        started_at: rfc3339(started_at),
+        finished_at: rfc3339(to_system_time(store.now())),
+        actor: actor.to_owned(),
+        status,
+        snapshot: if snapshot_written { "written" } else { "verified" }.to_owned(),
+        checks,
+        findings,
+        ..report
+    })
+}
+
+fn finding_from_row(row: &tokio_postgres::Row, scales: &HashMap<String, u8>) -> Finding {
+    let currency: Option<String> = row.get(4);
+    let scale = currency.as_ref().and_then(|c| scales.get(c)).copied().unwrap_or(0);
+    let expected: Option<Decimal> = row.get(5);
+    let found: Option<Decimal> = row.get(6);
+    let difference = match (expected, found) {
+        (Some(e), Some(f)) => Some(amount_text(f - e, scale)),
+        _ => None,
+    };
+    Finding {
+        check: row.get(0),
+        subject: row.get(1),
+        account_id: row.get(2),
+        transfer_id: row.get(3),
+        currency,
+        expected: expected.map(|v| amount_text(v, scale)),
+        found: found.map(|v| amount_text(v, scale)),
+        difference,
+        detail: row.get(7),
+    }
+}
+
+/// The day's figures: volume by hour, batches, events and per-currency totals.
+async fn summarize(
+    db_tx: &Transaction<'_>,
+    bounds: &days::DayBounds,
+    day: &str,
+    scales: &HashMap<String, u8>,
+) -> Result<DayReport, ReconError> {
+    let hours = u32::try_from(
+        bounds.ends_at.duration_since(bounds.starts_at).expect("days end after they start").as_secs().div_ceil(3600),
+    )
+    .expect("a day has a few hours");
+    let rows = db_tx
+        .query(
+            "SELECT GROUPING(hour) = 0, hour, batch_id IS NULL, count(*) FILTER (WHERE status <> 'rejected'),
+                    count(*) FILTER (WHERE status = 'rejected')
+             FROM (SELECT floor(extract(epoch FROM created_at - $1) / 3600)::int AS hour, batch_id, status
+                   FROM transfers WHERE created_at >= $1 AND created_at < $2) t
+             GROUP BY GROUPING SETS ((hour), (batch_id))",
+            &[&bounds.starts_at, &bounds.ends_at],
+        )
+        .await?;
+    let mut hourly: Vec<HourVolume> = (0..hours).map(|hour| HourVolume { hour, transfers: 0 }).collect();
+    let (mut batches, mut rejected) = (0, 0);
+    for row in &rows {
+        if row.get::<_, bool>(0) {
+            let hour = u32::try_from(row.get::<_, i32>(1)).expect("rows of the day");
+            hourly[hour as usize].transfers = row.get(3);
+            rejected += row.get::<_, i64>(4);
+        } else if !row.get::<_, bool>(2) {
+            batches += 1;
+        }
+    }
+    let events: i64 = db_tx
+        .query_one("SELECT count(*) FROM events WHERE at >= $1 AND at < $2", &[&bounds.starts_at, &bounds.ends_at])
+        .await?
+        .get(0);
+    let stats =
+        db_tx.query_one("SELECT transfers, accounts FROM ledger_days WHERE day = $1::text::date", &[&day]).await?;
+    let currencies = db_tx
+        .query(
+            "SELECT currency, transfers, posted_volume, debits_posted, credits_posted, debits_pending, credits_pending
+             FROM ledger_day_totals WHERE day = $1::text::date ORDER BY currency",
+            &[&day],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let currency: String = row.get(0);
+            let scale = scales.get(&currency).copied().unwrap_or(0);
+            let amount = |i: usize| amount_text(row.get(i), scale);
+            CurrencyTotals {
+                transfers: row.get(1),
+                posted_volume: amount(2),
+                closing_debits_posted: amount(3),
+                closing_credits_posted: amount(4),
+                closing_debits_pending: amount(5),
+                closing_credits_pending: amount(6),
+                currency,
+                scale,
+            }
+        })
+        .collect();
+    Ok(DayReport {
+        run_id: String::new(),
+        day: day.to_owned(),
+        time_zone: String::new(),
+        starts_at: String::new(),
+        ends_at: String::new(),
+        started_at: String::new(),
+        finished_at: String::new(),
+        actor: String::new(),
+        status: RunStatus::Clean,
+        snapshot: String::new(),
+        transfers: stats.get(0),
+        rejected,
+        accounts_touched: stats.get(1),
+        events,
+        batches,
+        currencies,
+        hourly,
+        checks: Vec::new(),
+        findings: Vec::new(),
+    })
+}
+
+/// The latest finished (or failed) run of a day, as stored.
+pub async fn latest_report(store: &Store, day: Date) -> Result<Option<StoredRun>, ReconError> {
+    let client = store.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, status, report, error FROM reconciliation_runs
+             WHERE kind = 'end_of_day' AND day = $1::text::date ORDER BY started_at DESC LIMIT 1",
+            &[&format_day(day)],
+        )
+        .await?;
+    Ok(row.map(|row| StoredRun {
+        run_id: row.get(0),
+        status: row.get(1),
+        report: row
+            .get::<_, Option<serde_json::Value>>(2)
+            .map(|v| serde_json::from_value(v).expect("reports we wrote parse")),
+        error: row.get(3),
+    }))
+}
+
+/// A stored run: running, finished with its report, or failed with its error.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub run_id: Uuid,
+    pub status: String,
+    pub report: Option<DayReport>,
+    pub error: Option<String>,
+}

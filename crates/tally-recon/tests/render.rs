@@ -1,0 +1,423 @@
+//! Rendering of the reconciliation reports through the crate's public API: JSON round-trips,
+//! CSV is the findings table and survives any text, HTML is escaped, self-contained and charts
+//! one bar per hour.
+
+use tally_recon::render::*;
+use tally_recon::report::*;
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const SCRIPT_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
+
+fn finding(check: &str, subject: &str, detail: &str) -> Finding {
+    Finding {
+        check: check.to_owned(),
+        subject: subject.to_owned(),
+        account_id: None,
+        transfer_id: None,
+        currency: None,
+        expected: None,
+        found: None,
+        difference: None,
+        detail: detail.to_owned(),
+    }
+}
+
+fn hours(counts: &[i64]) -> Vec<HourVolume> {
+    counts.iter().enumerate().map(|(hour, &transfers)| HourVolume { hour: hour as u32, transfers }).collect()
+}
+
+fn day_report() -> DayReport {
+    let mismatch = Finding {
+        account_id: Some("0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e".to_owned()),
+        currency: Some("EUR".to_owned()),
+        expected: Some("1200.00".to_owned()),
+        found: Some("1150.50".to_owned()),
+        difference: Some("-49.50".to_owned()),
+        ..finding(
+            "closing_balance_mismatch",
+            "0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e",
+            "Snapshot says 1200.00, journal sums to 1150.50, counterparty \"Smith & Sons\", ref 'X<1>'",
+        )
+    };
+    let missing_event = Finding {
+        transfer_id: Some("0190f3a4-0000-7000-8000-000000000042".to_owned()),
+        ..finding(
+            "missing_event",
+            "0190f3a4-0000-7000-8000-000000000042",
+            &format!("reference {SCRIPT}, a, b\nsecond line"),
+        )
+    };
+    let formula = finding("missing_event", "=HYPERLINK(\"x\")", "@SUM(A1:A9)");
+    DayReport {
+        run_id: "run-1".to_owned(),
+        day: "2025-03-14".to_owned(),
+        time_zone: "Europe/Berlin".to_owned(),
+        starts_at: "2025-03-13T23:00:00Z".to_owned(),
+        ends_at: "2025-03-14T23:00:00Z".to_owned(),
+        started_at: "2025-03-15T00:05:00Z".to_owned(),
+        finished_at: "2025-03-15T00:05:07Z".to_owned(),
+        actor: format!("operator {SCRIPT}"),
+        status: RunStatus::Findings,
+        snapshot: "written".to_owned(),
+        transfers: 1234,
+        rejected: 5,
+        accounts_touched: 77,
+        events: 1300,
+        batches: 12,
+        currencies: vec![CurrencyTotals {
+            currency: "EUR".to_owned(),
+            scale: 2,
+            transfers: 1234,
+            posted_volume: "98765.43".to_owned(),
+            closing_debits_posted: "1000000.00".to_owned(),
+            closing_credits_posted: "1000000.00".to_owned(),
+            closing_debits_pending: "0.00".to_owned(),
+            closing_credits_pending: "0.00".to_owned(),
+        }],
+        hourly: hours(&[0, 0, 1, 3, 5, 8, 13, 21, 34, 55, 89, 144, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1]),
+        checks: vec![
+            CheckSummary {
+                check: "missing_event".to_owned(),
+                description: format!("Every applied entry has its event {SCRIPT}"),
+                findings: 2,
+            },
+            CheckSummary {
+                check: "closing_balance_mismatch".to_owned(),
+                description: "Snapshot balances equal the journal's".to_owned(),
+                findings: 1,
+            },
+            CheckSummary {
+                check: "trial_balance".to_owned(),
+                description: "Debits equal credits per currency".to_owned(),
+                findings: 0,
+            },
+        ],
+        findings: vec![mismatch, missing_event, formula],
+    }
+}
+
+fn clean_day(hourly: Vec<HourVolume>) -> DayReport {
+    DayReport {
+        status: RunStatus::Clean,
+        hourly,
+        checks: vec![CheckSummary {
+            check: "trial_balance".to_owned(),
+            description: "Debits equal credits per currency".to_owned(),
+            findings: 0,
+        }],
+        findings: Vec::new(),
+        ..day_report()
+    }
+}
+
+fn statement_report() -> StatementReport {
+    StatementReport {
+        run_id: "run-2".to_owned(),
+        statement: "0190f3a4-aaaa-7000-8000-000000000001".to_owned(),
+        statement_ref: "STMT-2025-03-14 <b>&\"'".to_owned(),
+        format: "camt.053".to_owned(),
+        account_id: "0190f3a4-bbbb-7000-8000-000000000002".to_owned(),
+        account_code: Some("bank:main".to_owned()),
+        currency: "EUR".to_owned(),
+        period_from: Some("2025-03-14".to_owned()),
+        period_to: Some("2025-03-14".to_owned()),
+        started_at: "2025-03-15T01:00:00Z".to_owned(),
+        finished_at: "2025-03-15T01:00:02Z".to_owned(),
+        actor: "scheduler".to_owned(),
+        status: RunStatus::Findings,
+        statement_entries: 4,
+        ledger_entries: 4,
+        matched: 2,
+        unmatched_statement: 1,
+        unmatched_ledger: 1,
+        balances: vec![
+            BalanceComparison {
+                which: "opening".to_owned(),
+                date: "2025-03-13".to_owned(),
+                statement: "500.00".to_owned(),
+                tally: "500.00".to_owned(),
+                difference: "0.00".to_owned(),
+            },
+            BalanceComparison {
+                which: "closing".to_owned(),
+                date: "2025-03-14".to_owned(),
+                statement: "610.00".to_owned(),
+                tally: "600.00".to_owned(),
+                difference: "-10.00".to_owned(),
+            },
+        ],
+        matches: vec![
+            MatchLine {
+                rule: "end_to_end_id".to_owned(),
+                statement_entries: vec!["Ntry[1]".to_owned()],
+                transfer_ids: vec!["t-1".to_owned()],
+                amount: "100.00".to_owned(),
+                difference: "0.00".to_owned(),
+            },
+            MatchLine {
+                rule: "amount_date_many".to_owned(),
+                statement_entries: vec!["Ntry[2]".to_owned(), "Ntry[3]".to_owned()],
+                transfer_ids: vec!["t-2".to_owned(), "t-3".to_owned()],
+                amount: "40.00".to_owned(),
+                difference: "0.00".to_owned(),
+            },
+        ],
+        findings: vec![
+            Finding {
+                currency: Some("EUR".to_owned()),
+                found: Some("10.00".to_owned()),
+                ..finding(
+                    "unmatched_in_statement",
+                    "Ntry[4]",
+                    &format!("Counterparty \"Evil, Inc.\" {SCRIPT}\nref O'Brien & Co"),
+                )
+            },
+            Finding {
+                transfer_id: Some("t-9".to_owned()),
+                expected: Some("25.00".to_owned()),
+                ..finding("unmatched_in_tally", "t-9", "Transfer not on the statement")
+            },
+            Finding {
+                expected: Some("610.00".to_owned()),
+                found: Some("600.00".to_owned()),
+                difference: Some("-10.00".to_owned()),
+                ..finding("balance_break", "closing 2025-03-14", "Closing balance differs by -10.00")
+            },
+        ],
+    }
+}
+
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows = reader.records().map(|record| record.unwrap().iter().map(str::to_owned).collect()).collect();
+    (header, rows)
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|cell| (*cell).to_owned()).collect()
+}
+
+fn bars(html: &str) -> usize {
+    html.matches("<rect class=\"bar\"").count()
+}
+
+/// No reference to anything outside the page: no URLs, no scripts, no external stylesheets.
+fn assert_self_contained(html: &str) {
+    assert!(!html.contains("http://"), "http:// in page");
+    assert!(!html.contains("https://"), "https:// in page");
+    assert!(!html.contains("<script"), "script element in page");
+    assert!(!html.contains("<link"), "link element in page");
+    assert!(!html.contains("<img"), "img element in page");
+    assert!(!html.contains("@import"), "@import in page");
+    assert!(!html.contains("url("), "url() in page");
+}
+
+#[test]
+fn formats_parse_and_name_themselves() {
+    assert_eq!(ReportFormat::parse("json"), Some(ReportFormat::Json));
+    assert_eq!(ReportFormat::parse("csv"), Some(ReportFormat::Csv));
+    assert_eq!(ReportFormat::parse("html"), Some(ReportFormat::Html));
+    assert_eq!(ReportFormat::parse("pdf"), None);
+    assert_eq!(ReportFormat::Json.content_type(), "application/json");
+    assert_eq!(ReportFormat::Csv.content_type(), "text/csv; charset=utf-8");
+    assert_eq!(ReportFormat::Html.content_type(), "text/html; charset=utf-8");
+    assert_eq!(ReportFormat::Html.extension(), "html");
+}
+
+#[test]
+fn day_json_round_trips() {
+    let report = day_report();
+    let json = render_day(&report, ReportFormat::Json);
+    let back: DayReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert!(json.contains('\n'), "pretty-printed");
+}
+
+#[test]
+fn statement_json_round_trips() {
+    let report = statement_report();
+    let json = render_statement(&report, ReportFormat::Json);
+    let back: StatementReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn day_csv_is_the_findings_table() {
+    let csv = render_day(&day_report(), ReportFormat::Csv);
+    assert!(csv.starts_with("check,subject,account_id,transfer_id,currency,expected,found,difference,detail\n"));
+    let (header, rows) = parse_csv(&csv);
+    assert_eq!(
+        header,
+        row(&[
+            "check",
+            "subject",
+            "account_id",
+            "transfer_id",
+            "currency",
+            "expected",
+            "found",
+            "difference",
+            "detail"
+        ])
+    );
+    assert_eq!(
+        rows,
+        vec![
+            row(&[
+                "closing_balance_mismatch",
+                "0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e",
+                "0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e",
+                "",
+                "EUR",
+                "1200.00",
+                "1150.50",
+                "-49.50",
+                "Snapshot says 1200.00, journal sums to 1150.50, counterparty \"Smith & Sons\", ref 'X<1>'",
+            ]),
+            row(&[
+                "missing_event",
+                "0190f3a4-0000-7000-8000-000000000042",
+                "",
+                "0190f3a4-0000-7000-8000-000000000042",
+                "",
+                "",
+                "",
+                "",
+                "reference <script>alert(1)</script>, a, b\nsecond line",
+            ]),
+            // Cells a spreadsheet would run as formulas are defused with a leading quote.
+            row(&["missing_event", "'=HYPERLINK(\"x\")", "", "", "", "", "", "", "'@SUM(A1:A9)"]),
+        ]
+    );
+}
+
+#[test]
+fn clean_day_csv_is_only_the_header() {
+    let csv = render_day(&clean_day(hours(&[0; 24])), ReportFormat::Csv);
+    let (header, rows) = parse_csv(&csv);
+    assert_eq!(header.len(), 9);
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn statement_csv_lists_matches_then_findings() {
+    let csv = render_statement(&statement_report(), ReportFormat::Csv);
+    let (header, rows) = parse_csv(&csv);
+    assert_eq!(
+        header,
+        row(&["outcome", "rule", "statement_entries", "transfer_ids", "amount", "difference", "detail"])
+    );
+    assert_eq!(
+        rows,
+        vec![
+            row(&["matched", "end_to_end_id", "Ntry[1]", "t-1", "100.00", "0.00", ""]),
+            row(&["matched", "amount_date_many", "Ntry[2];Ntry[3]", "t-2;t-3", "40.00", "0.00", ""]),
+            row(&[
+                "unmatched_in_statement",
+                "",
+                "Ntry[4]",
+                "",
+                "10.00",
+                "",
+                "Counterparty \"Evil, Inc.\" <script>alert(1)</script>\nref O'Brien & Co",
+            ]),
+            row(&["unmatched_in_tally", "", "", "t-9", "25.00", "", "Transfer not on the statement"]),
+            row(&[
+                "balance_break",
+                "",
+                "closing 2025-03-14",
+                "",
+                "600.00",
+                "-10.00",
+                "Closing balance differs by -10.00",
+            ]),
+        ]
+    );
+}
+
+#[test]
+fn day_html_is_escaped_self_contained_and_charts_every_hour() {
+    let report = day_report();
+    let html = render_day(&report, ReportFormat::Html);
+
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_self_contained(&html);
+    assert!(!html.contains(SCRIPT));
+    assert!(html.contains(&format!("operator {SCRIPT_ESCAPED}")), "actor escaped");
+    assert!(html.contains(&format!("Every applied entry has its event {SCRIPT_ESCAPED}")));
+    assert!(html.contains(&format!("reference {SCRIPT_ESCAPED}, a, b\nsecond line")));
+    assert!(html.contains("counterparty &quot;Smith &amp; Sons&quot;, ref &#39;X&lt;1&gt;&#39;"));
+    assert!(html.contains("=HYPERLINK(&quot;x&quot;)"));
+
+    // Title, status badge, summary, totals.
+    assert!(html.contains("2025-03-14"));
+    assert!(html.contains("<span class=\"badge findings\">findings</span>"));
+    assert!(html.contains("Europe/Berlin"));
+    assert!(html.contains("98765.43"));
+    assert!(html.contains("<style>"));
+
+    // The chart: one bar per hour, with axis labels.
+    assert_eq!(html.matches("<svg").count(), 1);
+    assert_eq!(bars(&html), 24);
+    assert!(html.contains(">transfers</text>"));
+    assert!(html.contains(">23</text>"));
+    assert!(html.contains("hour 11: 144 transfers"));
+
+    // Checks and findings, grouped in the order of the checks.
+    assert!(html.contains("✗ failed") && html.contains("✓ ok"));
+    assert!(!html.contains("No findings"));
+    let missing = html.find("missing_event · 2 findings").unwrap();
+    let mismatch = html.find("closing_balance_mismatch · 1 finding<").unwrap();
+    assert!(missing < mismatch);
+}
+
+#[test]
+fn clean_day_html_says_no_findings_and_charts_empty_and_daylight_saving_days() {
+    for count in [23, 24, 25] {
+        let html = render_day(&clean_day(hours(&vec![0; count])), ReportFormat::Html);
+        assert_self_contained(&html);
+        assert!(html.contains("<span class=\"badge clean\">clean</span>"));
+        assert!(html.contains("No findings."));
+        assert!(!html.contains("<th>Subject</th>"), "no empty findings table");
+        assert_eq!(bars(&html), count);
+        assert!(!html.contains("NaN") && !html.contains("inf\""), "finite coordinates");
+        assert!(html.contains(&format!(">{:02}</text>", count - 1)) || count == 24);
+    }
+    // No hourly figures at all still gives a chart.
+    let html = render_day(&clean_day(Vec::new()), ReportFormat::Html);
+    assert!(html.contains("<svg"));
+    assert_eq!(bars(&html), 0);
+}
+
+#[test]
+fn statement_html_is_escaped_and_highlights_breaks() {
+    let html = render_statement(&statement_report(), ReportFormat::Html);
+    assert_self_contained(&html);
+    assert!(!html.contains(SCRIPT));
+    assert!(!html.contains("<b>"));
+    assert!(html.contains("STMT-2025-03-14 &lt;b&gt;&amp;&quot;&#39;"));
+    assert!(html.contains(&format!("Counterparty &quot;Evil, Inc.&quot; {SCRIPT_ESCAPED}\nref O&#39;Brien &amp; Co")));
+    assert!(html.contains("<span class=\"badge findings\">findings</span>"));
+    assert!(html.contains("camt.053"));
+    assert!(html.contains("bank:main"));
+    // The closing balance breaks, the opening agrees.
+    assert_eq!(html.matches("<tr class=\"break\">").count(), 1);
+    assert!(html.contains("✗ break") && html.contains("✓ agrees"));
+    // Matches list every statement entry and transfer.
+    assert!(html.contains("Ntry[2]<br>Ntry[3]"));
+    assert!(html.contains("t-2<br>t-3"));
+    for check in ["unmatched_in_statement", "unmatched_in_tally", "balance_break"] {
+        assert!(html.contains(&format!("{check} · 1 finding<")), "{check} group");
+    }
+}
+
+#[test]
+fn clean_statement_html_says_no_findings() {
+    let report = StatementReport { status: RunStatus::Clean, findings: Vec::new(), ..statement_report() };
+    let html = render_statement(&report, ReportFormat::Html);
+    assert!(html.contains("<span class=\"badge clean\">clean</span>"));
+    assert!(html.contains("No findings."));
+    let csv = render_statement(&report, ReportFormat::Csv);
+    assert_eq!(parse_csv(&csv).1.len(), 2, "only the matches");
+}

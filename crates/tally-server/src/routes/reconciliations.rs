@@ -1,0 +1,140 @@
+//! `/v1/reconciliations`: run the end of day for a ledger day, and read its stored report as
+//! JSON, CSV (the findings) or a self-contained HTML page.
+
+use crate::auth::{EVENT_READERS, Principal};
+use crate::body::{Json, Path, Query};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tally_recon::render::{ReportFormat, render_day};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// How long `POST /v1/reconciliations` waits for the run before answering 202 (the run goes on).
+pub const RECONCILIATION_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// Which day to reconcile.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationBody {
+    /// The ledger day, `YYYY-MM-DD`; it must have ended (plus a minute).
+    pub date: String,
+}
+
+/// A run: running, finished with its report, or failed with its error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationView {
+    pub run_id: Uuid,
+    pub day: String,
+    /// `running`, `clean`, `findings` or `failed`.
+    pub status: String,
+    /// The report (summary, per-currency totals, volume by hour, checks, findings) once finished.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `json` (default), `csv` (the findings table) or `html` (a self-contained page).
+    pub format: Option<String>,
+}
+
+fn view(
+    run_id: Uuid,
+    day: &str,
+    status: &str,
+    report: Option<&tally_recon::report::DayReport>,
+    error: Option<String>,
+) -> ReconciliationView {
+    ReconciliationView {
+        run_id,
+        day: day.to_owned(),
+        status: status.to_owned(),
+        report: report.map(|r| serde_json::to_value(r).expect("reports serialize")),
+        error,
+    }
+}
+
+#[utoipa::path(post, path = "/v1/reconciliations", tag = "reconciliation", request_body = ReconciliationBody,
+    responses((status = 200, body = ReconciliationView, description = "The run finished: its report"),
+              (status = 202, body = ReconciliationView, description = "Still running: read it with GET /v1/reconciliations/{date}"),
+              (status = 409, description = "day_not_closed, reconciliation_running")),
+    security(("bearer" = [])))]
+pub async fn run(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<ReconciliationBody>,
+) -> Result<Response, ApiError> {
+    principal.require(EVENT_READERS)?;
+    let day = tally_recon::days::parse_day(&body.date)?;
+    let run_id = Uuid::now_v7();
+    let store = state.store.clone();
+    let actor = principal.actor();
+    let mut task = tokio::spawn(async move {
+        tally_recon::eod::run_end_of_day_as(&store, run_id, day, &actor, &tally_recon::Quiet).await
+    });
+    let text = tally_recon::days::format_day(day);
+    let wait = RECONCILIATION_WAIT_MAX.min(state.config.request_timeout / 2);
+    match tokio::time::timeout(wait, &mut task).await {
+        Ok(joined) => {
+            let report = joined.map_err(|e| ApiError::internal(format!("the reconciliation task failed: {e}")))??;
+            Ok((StatusCode::OK, axum::Json(view(run_id, &text, report.status.as_str(), Some(&report), None)))
+                .into_response())
+        }
+        Err(_) => {
+            let mut response =
+                (StatusCode::ACCEPTED, axum::Json(view(run_id, &text, "running", None, None))).into_response();
+            let location = HeaderValue::from_str(&format!("/v1/reconciliations/{text}")).expect("ascii");
+            response.headers_mut().insert(header::LOCATION, location);
+            Ok(response)
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/reconciliations/{date}", tag = "reconciliation",
+    params(("date" = String, Path, description = "The ledger day, YYYY-MM-DD"), ReportQuery),
+    responses((status = 200, body = ReconciliationView, description = "The day's latest run (JSON), or its report as CSV or HTML"),
+              (status = 404, description = "reconciliation_not_found: the day was never reconciled"),
+              (status = 409, description = "reconciliation_running: CSV and HTML exist once the run finished")),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(date): Path<String>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    principal.require(EVENT_READERS)?;
+    let format = match query.format.as_deref() {
+        None => ReportFormat::Json,
+        Some(text) => ReportFormat::parse(text)
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "format must be json, csv or html"))?,
+    };
+    let day = tally_recon::days::parse_day(&date)?;
+    let text = tally_recon::days::format_day(day);
+    let run = tally_recon::eod::latest_report(&state.store, day).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "reconciliation_not_found", format!("{text} was never reconciled"))
+    })?;
+    match (format, &run.report) {
+        (ReportFormat::Json, report) => {
+            Ok(axum::Json(view(run.run_id, &text, &run.status, report.as_ref(), run.error.clone())).into_response())
+        }
+        (_, Some(report)) => {
+            let mut response = render_day(report, format).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            Ok(response)
+        }
+        (_, None) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "reconciliation_running",
+            format!("the latest run of {text} is {}: it has no report", run.status),
+        )),
+    }
+}
