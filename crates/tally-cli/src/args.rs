@@ -58,6 +58,9 @@ pub enum Command {
     /// Reconcile: without --date, check the whole ledger agrees with itself; with --date, run
     /// the end of day for that ledger day (close it, check it, store the report).
     Reconcile(ReconcileArgs),
+    /// Import bank statements (camt.053, MT940, CSV) and match them against an account's journal.
+    #[command(subcommand)]
+    Statement(StatementCommand),
     /// Show or set what a ledger day is (time zone and cut-off), and list the closed days.
     #[command(subcommand)]
     Days(DaysCommand),
@@ -75,6 +78,8 @@ pub enum Command {
     Pg(PgCommand),
     /// Measure throughput and latency on a fresh benchmark database (embedded: `tally_bench`).
     Bench(BenchArgs),
+    /// Measure the end-of-day run on a generated ledger (embedded: database `tally_bench_eod`).
+    BenchEod(BenchEodArgs),
     /// Endless load with intent and ack logs, for the crash harness.
     #[command(hide = true)]
     Load(LoadArgs),
@@ -103,6 +108,88 @@ pub enum ReportFormatArg {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StatementCommand {
+    /// Import a statement file for an account, match it against the account's journal and
+    /// compare its balances with Tally's. Importing the same file again changes nothing.
+    Import(Box<StatementImportArgs>),
+    /// Show the report of an imported statement.
+    Show {
+        /// The statement's id, as `import` printed it.
+        id: uuid::Uuid,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormatArg,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatementFormatArg {
+    /// camt.053 or MT940, recognized by content (CSV must be named).
+    Auto,
+    Camt053,
+    Mt940,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct StatementImportArgs {
+    /// The statement file.
+    pub file: PathBuf,
+    /// The Tally account that mirrors the bank account (id or code).
+    #[arg(long)]
+    pub account: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: StatementFormatArg,
+    /// Amounts that differ by at most this much still match (a decimal amount).
+    #[arg(long, default_value = "0")]
+    pub tolerance: String,
+    /// Dates that differ by at most this many days still match.
+    #[arg(long, default_value_t = 2)]
+    pub date_window_days: u32,
+    /// How to show the report.
+    #[arg(long, value_enum, default_value = "table")]
+    pub report: ReportFormatArg,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// CSV: the statement's own id (CSV files do not carry one).
+    #[arg(long)]
+    pub statement_id: Option<String>,
+    /// CSV: the opening balance, `YYYY-MM-DD:AMOUNT` (signed: a debit balance is negative).
+    #[arg(long)]
+    pub opening_balance: Option<String>,
+    /// CSV: the closing balance, `YYYY-MM-DD:AMOUNT`.
+    #[arg(long)]
+    pub closing_balance: Option<String>,
+    /// CSV: the column of the booking date.
+    #[arg(long, default_value = "date")]
+    pub csv_date: String,
+    /// CSV: the column of the amount (signed, unless --csv-credit-debit names a C/D column).
+    #[arg(long, default_value = "amount")]
+    pub csv_amount: String,
+    #[arg(long)]
+    pub csv_credit_debit: Option<String>,
+    #[arg(long, default_value = "reference")]
+    pub csv_reference: String,
+    #[arg(long, default_value = "counterparty")]
+    pub csv_counterparty: String,
+    #[arg(long)]
+    pub csv_description: Option<String>,
+    #[arg(long)]
+    pub csv_value_date: Option<String>,
+    /// CSV: the field separator.
+    #[arg(long, default_value_t = ',')]
+    pub csv_delimiter: char,
+    /// CSV: the date format, in the `time` crate's description syntax.
+    #[arg(long, default_value = "[year]-[month]-[day]")]
+    pub csv_date_format: String,
+    /// CSV: amounts use a decimal comma (`1234,56`).
+    #[arg(long)]
+    pub csv_decimal_comma: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DaysCommand {
     /// The time zone and cut-off, and the newest closed days.
     Show,
@@ -115,6 +202,23 @@ pub enum DaysCommand {
         #[arg(long, default_value = "24:00")]
         cutoff: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEodArgs {
+    /// Accounts of the generated ledger.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: i64,
+    /// Transfers on each generated day, oldest first; the days end with yesterday.
+    #[arg(long, default_value = "10000000,10000000,100000")]
+    pub day_sizes: String,
+    /// Reconcile the ledger an earlier run generated (reopening its days) instead of generating
+    /// a new one.
+    #[arg(long)]
+    pub reuse: bool,
+    /// Where to write the result as JSON.
+    #[arg(long, default_value = "tally-bench-eod.json")]
+    pub json_out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,13 @@ async fn run(cli: Cli) -> Result<()> {
         });
         return Ok(());
     }
+    if let Command::BenchEod(args) = &cli.command {
+        let report = bench::eod::run(&cli, args).await?;
+        let json = serde_json::to_value(&report)?;
+        std::fs::write(&args.json_out, serde_json::to_string_pretty(&json)?)?;
+        out.value(&json, || format!("{}\nwrote {}", report.table(), args.json_out.display()));
+        return Ok(());
+    }
     let db = match &cli.command {
         Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
         _ => Database::open(&cli).await?,
@@ -68,12 +75,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reconcile(args) if args.date.is_none() => commands::reconcile(&db, &out).await,
         Command::Reconcile(args) => recon::end_of_day(&db, &out, &args).await,
         Command::Days(command) => recon::days(&db, &out, command).await,
+        Command::Statement(command) => recon::statement(&db, &out, command).await,
         Command::Expire => commands::expire(&db, &out).await,
         Command::Demo => demo::run(&db, &out).await,
         Command::Load(args) => load::run(&db, &args).await,
         Command::Serve(args) => serve::serve(&db, &args).await,
         Command::Key(command) => serve::key(&db, &out, command).await,
-        Command::Pg(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Pg(_) | Command::Bench(_) | Command::BenchEod(_) => unreachable!("handled above"),
     };
     db.close()?;
     result

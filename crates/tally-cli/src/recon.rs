@@ -1,7 +1,9 @@
 //! `tally balance --as-of`, `tally reconcile --date` and `tally days`: reconciliation at the
 //! command line, with a progress bar for long runs and reports as tables, JSON, CSV or HTML.
 
-use crate::args::{DaysCommand, ReconcileArgs, ReportFormatArg};
+use crate::args::{
+    DaysCommand, ReconcileArgs, ReportFormatArg, StatementCommand, StatementFormatArg, StatementImportArgs,
+};
 use crate::connect::Database;
 use crate::render::{Output, table};
 use anyhow::{Context, Result};
@@ -9,9 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tally_core::format_amount;
 use tally_recon::days::{self, format_day};
-use tally_recon::render::{ReportFormat, render_day};
-use tally_recon::report::{DayReport, RunStatus};
+use tally_recon::render::{ReportFormat, render_day, render_statement};
+use tally_recon::report::{DayReport, RunStatus, StatementReport};
 use tally_server::views::time;
+use tally_statement::{BalancePoint, CsvLayout, CsvStatementInfo, Format, MatchRules};
 
 /// Exit status when a reconciliation has findings (as `tally reconcile` without a date).
 pub const EXIT_FINDINGS: i32 = 4;
@@ -71,28 +74,194 @@ pub async fn end_of_day(db: &Database, out: &Output, args: &ReconcileArgs) -> Re
     let report = tally_recon::eod::run_end_of_day(&db.store, day, &db.actor, &Bar(bar.clone())).await;
     bar.finish_and_clear();
     let report = report?;
-    let rendered = match (args.format, out.json) {
-        (ReportFormatArg::Table, false) => day_table(&report),
-        (ReportFormatArg::Table, true) | (ReportFormatArg::Json, _) => render_day(&report, ReportFormat::Json),
-        (ReportFormatArg::Csv, _) => render_day(&report, ReportFormat::Csv),
-        (ReportFormatArg::Html, _) => render_day(&report, ReportFormat::Html),
+    let rendered = match report_format(args.format, out) {
+        None => day_table(&report),
+        Some(format) => render_day(&report, format),
     };
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "{}: {} finding(s); report written to {}",
-                report.day,
-                report.checks.iter().map(|c| c.findings).sum::<i64>(),
-                path.display()
-            );
-        }
-        None => println!("{rendered}"),
-    }
+    let findings = report.checks.iter().map(|c| c.findings).sum::<i64>();
+    emit(&rendered, args.output.as_deref(), &format!("{}: {findings} finding(s)", report.day))?;
     if report.status == RunStatus::Findings {
         std::process::exit(EXIT_FINDINGS);
     }
     Ok(())
+}
+
+/// The renderer for a `--format`, or `None` for a table on the terminal.
+fn report_format(format: ReportFormatArg, out: &Output) -> Option<ReportFormat> {
+    match (format, out.json) {
+        (ReportFormatArg::Table, false) => None,
+        (ReportFormatArg::Table, true) | (ReportFormatArg::Json, _) => Some(ReportFormat::Json),
+        (ReportFormatArg::Csv, _) => Some(ReportFormat::Csv),
+        (ReportFormatArg::Html, _) => Some(ReportFormat::Html),
+    }
+}
+
+/// Prints a report, or writes it to `output` and says so on stderr.
+fn emit(rendered: &str, output: Option<&std::path::Path>, summary: &str) -> Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{summary}; report written to {}", path.display());
+        }
+        None => println!("{rendered}"),
+    }
+    Ok(())
+}
+
+pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -> Result<()> {
+    let (report, format, output, created) = match command {
+        StatementCommand::Import(args) => {
+            let (report, created) = import(db, &args).await?;
+            (report, args.report, args.output, Some(created))
+        }
+        StatementCommand::Show { id, format, output } => {
+            (tally_recon::statement::statement_report(&db.store, id).await?, format, output, None)
+        }
+    };
+    let rendered = match report_format(format, out) {
+        None => statement_table(&report, created),
+        Some(format) => render_statement(&report, format),
+    };
+    let summary = format!(
+        "statement {} ({}): {} matched, {} unmatched on the statement, {} in Tally, {} finding(s)",
+        report.statement,
+        report.statement_ref,
+        report.matched,
+        report.unmatched_statement,
+        report.unmatched_ledger,
+        report.findings.len()
+    );
+    emit(&rendered, output.as_deref(), &summary)?;
+    if report.status == RunStatus::Findings {
+        std::process::exit(EXIT_FINDINGS);
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD:AMOUNT`, the amount signed, in the account's scale.
+fn balance_point(text: &str, scale: u8) -> Result<BalancePoint> {
+    let (day, amount) = text.split_once(':').context("a balance is YYYY-MM-DD:AMOUNT")?;
+    let (negative, digits) = match amount.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, amount),
+    };
+    let minor = tally_core::parse_amount(digits, scale).map_err(|e| anyhow::anyhow!("balance {amount}: {e}"))?;
+    Ok(BalancePoint { date: days::parse_day(day)?, amount: if negative { -minor } else { minor } })
+}
+
+async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementReport, bool)> {
+    let size = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
+    if size > tally_statement::STATEMENT_BYTES_MAX as u64 {
+        anyhow::bail!("{} is larger than {} bytes", args.file.display(), tally_statement::STATEMENT_BYTES_MAX);
+    }
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let record = db.store.require_account(&args.account).await?;
+    let scale = record.scale;
+    let rules = MatchRules {
+        amount_tolerance: tally_core::parse_amount(&args.tolerance, scale)
+            .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?,
+        date_window_days: args.date_window_days,
+        ..MatchRules::default()
+    };
+    let format = match args.format {
+        StatementFormatArg::Auto => None,
+        StatementFormatArg::Camt053 => Some(Format::Camt053),
+        StatementFormatArg::Mt940 => Some(Format::Mt940),
+        StatementFormatArg::Csv => Some(Format::Csv),
+    };
+    let csv = if format == Some(Format::Csv) {
+        let layout = CsvLayout {
+            date: args.csv_date.clone(),
+            amount: args.csv_amount.clone(),
+            reference: Some(args.csv_reference.clone()),
+            counterparty: Some(args.csv_counterparty.clone()),
+            description: args.csv_description.clone(),
+            value_date: args.csv_value_date.clone(),
+            credit_debit: args.csv_credit_debit.clone(),
+            delimiter: u8::try_from(args.csv_delimiter).context("--csv-delimiter must be one ASCII character")?,
+            date_format: args.csv_date_format.clone(),
+            decimal_comma: args.csv_decimal_comma,
+        };
+        let info = CsvStatementInfo {
+            statement_id: args.statement_id.clone().context("a CSV statement needs --statement-id")?,
+            account: args.account.clone(),
+            currency: Some(record.account.currency.clone()),
+            opening: args.opening_balance.as_deref().map(|t| balance_point(t, scale)).transpose()?,
+            closing: args.closing_balance.as_deref().map(|t| balance_point(t, scale)).transpose()?,
+        };
+        Some((layout, info))
+    } else {
+        None
+    };
+    let options = tally_recon::statement::ImportOptions { format, csv, rules };
+    let outcome =
+        tally_recon::statement::import_statement(&db.store, &args.account, &bytes, &options, &db.actor).await?;
+    Ok((outcome.report, outcome.created))
+}
+
+fn statement_table(report: &StatementReport, created: Option<bool>) -> String {
+    let mut summary = table(&[
+        "statement",
+        "reference",
+        "format",
+        "account",
+        "period",
+        "entries",
+        "matched",
+        "unmatched: statement / Tally",
+    ]);
+    summary.add_row(vec![
+        report.statement.clone(),
+        report.statement_ref.clone(),
+        report.format.clone(),
+        report.account_code.clone().unwrap_or_else(|| report.account_id.clone()),
+        format!("{} .. {}", report.period_from.as_deref().unwrap_or("?"), report.period_to.as_deref().unwrap_or("?")),
+        report.statement_entries.to_string(),
+        report.matched.to_string(),
+        format!("{} / {}", report.unmatched_statement, report.unmatched_ledger),
+    ]);
+    let mut balances = table(&["balance", "date", "statement", "Tally", "difference"]);
+    for b in &report.balances {
+        balances.add_row(vec![
+            b.which.clone(),
+            b.date.clone(),
+            b.statement.clone(),
+            b.tally.clone(),
+            b.difference.clone(),
+        ]);
+    }
+    let mut matches = table(&["rule", "statement entries", "transfers", "amount", "difference"]);
+    for m in &report.matches {
+        matches.add_row(vec![
+            m.rule.clone(),
+            m.statement_entries.join(", "),
+            m.transfer_ids.join("\n"),
+            m.amount.clone(),
+            m.difference.clone(),
+        ]);
+    }
+    let imported = match created {
+        Some(true) => "imported",
+        Some(false) => "already imported (nothing written): its report",
+        None => "report",
+    };
+    let mut text = format!("{imported}\n{summary}\n{balances}\n{matches}");
+    if report.findings.is_empty() {
+        text.push_str("\nCLEAN: every entry matched and the balances agree");
+    } else {
+        let mut findings = table(&["finding", "subject", "amount", "difference", "detail"]);
+        for f in &report.findings {
+            findings.add_row(vec![
+                f.check.clone(),
+                f.subject.clone(),
+                f.found.clone().unwrap_or_default(),
+                f.difference.clone().unwrap_or_default(),
+                f.detail.clone(),
+            ]);
+        }
+        text.push_str(&format!("\nFINDINGS:\n{findings}"));
+    }
+    text
 }
 
 fn day_table(report: &DayReport) -> String {

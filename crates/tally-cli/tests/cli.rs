@@ -228,3 +228,46 @@ async fn serve_prints_an_admin_key_once_serves_and_stops_on_sigterm() {
     Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
     assert!(second.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn reconcile_a_day_balance_as_of_days_and_statement_import() {
+    let cli = Cli::new().await;
+    cli.json(&["account", "create", "--currency", "EUR", "--code", "bank-eur", "--unrestricted"]);
+    cli.json(&["account", "create", "--currency", "EUR", "--code", "alice"]);
+    cli.json(&["transfer", "--from", "bank-eur", "--to", "alice", "--amount", "10.00"]);
+
+    // As of long ago, and as of now.
+    assert_eq!(cli.json(&["balance", "alice", "--as-of", "2000-01-01T00:00:00Z"])["balance"], "0.00");
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let point = cli.json(&["balance", "alice", "--as-of", &now]);
+    assert_eq!((point["balance"].as_str(), point["snapshot_day"].as_str()), (Some("10.00"), None));
+    let refused = cli.run(&["balance", "alice", "--as-of", "yesterday"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("RFC 3339"));
+
+    // The end of yesterday, as an HTML page; a day still running is refused.
+    let dir = std::env::temp_dir().join(format!("tally-cli-report-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("report.html");
+    let run = cli.run(&["reconcile", "--date", "yesterday", "--format", "html", "--output", page.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg") && html.contains("clean"), "{html}");
+    let early = cli.run(&["reconcile", "--date", "2999-01-01"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("cannot be reconciled yet"));
+    assert_eq!(cli.json(&["days", "show"])["closed_days"].as_array().unwrap().len(), 1);
+
+    // A statement of March, when this ledger had nothing: every entry is unmatched (exit 4);
+    // importing it again writes nothing and shows the same report.
+    let camt = format!("{}/../tally-statement/tests/fixtures/camt053_multi.xml", env!("CARGO_MANIFEST_DIR"));
+    let first = cli.run(&["--json", "statement", "import", &camt, "--account", "bank-eur"]);
+    assert_eq!(first.status.code(), Some(4), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!((report["statement_entries"].as_i64(), report["unmatched_statement"].as_i64()), (Some(7), Some(7)));
+    let again = cli.run(&["--json", "statement", "import", &camt, "--account", "bank-eur"]);
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), report);
+    let shown = cli.run(&["--json", "statement", "show", report["statement"].as_str().unwrap()]);
+    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), report);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

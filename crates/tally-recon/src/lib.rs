@@ -26,6 +26,7 @@ pub mod days;
 pub mod eod;
 pub mod render;
 pub mod report;
+pub mod statement;
 
 use serde::Serialize;
 use tally_store::{Store, StoreError};
@@ -101,6 +102,18 @@ pub enum ReconError {
     AsOfInFuture,
     #[error("{0:?} is not a time: give RFC 3339, e.g. 2026-03-10T17:00:00Z or 2026-03-10T18:00:00+01:00")]
     TimeInvalid(String),
+    #[error("statement refused: {0}")]
+    Statement(#[from] tally_statement::StatementError),
+    #[error("the file is neither camt.053 nor MT940; name the format (CSV needs its column layout)")]
+    StatementFormatUnknown,
+    #[error("the statement is in {statement}, the account in {account}")]
+    StatementCurrencyMismatch { statement: String, account: String },
+    #[error("statement {0} was imported for this account before, from a different file")]
+    StatementExistsWithDifferentContent(String),
+    #[error("statement {0} not found")]
+    StatementNotFound(String),
+    #[error("matching rules: {0}")]
+    StatementRulesInvalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("database error: {0}")]
@@ -121,6 +134,12 @@ impl ReconError {
             ReconError::AccountNotFound(_) => "account_not_found",
             ReconError::AsOfInFuture => "as_of_in_future",
             ReconError::TimeInvalid(_) => "time_invalid",
+            ReconError::Statement(error) => error.code(),
+            ReconError::StatementFormatUnknown => "statement_format_unknown",
+            ReconError::StatementCurrencyMismatch { .. } => "statement_currency_mismatch",
+            ReconError::StatementExistsWithDifferentContent(_) => "statement_exists_with_different_content",
+            ReconError::StatementNotFound(_) => "statement_not_found",
+            ReconError::StatementRulesInvalid(_) => "statement_rules_invalid",
             ReconError::Store(error) => error.code(),
             ReconError::Db(_) => "database_error",
         }

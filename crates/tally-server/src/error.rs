@@ -163,6 +163,12 @@ impl From<tally_recon::ReconError> for ApiError {
             E::AccountNotFound(_) => StatusCode::NOT_FOUND,
             E::DayNotClosed { .. } | E::RunInProgress(_) => StatusCode::CONFLICT,
             E::AsOfInFuture | E::TooManyDays { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::StatementNotFound(_) => StatusCode::NOT_FOUND,
+            E::StatementExistsWithDifferentContent(_) => StatusCode::CONFLICT,
+            E::Statement(_)
+            | E::StatementFormatUnknown
+            | E::StatementCurrencyMismatch { .. }
+            | E::StatementRulesInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // Settings are changed at the command line only.
             E::TimeZoneInvalid(_) | E::CutoffInvalid(_) | E::DayDefinitionLocked => StatusCode::BAD_REQUEST,
         };

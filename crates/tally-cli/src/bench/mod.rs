@@ -5,6 +5,7 @@
 //! Every generated transfer is valid (accounts are funded far beyond what a run can spend), so
 //! any refusal is counted as `refused_valid` and is a defect.
 
+pub mod eod;
 mod http;
 mod report;
 mod system;

@@ -7,4 +7,5 @@
 
 mod end_of_day;
 mod point_in_time;
+mod statements;
 mod support;

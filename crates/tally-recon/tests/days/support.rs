@@ -89,3 +89,17 @@ pub fn findings<'a>(report: &'a DayReport, check: &str) -> Vec<&'a Finding> {
 pub fn count(report: &DayReport, check: &str) -> i64 {
     report.checks.iter().find(|c| c.check == check).unwrap_or_else(|| panic!("no check {check}")).findings
 }
+
+impl Ledger {
+    /// Opens an account without balance bound in `currency`.
+    pub async fn open_in(&self, code: &str, currency: &str) -> AccountId {
+        let new = NewAccount {
+            id: None,
+            code: Some(code.into()),
+            currency: currency.into(),
+            rule: BalanceRule::Unrestricted,
+            metadata: None,
+        };
+        self.db.store.create_account(&new, ACTOR).await.expect("open account").0.account.id
+    }
+}

@@ -5,6 +5,7 @@ mod accounts;
 mod battery;
 mod feed;
 mod ops;
+mod reconciliation;
 mod server;
 mod support;
 mod tls;
