@@ -31,7 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use routes::{accounts, feed, ops, reconciliations, transfers};
+use routes::{accounts, feed, ops, reconciliations, statements, transfers};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -47,12 +47,13 @@ use utoipa::OpenApi;
         transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
         transfers::show, transfers::list,
         feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::show,
+        statements::import, statements::show,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
         views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
-        reconciliations::ReconciliationBody, reconciliations::ReconciliationView)),
+        reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -178,6 +179,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/stream", get(feed::stream))
         .route("/v1/reconciliations", post(reconciliations::run))
         .route("/v1/reconciliations/{date}", get(reconciliations::show))
+        .route(
+            "/v1/statements",
+            post(statements::import).layer(DefaultBodyLimit::max(tally_statement::STATEMENT_BYTES_MAX)),
+        )
+        .route("/v1/statements/{id}", get(statements::show))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

@@ -28,13 +28,27 @@ pub async fn run(store: Store, after: Duration, mut shutdown: watch::Receiver<bo
         if *shutdown.borrow() {
             return;
         }
-        if let Err(error) = tick(&store, after).await {
-            tracing::warn!(code = error.code(), %error, "scheduled reconciliation failed");
+        match run_due(&store, after).await {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                let findings: i64 = report.checks.iter().map(|c| c.findings).sum();
+                if findings == 0 {
+                    tracing::info!(day = %report.day, run = %report.run_id, "scheduled reconciliation: clean");
+                } else {
+                    tracing::warn!(day = %report.day, run = %report.run_id, findings, "scheduled reconciliation: FINDINGS");
+                }
+            }
+            Err(error) => tracing::warn!(code = error.code(), %error, "scheduled reconciliation failed"),
         }
     }
 }
 
-async fn tick(store: &Store, after: Duration) -> Result<(), tally_recon::ReconError> {
+/// One look: reconciles the newest day that ended `after` (plus a minute) ago, unless the ledger
+/// is empty or the day already has a run. Returns the report of the run it made.
+pub async fn run_due(
+    store: &Store,
+    after: Duration,
+) -> Result<Option<tally_recon::report::DayReport>, tally_recon::ReconError> {
     let day = tally_recon::days::last_ended(store, tally_recon::days::CLOSE_DELAY + after).await?;
     let client = store.client().await?;
     let any_transfer: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0);
@@ -49,14 +63,7 @@ async fn tick(store: &Store, after: Duration) -> Result<(), tally_recon::ReconEr
         .get(0);
     drop(client);
     if !any_transfer || done {
-        return Ok(());
+        return Ok(None);
     }
-    let report = tally_recon::eod::run_end_of_day(store, day, SCHEDULER_ACTOR, &tally_recon::Quiet).await?;
-    let findings: i64 = report.checks.iter().map(|c| c.findings).sum();
-    if findings == 0 {
-        tracing::info!(day = %report.day, run = %report.run_id, "scheduled reconciliation: clean");
-    } else {
-        tracing::warn!(day = %report.day, run = %report.run_id, findings, "scheduled reconciliation: FINDINGS");
-    }
-    Ok(())
+    Ok(Some(tally_recon::eod::run_end_of_day(store, day, SCHEDULER_ACTOR, &tally_recon::Quiet).await?))
 }

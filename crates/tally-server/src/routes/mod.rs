@@ -4,4 +4,5 @@ pub mod accounts;
 pub mod feed;
 pub mod ops;
 pub mod reconciliations;
+pub mod statements;
 pub mod transfers;

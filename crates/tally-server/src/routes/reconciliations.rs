@@ -63,7 +63,7 @@ fn view(
     }
 }
 
-#[utoipa::path(post, path = "/v1/reconciliations", tag = "reconciliation", request_body = ReconciliationBody,
+#[utoipa::path(operation_id = "run_reconciliation", post, path = "/v1/reconciliations", tag = "reconciliation", request_body = ReconciliationBody,
     responses((status = 200, body = ReconciliationView, description = "The run finished: its report"),
               (status = 202, body = ReconciliationView, description = "Still running: read it with GET /v1/reconciliations/{date}"),
               (status = 409, description = "day_not_closed, reconciliation_running")),
@@ -99,7 +99,7 @@ pub async fn run(
     }
 }
 
-#[utoipa::path(get, path = "/v1/reconciliations/{date}", tag = "reconciliation",
+#[utoipa::path(operation_id = "get_reconciliation", get, path = "/v1/reconciliations/{date}", tag = "reconciliation",
     params(("date" = String, Path, description = "The ledger day, YYYY-MM-DD"), ReportQuery),
     responses((status = 200, body = ReconciliationView, description = "The day's latest run (JSON), or its report as CSV or HTML"),
               (status = 404, description = "reconciliation_not_found: the day was never reconciled"),

@@ -92,3 +92,69 @@ async fn reconciliation_requests_that_cannot_be_served_get_their_codes() {
     let runs: i64 = client.query_one("SELECT count(*) FROM reconciliation_runs", &[]).await.unwrap().get(0);
     assert_eq!(runs, 0);
 }
+
+#[tokio::test]
+async fn the_scheduler_reconciles_each_day_once_after_the_delay() {
+    let api = api().await;
+    let after = std::time::Duration::from_secs(600);
+    let store = api.db.store.clone();
+    let due = async || tally_server::scheduler::run_due(&store, after).await;
+    // An empty ledger has nothing to reconcile.
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10));
+    assert!(due().await.unwrap().is_none());
+    api.funded("wallet", "5.00").await;
+    // 00:05 on the 11th: the 10th ended, but not ten minutes (and one) ago.
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 14 * HOUR + 5 * 60_000_000));
+    let report = due().await.unwrap().expect("the 9th, the newest day that ended long enough ago");
+    assert_eq!((report.day.as_str(), report.transfers), ("2026-03-09", 0));
+    // 00:12: the 10th is due, once.
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 14 * HOUR + 12 * 60_000_000));
+    let report = due().await.unwrap().expect("the 10th");
+    assert_eq!((report.day.as_str(), report.transfers, report.actor.as_str()), ("2026-03-10", 1, "scheduler"));
+    assert!(due().await.unwrap().is_none());
+    let stored = api.get("/v1/reconciliations/2026-03-10", &api.auditor).await;
+    assert_eq!(
+        (stored.body["status"].as_str(), stored.body["report"]["actor"].as_str()),
+        (Some("clean"), Some("scheduler"))
+    );
+}
+
+#[tokio::test]
+async fn a_statement_is_imported_over_the_api_once_and_its_report_read_back() {
+    let api = api().await;
+    api.open("bank-eur", "EUR", json!({"unrestricted": true})).await;
+    let camt =
+        std::fs::read(format!("{}/../tally-statement/tests/fixtures/camt053_multi.xml", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    let post = |body: Vec<u8>, query: &'static str| {
+        let request = axum::http::Request::post(format!("/v1/statements?{query}"))
+            .header("authorization", format!("Bearer {}", api.operator))
+            .header("content-type", "application/xml")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        api.raw(request)
+    };
+    let first = post(camt.clone(), "account=bank-eur").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["report"]["format"], "camt053");
+    assert_eq!(first.body["report"]["statement_entries"], 7);
+    assert_eq!(first.body["report"]["actor"], "key:operator");
+    let again = post(camt.clone(), "account=bank-eur").await;
+    assert_eq!((again.status, &again.body["created"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(again.body["report"], first.body["report"]);
+
+    let id = first.body["statement_id"].as_str().unwrap();
+    let html = api.get(&format!("/v1/statements/{id}?format=html"), &api.auditor).await;
+    assert_eq!(html.headers["content-type"], "text/html; charset=utf-8");
+    assert!(html.body.as_str().unwrap().contains("camt053"));
+
+    let broken =
+        String::from_utf8(camt).unwrap().replacen("<Amt Ccy=\"EUR\">845.50</Amt>", "<Amt Ccy=\"EUR\">8,45</Amt>", 1);
+    let refused = post(broken.into_bytes(), "account=bank-eur").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "statement_amount_invalid"));
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("Ntry[2]"), "{}", refused.body);
+    let unknown = post(b"hello".to_vec(), "account=bank-eur").await;
+    assert_eq!(unknown.code(), "statement_format_unknown");
+    let missing = api.get(&format!("/v1/statements/{}", uuid::Uuid::now_v7()), &api.auditor).await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "statement_not_found"));
+}
