@@ -96,7 +96,7 @@ pub async fn balance_as_of(store: &Store, account_id: Uuid, as_of: Timestamp) ->
                  SELECT coalesce(sum(amount) FILTER (WHERE debit_account_id = $1), 0) AS dh,
                         coalesce(sum(amount) FILTER (WHERE credit_account_id = $1), 0) AS ch
                  FROM transfers
-                 WHERE kind = 'pending' AND status <> 'pending' AND completed_at <= $6
+                 WHERE kind = 'pending' AND status IN ('posted', 'voided', 'expired') AND completed_at <= $6
                    AND ($3::timestamptz IS NULL OR completed_at >= $3)
                    AND (debit_account_id = $1 OR credit_account_id = $1)
              )

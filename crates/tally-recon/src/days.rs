@@ -226,7 +226,7 @@ pub(crate) const DELTA_SQL: &str = "
         FROM transfers t
         CROSS JOIN LATERAL (VALUES (t.debit_account_id, t.amount, 0::numeric), (t.credit_account_id, 0::numeric, t.amount))
             AS e(account_id, debits, credits)
-        WHERE t.kind = 'pending' AND t.status <> 'pending' AND t.completed_at >= $1 AND t.completed_at < $2
+        WHERE t.kind = 'pending' AND t.status IN ('posted', 'voided', 'expired') AND t.completed_at >= $1 AND t.completed_at < $2
         GROUP BY 1, 2
     ) r ON r.account_id = j.account_id AND r.currency = j.currency";
 

@@ -296,7 +296,7 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                          format('hold from %s to %s expired at %s and was still pending at the end of the day (it became %s at %s)',
                                 debit_account_id, credit_account_id, expires_at, status, completed_at)
                   FROM transfers
-                  WHERE kind = 'pending' AND status <> 'pending' AND completed_at >= $1 AND completed_at < $1 + interval '1 day'
+                  WHERE kind = 'pending' AND status IN ('posted', 'voided', 'expired') AND completed_at >= $1 AND completed_at < $1 + interval '1 day'
                     AND expires_at < $2 AND created_at < $1",
             params: &[Param::End, Param::ExpiryLimit],
             earlier_snapshot_only: false,

@@ -66,9 +66,10 @@ CREATE TABLE ledger_day_totals (
 -- Closing a day reads its journal rows by creation time, and the holds resolved during it by
 -- resolution time. Both indexes cost the posting path little: BRIN keeps one entry per range of
 -- pages, and only resolved holds enter the partial index (a resolution already updates the row
--- outside HOT, because status is in the open-holds index).
+-- outside HOT, because status is in the open-holds index). A rejected hold request is not a hold:
+-- its status is 'rejected', and it has no accounts to release anything on.
 CREATE INDEX transfers_created_brin ON transfers USING brin (created_at);
-CREATE INDEX transfers_resolved ON transfers (completed_at) WHERE kind = 'pending' AND status <> 'pending';
+CREATE INDEX transfers_resolved ON transfers (completed_at) WHERE kind = 'pending' AND status IN ('posted', 'voided', 'expired');
 CREATE INDEX events_at_brin ON events USING brin (at);
 -- Batch audit rows carry their batch's time (since this migration), so a day's batches are found by it.
 CREATE INDEX audit_log_at_brin ON audit_log USING brin (at);

@@ -236,3 +236,22 @@ async fn closing_skips_no_day_and_an_empty_day_closes_with_the_balances_it_inher
     let rows: i64 = client.query_one("SELECT count(*) FROM balance_snapshots", &[]).await.unwrap().get(0);
     assert_eq!(rows, 2);
 }
+
+#[tokio::test]
+async fn a_daylight_saving_day_has_twenty_three_hours_and_the_next_one_starts_where_it_ended() {
+    let ledger = ledger().await;
+    tally_recon::days::set_settings(&ledger.db.store, "Europe/Berlin", "24:00", ACTOR).await.expect("settings");
+    let bank = ledger.open("bank", BalanceRule::Unrestricted).await;
+    let alice = ledger.open("alice", BalanceRule::NoOverdraft).await;
+    // 01:30 and 03:30 Berlin time on the 29th: one hour apart, two hour buckets apart on the clock.
+    ledger.post_at(datetime!(2026-03-29 00:30 UTC), posted(bank, alice, 1_00)).await;
+    ledger.post_at(datetime!(2026-03-29 01:30 UTC), posted(bank, alice, 2_00)).await;
+    let report = ledger.end_of_day(datetime!(2026-03-30 12:00 UTC), "2026-03-29").await;
+    assert_eq!((report.starts_at.as_str(), report.ends_at.as_str()), ("2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z"));
+    assert_eq!(report.hourly.len(), 23);
+    assert_eq!((report.hourly[1].transfers, report.hourly[2].transfers), (1, 1));
+    assert_eq!(report.status, RunStatus::Clean, "{:#?}", report.findings);
+    let next = ledger.end_of_day(datetime!(2026-03-31 12:00 UTC), "2026-03-30").await;
+    assert_eq!(next.starts_at, "2026-03-29T22:00:00Z");
+    assert_eq!(next.hourly.len(), 24);
+}

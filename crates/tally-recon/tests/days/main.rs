@@ -7,5 +7,6 @@
 
 mod end_of_day;
 mod point_in_time;
+mod random_days;
 mod statements;
 mod support;
