@@ -47,6 +47,24 @@ pub struct ReportQuery {
     pub format: Option<String>,
 }
 
+impl ReportQuery {
+    /// The asked format: JSON when absent.
+    pub fn report_format(&self) -> Result<ReportFormat, ApiError> {
+        match self.format.as_deref() {
+            None => Ok(ReportFormat::Json),
+            Some(text) => ReportFormat::parse(text)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "format must be json, csv or html")),
+        }
+    }
+}
+
+/// A rendered report with its content type.
+pub fn rendered(text: String, format: ReportFormat) -> Response {
+    let mut response = text.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
 fn view(
     run_id: Uuid,
     day: &str,
@@ -112,11 +130,7 @@ pub async fn show(
     Query(query): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
-    let format = match query.format.as_deref() {
-        None => ReportFormat::Json,
-        Some(text) => ReportFormat::parse(text)
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "format must be json, csv or html"))?,
-    };
+    let format = query.report_format()?;
     let day = tally_recon::days::parse_day(&date)?;
     let text = tally_recon::days::format_day(day);
     let run = tally_recon::eod::latest_report(&state.store, day).await?.ok_or_else(|| {
@@ -126,11 +140,7 @@ pub async fn show(
         (ReportFormat::Json, report) => {
             Ok(axum::Json(view(run.run_id, &text, &run.status, report.as_ref(), run.error.clone())).into_response())
         }
-        (_, Some(report)) => {
-            let mut response = render_day(report, format).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-            Ok(response)
-        }
+        (_, Some(report)) => Ok(rendered(render_day(report, format), format)),
         (_, None) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "reconciliation_running",

@@ -5,14 +5,14 @@
 use crate::auth::{EVENT_READERS, Principal};
 use crate::body::{Path, Query, RawBody};
 use crate::error::ApiError;
-use crate::routes::reconciliations::ReportQuery;
+use crate::routes::reconciliations::{ReportQuery, rendered};
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tally_recon::render::{ReportFormat, render_statement};
+use tally_recon::render::render_statement;
 use tally_recon::statement::{ImportOptions, import_statement, statement_report};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -96,13 +96,7 @@ pub async fn show(
     Query(query): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
-    let format = match query.format.as_deref() {
-        None => ReportFormat::Json,
-        Some(text) => ReportFormat::parse(text)
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "format must be json, csv or html"))?,
-    };
+    let format = query.report_format()?;
     let report = statement_report(&state.store, id).await?;
-    let mut response = render_statement(&report, format).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    Ok(response)
+    Ok(rendered(render_statement(&report, format), format))
 }
