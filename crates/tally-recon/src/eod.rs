@@ -35,7 +35,6 @@ use tally_store::Store;
 use tally_store::convert::{from_system_time, to_system_time};
 use tally_store::journal::{AuditEntry, append};
 use time::Date;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 /// How many findings of one check a report lists; the rest are counted.
@@ -416,6 +415,62 @@ fn amount_text(value: Decimal, scale: u8) -> String {
     format_amount(value.mantissa(), scale)
 }
 
+/// The values a check's SQL may take (see `Param`).
+struct DayParams {
+    starts_at: SystemTime,
+    ends_at: SystemTime,
+    day: String,
+    last_end: SystemTime,
+    expiry_limit: SystemTime,
+    far: SystemTime,
+}
+
+/// The check's findings (at most `FINDINGS_PER_CHECK_MAX` per code) and its counts per code.
+async fn run_check(
+    db_tx: &deadpool_postgres::Transaction<'_>,
+    check: &Check,
+    p: &DayParams,
+    scales: &HashMap<String, u8>,
+) -> Result<(Vec<Finding>, HashMap<String, i64>), ReconError> {
+    let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = check
+        .params
+        .iter()
+        .map(|param| -> &(dyn tokio_postgres::types::ToSql + Sync) {
+            match param {
+                Param::Start => &p.starts_at,
+                Param::End => &p.ends_at,
+                Param::Day => &p.day,
+                Param::LastEnd => &p.last_end,
+                Param::ExpiryLimit => &p.expiry_limit,
+                Param::FarFuture => &p.far,
+            }
+        })
+        .collect();
+    let (mut findings, mut counts) = (Vec::new(), HashMap::new());
+    if let Some(fast) = check.fast
+        && db_tx.query_one(fast, &values).await?.get::<_, bool>(0)
+    {
+        return Ok((findings, counts));
+    }
+    let limited = format!(
+        "SELECT * FROM (
+             SELECT c, subject, account_id, transfer_id, currency, expected::numeric, found::numeric, detail,
+                    count(*) OVER (PARTITION BY c) AS total, row_number() OVER (PARTITION BY c ORDER BY subject) AS rank
+             FROM ({sql}) f(c, subject, account_id, transfer_id, currency, expected, found, detail)) x
+         WHERE rank <= {FINDINGS_PER_CHECK_MAX} ORDER BY c, rank",
+        sql = check.sql
+    );
+    for row in db_tx.query(&limited, &values).await? {
+        counts.insert(row.get(0), row.get(8));
+        findings.push(finding_from_row(&row, scales));
+    }
+    Ok((findings, counts))
+}
+
+/// Connections the checks of a day run on at once, all in one snapshot (the first exports it).
+/// Each check is a scan of the day or of the accounts, bound by one core.
+pub const CHECK_LANES: usize = 2;
+
 #[allow(clippy::too_many_arguments)]
 async fn check_day(
     store: &Store,
@@ -426,18 +481,42 @@ async fn check_day(
     snapshot_written: bool,
     progress: &dyn Progress,
 ) -> Result<DayReport, ReconError> {
-    let mut client = store.client().await?;
-    let db_tx = crate::read_snapshot(&mut client).await?;
     // Aggregations over a day's rows: hash joins are right, and a ledger fresh from a load may
     // have no statistics yet to tell the planner so.
-    db_tx.batch_execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '1GB'").await?;
-    let bounds = days::bounds(&db_tx, day).await?;
-    let settings = days::settings(&db_tx).await?;
-    let text = format_day(day);
-    let last = days::last_closed(&db_tx).await?.expect("the day was closed");
-    let last_end = days::bounds(&db_tx, last).await?.ends_at;
-    let expiry_limit = bounds.ends_at - EXPIRY_GRACE;
-    let far = far_future();
+    const SETTINGS: &str = "SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '1GB'";
+    let mut clients = Vec::with_capacity(CHECK_LANES);
+    for _ in 0..CHECK_LANES {
+        clients.push(store.client().await?);
+    }
+    let mut lanes = Vec::with_capacity(CHECK_LANES);
+    let mut snapshot: Option<String> = None;
+    for client in clients.iter_mut() {
+        let db_tx = crate::read_snapshot(client).await?;
+        match &snapshot {
+            None => {
+                let id: String = db_tx.query_one("SELECT pg_export_snapshot()", &[]).await?.get(0);
+                assert!(id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'), "snapshot ids are hex and dashes");
+                snapshot = Some(id);
+                db_tx.batch_execute(SETTINGS).await?;
+            }
+            // The exported id is PostgreSQL's, never user input; SET TRANSACTION SNAPSHOT takes
+            // no parameter, and must come first.
+            Some(id) => db_tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{id}'; {SETTINGS}")).await?,
+        }
+        lanes.push(db_tx);
+    }
+    let db_tx = &lanes[0];
+    let bounds = days::bounds(db_tx, day).await?;
+    let settings = days::settings(db_tx).await?;
+    let last = days::last_closed(db_tx).await?.expect("the day was closed");
+    let params = DayParams {
+        starts_at: bounds.starts_at,
+        ends_at: bounds.ends_at,
+        day: format_day(day),
+        last_end: days::bounds(db_tx, last).await?.ends_at,
+        expiry_limit: bounds.ends_at - EXPIRY_GRACE,
+        far: far_future(),
+    };
     let scales: HashMap<String, u8> = db_tx
         .query("SELECT code, scale FROM currencies", &[])
         .await?
@@ -445,49 +524,48 @@ async fn check_day(
         .map(|row| (row.get(0), u8::try_from(row.get::<_, i16>(1)).expect("scale constrained")))
         .collect();
 
-    progress.add_steps(CHECK_QUERIES.len() + 1);
+    // The checks, and the day's figures last, taken from one queue by every lane.
+    let work: Vec<Option<&Check>> = CHECK_QUERIES
+        .iter()
+        .filter(|check| !(check.earlier_snapshot_only && snapshot_written))
+        .map(Some)
+        .chain(std::iter::once(None))
+        .collect();
+    progress.add_steps(work.len());
+    let queue = std::sync::Mutex::new(work.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    let lane = async |db_tx: &deadpool_postgres::Transaction<'_>| {
+        let mut done = Vec::new();
+        loop {
+            let Some((index, item)) = queue.lock().expect("queue lock").pop_front() else { return Ok(done) };
+            match item {
+                Some(check) => {
+                    progress.step(&format!("checking {}", check.codes.join(", ")));
+                    done.push((index, run_check(db_tx, check, &params, &scales).await?, None));
+                }
+                None => {
+                    progress.step("summing up the day");
+                    let figures = summarize(db_tx, &bounds, &params.day, &scales).await?;
+                    done.push((index, Default::default(), Some(figures)));
+                }
+            }
+        }
+    };
+    let results: Vec<Result<Vec<_>, ReconError>> = futures_util::future::join_all(lanes.iter().map(lane)).await;
+    let mut results: Vec<_> = results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+    results.sort_by_key(|(index, _, _)| *index);
+    for db_tx in lanes {
+        db_tx.commit().await?;
+    }
     let mut findings: Vec<Finding> = Vec::new();
     let mut counts: HashMap<String, i64> = HashMap::new();
-    for check in CHECK_QUERIES.iter() {
-        if check.earlier_snapshot_only && snapshot_written {
-            continue;
-        }
-        progress.step(&format!("checking {}", check.codes.join(", ")));
-        let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = check
-            .params
-            .iter()
-            .map(|p| -> &(dyn tokio_postgres::types::ToSql + Sync) {
-                match p {
-                    Param::Start => &bounds.starts_at,
-                    Param::End => &bounds.ends_at,
-                    Param::Day => &text,
-                    Param::LastEnd => &last_end,
-                    Param::ExpiryLimit => &expiry_limit,
-                    Param::FarFuture => &far,
-                }
-            })
-            .collect();
-        if let Some(fast) = check.fast
-            && db_tx.query_one(fast, &values).await?.get::<_, bool>(0)
-        {
-            continue;
-        }
-        let limited = format!(
-            "SELECT * FROM (
-                 SELECT c, subject, account_id, transfer_id, currency, expected::numeric, found::numeric, detail,
-                        count(*) OVER (PARTITION BY c) AS total, row_number() OVER (PARTITION BY c ORDER BY subject) AS rank
-                 FROM ({sql}) f(c, subject, account_id, transfer_id, currency, expected, found, detail)) x
-             WHERE rank <= {FINDINGS_PER_CHECK_MAX} ORDER BY c, rank",
-            sql = check.sql
-        );
-        for row in db_tx.query(&limited, &values).await? {
-            counts.insert(row.get(0), row.get(8));
-            findings.push(finding_from_row(&row, &scales));
-        }
+    let mut figures = None;
+    for (_, (found, counted), summary) in results {
+        findings.extend(found);
+        counts.extend(counted);
+        figures = figures.or(summary);
     }
-    progress.step("summing up the day");
-    let report = summarize(&db_tx, &bounds, &text, &scales).await?;
-    db_tx.commit().await?;
+    let report = figures.expect("the day's figures were taken");
+    let text = params.day;
 
     let checks: Vec<CheckSummary> = CHECKS
         .iter()
@@ -543,7 +621,7 @@ fn finding_from_row(row: &tokio_postgres::Row, scales: &HashMap<String, u8>) -> 
 
 /// The day's figures: volume by hour, batches, events and per-currency totals.
 async fn summarize(
-    db_tx: &Transaction<'_>,
+    db_tx: &deadpool_postgres::Transaction<'_>,
     bounds: &days::DayBounds,
     day: &str,
     scales: &HashMap<String, u8>,

@@ -44,7 +44,9 @@ pub struct DayTiming {
     pub status: String,
     pub findings: i64,
     pub seconds: f64,
-    /// Each step of the run and its seconds.
+    /// Each step of the run and the seconds until the next step started. The checks run on
+    /// `tally_recon::eod::CHECK_LANES` connections at once, so while they run a step's figure is
+    /// not its own duration; the sum over the steps is the run's.
     pub steps: Vec<(String, f64)>,
 }
 
@@ -62,7 +64,7 @@ impl EodBenchReport {
                 format!("{:.1}", d.seconds),
             ]);
         }
-        let mut steps = table(&["day", "step", "seconds"]);
+        let mut steps = table(&["day", "step", "seconds until the next step started"]);
         for d in &self.days {
             for (step, seconds) in &d.steps {
                 steps.add_row(vec![d.day.clone(), step.clone(), format!("{seconds:.2}")]);
