@@ -252,7 +252,8 @@ async fn close_day(store: &Store, day: Date, actor: &str) -> Result<(), ReconErr
         )
         .await?;
     db_tx.execute(&format!("INSERT INTO day_delta {DELTA_SQL}"), &[&bounds.starts_at, &bounds.ends_at]).await?;
-    db_tx.batch_execute("ANALYZE day_delta; RESET enable_nestloop").await?;
+    // The snapshot insert below looks up each account's previous row: a nested loop.
+    db_tx.batch_execute("ANALYZE day_delta; SET LOCAL enable_nestloop = on").await?;
     let row = db_tx
         .query_one(
             "INSERT INTO ledger_days (day, starts_at, ends_at, seq_low, seq_high, transfers, accounts, closed_at, closed_by)

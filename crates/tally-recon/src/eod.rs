@@ -205,7 +205,7 @@ const BALANCE_DETAIL: &str = "format('debits %s / credits %s posted, %s / %s pen
 
 static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new(|| {
     let delta = days::DELTA_SQL;
-    vec![
+    let queries = vec![
         Check {
             codes: &["closing_balance_mismatch"],
             fast: None,
@@ -402,8 +402,21 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
             params: &[],
             earlier_snapshot_only: false,
         },
-    ]
+    ];
+    assert_checks_agree(&queries);
+    queries
 });
+
+/// Every code a check query reports is one of `CHECKS`, and every one of `CHECKS` has a query.
+fn assert_checks_agree(queries: &[Check]) {
+    let reported: Vec<&str> = queries.iter().flat_map(|q| q.codes.iter().copied()).collect();
+    for code in &reported {
+        assert!(CHECKS.iter().any(|(c, _)| c == code), "check {code} is not in CHECKS");
+    }
+    for (code, _) in CHECKS {
+        assert!(reported.contains(code), "CHECKS lists {code}, which no query reports");
+    }
+}
 
 fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
@@ -564,7 +577,7 @@ async fn check_day(
         counts.extend(counted);
         figures = figures.or(summary);
     }
-    let report = figures.expect("the day's figures were taken");
+    let figures: DayFigures = figures.expect("the day's figures were taken");
     let text = params.day;
 
     let checks: Vec<CheckSummary> = CHECKS
@@ -591,9 +604,15 @@ async fn check_day(
         actor: actor.to_owned(),
         status,
         snapshot: if snapshot_written { "written" } else { "verified" }.to_owned(),
+        transfers: figures.transfers,
+        rejected: figures.rejected,
+        accounts_touched: figures.accounts_touched,
+        events: figures.events,
+        batches: figures.batches,
+        currencies: figures.currencies,
+        hourly: figures.hourly,
         checks,
         findings,
-        ..report
     })
 }
 
@@ -619,13 +638,25 @@ fn finding_from_row(row: &tokio_postgres::Row, scales: &HashMap<String, u8>) -> 
     }
 }
 
+/// The day's figures for its report.
+#[derive(Debug, Default)]
+struct DayFigures {
+    transfers: i64,
+    rejected: i64,
+    accounts_touched: i64,
+    events: i64,
+    batches: i64,
+    currencies: Vec<CurrencyTotals>,
+    hourly: Vec<HourVolume>,
+}
+
 /// The day's figures: volume by hour, batches, events and per-currency totals.
 async fn summarize(
     db_tx: &deadpool_postgres::Transaction<'_>,
     bounds: &days::DayBounds,
     day: &str,
     scales: &HashMap<String, u8>,
-) -> Result<DayReport, ReconError> {
+) -> Result<DayFigures, ReconError> {
     let hours = u32::try_from(
         bounds.ends_at.duration_since(bounds.starts_at).expect("days end after they start").as_secs().div_ceil(3600),
     )
@@ -683,17 +714,7 @@ async fn summarize(
             }
         })
         .collect();
-    Ok(DayReport {
-        run_id: String::new(),
-        day: day.to_owned(),
-        time_zone: String::new(),
-        starts_at: String::new(),
-        ends_at: String::new(),
-        started_at: String::new(),
-        finished_at: String::new(),
-        actor: String::new(),
-        status: RunStatus::Clean,
-        snapshot: String::new(),
+    Ok(DayFigures {
         transfers: stats.get(0),
         rejected,
         accounts_touched: stats.get(1),
@@ -701,8 +722,6 @@ async fn summarize(
         batches,
         currencies,
         hourly,
-        checks: Vec::new(),
-        findings: Vec::new(),
     })
 }
 

@@ -110,7 +110,7 @@ pub async fn import_statement(
             return Err(ReconError::StatementExistsWithDifferentContent(reference));
         }
         db_tx.rollback().await?;
-        let report = stored_report(store, existing).await?;
+        let report = statement_report(store, existing).await?;
         return Ok(ImportOutcome { statement_id: existing, created: false, report });
     }
     let statement_id = Uuid::now_v7();
@@ -209,8 +209,8 @@ async fn insert_entries(
     Ok(())
 }
 
-/// The report stored for a statement's first import.
-async fn stored_report(store: &Store, statement_id: Uuid) -> Result<StatementReport, ReconError> {
+/// The report stored for a statement's first import, by Tally's statement id.
+pub async fn statement_report(store: &Store, statement_id: Uuid) -> Result<StatementReport, ReconError> {
     let client = store.client().await?;
     let row = client
         .query_opt(
@@ -221,15 +221,6 @@ async fn stored_report(store: &Store, statement_id: Uuid) -> Result<StatementRep
         .await?
         .ok_or_else(|| ReconError::StatementNotFound(statement_id.to_string()))?;
     Ok(serde_json::from_value(row.get(0)).expect("reports we wrote parse"))
-}
-
-/// The latest report of a statement, by Tally's statement id.
-pub async fn statement_report(store: &Store, statement_id: Uuid) -> Result<StatementReport, ReconError> {
-    stored_report(store, statement_id).await
-}
-
-fn amount_text(value: i128, scale: u8) -> String {
-    format_amount(value, scale)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +255,7 @@ async fn match_and_store(
             transfer_id: transfer,
             currency: Some(record.account.currency.clone()),
             expected: None,
-            found: found.map(|v| amount_text(v, scale)),
+            found: found.map(|v| format_amount(v, scale)),
             difference: None,
             detail,
         };
@@ -311,14 +302,14 @@ async fn match_and_store(
         balances.push(BalanceComparison {
             which: which.to_owned(),
             date: format_day(point.date),
-            statement: amount_text(point.amount, scale),
-            tally: amount_text(tally, scale),
-            difference: amount_text(difference, scale),
+            statement: format_amount(point.amount, scale),
+            tally: format_amount(tally, scale),
+            difference: format_amount(difference, scale),
         });
         if difference != 0 {
             findings.push(Finding {
-                expected: Some(amount_text(tally, scale)),
-                difference: Some(amount_text(difference, scale)),
+                expected: Some(format_amount(tally, scale)),
+                difference: Some(format_amount(difference, scale)),
                 ..finding(
                     "balance_break",
                     format!("{which} {}", format_day(point.date)),
@@ -327,8 +318,8 @@ async fn match_and_store(
                     format!(
                         "the statement's {which} balance on {} is {}; Tally's is {}",
                         format_day(point.date),
-                        amount_text(point.amount, scale),
-                        amount_text(tally, scale)
+                        format_amount(point.amount, scale),
+                        format_amount(tally, scale)
                     ),
                 )
             });
@@ -341,8 +332,8 @@ async fn match_and_store(
             rule: serde_json::to_value(m.rule).expect("serializes").as_str().unwrap_or("").to_owned(),
             statement_entries: m.statement_entries.iter().map(|&i| statement.entries[i].location.clone()).collect(),
             transfer_ids: m.ledger_entries.iter().map(|&i| ids[i].to_string()).collect(),
-            amount: amount_text(m.statement_entries.iter().map(|&i| statement.entries[i].amount).sum(), scale),
-            difference: amount_text(m.difference, scale),
+            amount: format_amount(m.statement_entries.iter().map(|&i| statement.entries[i].amount).sum(), scale),
+            difference: format_amount(m.difference, scale),
         })
         .collect();
     let status = if findings.is_empty() { RunStatus::Clean } else { RunStatus::Findings };
