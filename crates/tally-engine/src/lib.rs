@@ -37,10 +37,10 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tally_core::{BATCH_SIZE_MAX, Timestamp};
-use tally_store::{Outcome, Store, StoreError, Submission};
+use tally_store::{AccountOrder, BatchToken, Outcome, Store, StoreError, Submission};
 use thiserror::Error;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// How many times one batch is tried before the engine gives up on it.
 pub const ATTEMPTS_MAX: u32 = 10;
@@ -55,6 +55,8 @@ pub const INTAKE_TRANSFERS_MAX: usize = 1 << 20;
 pub const COMMITTERS_MAX: usize = 16;
 /// The longest a batch may wait for more submissions.
 pub const BATCH_LINGER_MAX: Duration = Duration::from_millis(100);
+/// The longest `shutdown_within` may be asked to wait.
+pub const SHUTDOWN_BOUND_MAX: Duration = Duration::from_secs(600);
 /// Bounds on how often the sweeper looks for holds past their timeout.
 pub const EXPIRY_SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);
 pub const EXPIRY_SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(3_600);
@@ -73,6 +75,10 @@ pub enum EngineError {
     ShuttingDown,
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: StoreError },
+    #[error(
+        "the outcome is unknown: the transfers may or may not have been applied; retrying them with the same ids is safe"
+    )]
+    OutcomeUnknown,
     #[error("the batch this submission was in failed: {message}")]
     BatchFailed { code: &'static str, message: String },
     #[error(transparent)]
@@ -86,6 +92,7 @@ impl EngineError {
             EngineError::BatchSizeInvalid(_) => "batch_size_invalid",
             EngineError::Overloaded | EngineError::RetriesExhausted { .. } => "overloaded",
             EngineError::ShuttingDown => "shutting_down",
+            EngineError::OutcomeUnknown => "outcome_unknown",
             EngineError::BatchFailed { code, .. } => code,
             EngineError::Store(error) => error.code(),
         }
@@ -248,7 +255,9 @@ impl Engine {
             let sender = intake.as_ref().ok_or(EngineError::ShuttingDown)?;
             sender.send(Job { submissions, reply }).map_err(|_| EngineError::ShuttingDown)?;
         }
-        let outcomes = answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        // A dropped answer means the engine abandoned the batch (a bounded shutdown) at a point
+        // where it may or may not have committed.
+        let outcomes = answer.await.map_err(|_| EngineError::OutcomeUnknown)?;
         drop(permit);
         let outcomes = outcomes?;
         assert_eq!(outcomes.len(), count, "one outcome per submitted transfer");
@@ -275,7 +284,7 @@ impl Engine {
         loop {
             let (reply, answer) = oneshot::channel();
             self.inner.expiries.send(ExpireJob { at, reply }).map_err(|_| EngineError::ShuttingDown)?;
-            let count = answer.await.map_err(|_| EngineError::ShuttingDown)??;
+            let count = answer.await.map_err(|_| EngineError::OutcomeUnknown)??;
             expired += count;
             if (count as i64) < EXPIRY_BATCH_MAX {
                 return Ok(expired);
@@ -290,6 +299,26 @@ impl Engine {
         if let Some(batcher) = self.inner.batcher.lock().await.take() {
             let _ = batcher.await;
         }
+    }
+
+    /// `shutdown`, within `bound`. What has not finished by then is abandoned: the batcher and
+    /// every commit task stop where they are, each open SQL transaction is rolled back by
+    /// closing its connection (unless its COMMIT was already on its way), and each caller still
+    /// waiting is answered `OutcomeUnknown`, since a batch may have committed just before.
+    /// Returns whether everything finished in time. Idempotent.
+    pub async fn shutdown_within(&self, bound: Duration) -> bool {
+        assert!(bound <= SHUTDOWN_BOUND_MAX, "shutdown bound above SHUTDOWN_BOUND_MAX");
+        drop(self.inner.intake.write().expect("intake lock poisoned").take());
+        let Some(mut batcher) = self.inner.batcher.lock().await.take() else {
+            return true;
+        };
+        if tokio::time::timeout(bound, &mut batcher).await.is_ok() {
+            return true;
+        }
+        batcher.abort();
+        let _ = batcher.await;
+        tracing::warn!(?bound, "engine shutdown bound reached: batches in flight were abandoned");
+        false
     }
 }
 
@@ -363,8 +392,14 @@ async fn run_batcher(
 ) {
     let slots = Arc::new(Semaphore::new(inner.config.committers));
     let (done_sender, mut done) = mpsc::unbounded_channel::<Done>();
-    let mut pipeline =
-        Pipeline { sequencer: Sequencer::default(), previous: None, turn: None, number: 0, reruns: BTreeMap::new() };
+    let mut pipeline = Pipeline {
+        sequencer: Sequencer::default(),
+        previous: None,
+        turn: None,
+        number: 0,
+        reruns: BTreeMap::new(),
+        tasks: JoinSet::new(),
+    };
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
@@ -395,7 +430,7 @@ async fn run_batcher(
         let batch = Batch::new(jobs);
         if !inner.config.speculative {
             let inner = inner.clone();
-            tokio::spawn(async move {
+            pipeline.spawn(async move {
                 commit_locked(&inner, batch).await;
                 drop(slot);
             });
@@ -526,14 +561,24 @@ struct Pipeline {
     sequencer: Sequencer,
     /// Resolves to whether the previous batch (and every one before it) was answered.
     previous: Option<oneshot::Receiver<bool>>,
-    /// Resolves once the previous batch holds its account locks (or gave up).
-    turn: Option<oneshot::Receiver<()>>,
+    /// Resolves to the previous batch's token once it holds its account locks, or to an error
+    /// once it gave up before that.
+    turn: Option<oneshot::Receiver<BatchToken>>,
     number: u64,
     /// Batches that must run again through the locking path, by number.
     reruns: BTreeMap<u64, Batch>,
+    /// The commit tasks, owned here so that aborting the batcher aborts them too (a bounded
+    /// shutdown): each then drops its connection, which rolls its SQL transaction back.
+    tasks: JoinSet<()>,
 }
 
 impl Pipeline {
+    /// Starts a commit task, first forgetting the ones that finished (at most `committers` run).
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.spawn(task);
+    }
+
     fn absorb(&mut self, report: Done) {
         if report.committed && report.rerun.is_none() {
             self.sequencer.forget_batch(report.number);
@@ -585,10 +630,10 @@ impl Pipeline {
         };
         let (signal, next) = oneshot::channel();
         let previous = self.previous.replace(next);
-        let (locks_held, next_turn) = oneshot::channel::<()>();
+        let (locks_held, next_turn) = oneshot::channel::<BatchToken>();
         let turn = self.turn.replace(next_turn);
         let inner = inner.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let committed = match &decided {
                 Ok(_) => true,
                 Err(error) => {
@@ -597,20 +642,25 @@ impl Pipeline {
                 }
             };
             let expired = decided.as_ref().map_or(0, |d| d.output.resolved.len());
-            let outcome = match decided {
-                Ok(decided) => {
+            // Account updates start in batch order, with no SQL transaction open while this
+            // batch waits for its turn. A predecessor that gave up before holding its locks (a
+            // dropped sender) may have been the base of this batch's decisions: this one then
+            // writes nothing and runs again with locks.
+            let after = match turn {
+                None => Ok(None),
+                Some(turn) => turn.await.map(Some),
+            };
+            let outcome = match (decided, after) {
+                (Ok(decided), Ok(after)) => {
                     let outcomes = speculative::outcomes(&batch.submissions, &decided);
                     let speculative::Decided { batch: connection, state, output, expected, at } = decided;
-                    // Account updates start in batch order; a predecessor that failed or is
-                    // gone (a dropped sender) lets this one go on, to fail its version check.
-                    let order = tally_store::AccountOrder {
-                        wait_turn: async move {
-                            if let Some(turn) = turn {
-                                let _ = turn.await;
-                            }
-                        },
-                        locks_held: move || {
-                            let _ = locks_held.send(());
+                    // The store commits this batch only if `after` committed: a version number
+                    // names a state only along one history, and these decisions rest on the
+                    // predecessor's. Dropping `locks_held` unsent tells the successor the same.
+                    let order = AccountOrder {
+                        after,
+                        locks_held: move |token| {
+                            let _ = locks_held.send(token);
                         },
                     };
                     match connection.commit_batch(&state, &output, &batch.submissions, &expected, at, order).await {
@@ -621,7 +671,11 @@ impl Pipeline {
                         }
                     }
                 }
-                Err(_) => None,
+                (Ok(decided), Err(_)) => {
+                    decided.batch.rollback().await;
+                    None
+                }
+                (Err(_), _) => None,
             };
             let committed = committed && outcome.is_some();
             let earlier_answered = match previous {

@@ -13,7 +13,21 @@
 //!   operation) fails the version check;
 //! - a transfer id decided elsewhere fails the primary key;
 //! - a hold resolved or a transfer reversed elsewhere fails the resolution count or a unique
-//!   index.
+//!   index;
+//! - the batch it was decided after did not commit: a batch commits only once its predecessor
+//!   committed (`AccountOrder::after`). This is what makes the version check sound. A version
+//!   number names a state only along one history: batch k+1 expects the versions batch k would
+//!   write, and if k fails, another writer can reach the same numbers with other totals (the
+//!   seed's `compat.transfer_money` adds 1 per transfer, as the core does). Without the
+//!   dependency, k+1's check then passed and it wrote totals computed on k's effects, which
+//!   never committed, over the other writer's: money appeared or vanished (issue 10). With it,
+//!   every version a batch expects is one a committed state had, and versions strictly
+//!   increase, so an equal version is the same state.
+//!
+//! Decisions read outside any SQL transaction, and a batch opens its write transaction only
+//! once the previous batch holds its account locks: no transaction ever sits open while Tally
+//! waits for something PostgreSQL cannot see. The wait for the predecessor's commit happens in
+//! PostgreSQL, on the predecessor's advisory lock, so the deadlock detector sees it.
 //!
 //! Any such failure, and any failure of a batch that later batches were decided on, makes the
 //! engine fall back: it waits for every batch in flight, forgets what it knew, and re-runs the

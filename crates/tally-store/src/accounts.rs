@@ -264,11 +264,15 @@ impl Store {
             return Err(StoreError::AccountNotEmpty(id.to_string()));
         }
         let before = serde_json::to_value(fetch_account(&tx, &id.to_string()).await?).expect("serializes");
-        tx.execute(
-            "UPDATE accounts SET status = $2, version = version + 1, updated_at = now() WHERE id = $1",
-            &[&id, &target.as_str()],
-        )
-        .await?;
+        // Written at the version the decision was made on, like every writer of an account row
+        // (the row lock above makes the check a formality, and asserts it).
+        let updated = tx
+            .execute(
+                "UPDATE accounts SET status = $2, version = version + 1, updated_at = now() WHERE id = $1 AND version = $3",
+                &[&id, &target.as_str(), &account.version],
+            )
+            .await?;
+        assert_eq!(updated, 1, "a locked account stays at the version read under its lock");
         let record = fetch_account(&tx, &id.to_string()).await?.expect("locked row exists");
         let after = serde_json::to_value(&record).expect("serializes");
         let change_row = (change.action(), change.event_type(), id.to_string(), Some(before), after);

@@ -10,16 +10,24 @@
 //! 4. Write (`write_batch`).
 //!
 //! The engine's pipelined path decides on state it supplies (`BatchConn::prefetch`,
-//! `BatchConn::read_accounts`) and then writes the same way.
+//! `BatchConn::read_accounts`, read outside any SQL transaction) and then opens the write
+//! transaction (`BatchConn::begin`) and writes the same way, after the batch it was decided on
+//! (`AccountOrder::after`) has committed.
 //!
-//! Writing: journal rows and events by binary COPY, resolved holds and account totals by one
-//! array statement each, one audit row per batch, COMMIT. Every account the batch read is
-//! written at the version the decisions were made on, or the batch fails with a transient error
-//! and writes nothing.
+//! Writing, in this order: account totals (one array statement, which takes the accounts' row
+//! locks in id order), journal rows by binary COPY, resolved holds, one audit row per batch, the
+//! wait for the predecessor batch, events, COMMIT. Every account the batch read is written at the
+//! version the decisions were made on, or the batch fails with a transient error and writes
+//! nothing.
+//!
+//! Every wait inside a write transaction is one PostgreSQL can see (a row lock, a unique-key
+//! insert, an advisory lock), so its deadlock detector breaks any cycle, and each is bounded by
+//! `LOCK_TIMEOUT`. Tally never waits on anything of its own while a write transaction is open.
 //!
 //! Nothing is retried here: a transient failure (deadlock, serialization failure, a concurrent
-//! insert of the same transfer id) rolls the whole batch back and is returned, and the engine
-//! retries the batch. An expected-version precondition is a decision, never retried.
+//! insert of the same transfer id, a lock timeout) rolls the whole batch back and is returned,
+//! and the engine retries the batch. An expected-version precondition is a decision, never
+//! retried.
 
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use crate::convert::{from_numeric, from_system_time, to_numeric, to_system_time};
@@ -30,7 +38,7 @@ use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tally_core::transfer::ACTOR_LEN_MAX;
 use tally_core::{
     Account, AccountId, BATCH_SIZE_MAX, BatchOutput, LedgerState, Rejection, Timestamp, Transfer, TransferId,
@@ -130,7 +138,8 @@ impl Store {
         }
         let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
         let mut watch = Stopwatch::start(&self.stage_times);
-        let batch = self.open_batch().await?;
+        let mut batch = self.open_batch().await?;
+        batch.begin().await?;
         watch.lap(0);
 
         // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
@@ -156,7 +165,7 @@ impl Store {
         let at = self.now();
         let output = state.apply_segments(at, &requests, segment_ends);
         watch.lap(3);
-        batch.write_and_commit(&state, &output, submissions, &expected, at, &mut watch).await?;
+        batch.write_and_commit(&state, &output, submissions, &expected, at, &mut watch, AccountOrder::alone()).await?;
 
         Ok(requests
             .iter()
@@ -171,7 +180,8 @@ impl Store {
     /// Expires up to `limit` holds whose timeout passed at `at`, in one SQL transaction,
     /// through the same lock-prefetch-apply-write path as transfers. Returns how many expired.
     pub async fn expire_due(&self, at: Timestamp, limit: i64) -> Result<usize, StoreError> {
-        let batch = self.open_batch().await?;
+        let mut batch = self.open_batch().await?;
+        batch.begin().await?;
         let due = batch.due_holds(at, limit).await?;
         if due.is_empty() {
             batch.rollback().await;
@@ -187,7 +197,7 @@ impl Store {
         let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
         let output = state.expire(at, &ids);
         let mut watch = Stopwatch::start(&self.stage_times);
-        batch.write_and_commit(&state, &output, &[], &expected, at, &mut watch).await?;
+        batch.write_and_commit(&state, &output, &[], &expected, at, &mut watch, AccountOrder::alone()).await?;
         Ok(output.resolved.len())
     }
 }
@@ -220,37 +230,97 @@ pub fn versions(state: &LedgerState) -> HashMap<AccountId, i64> {
     state.accounts.values().map(|a| (a.id, a.version)).collect()
 }
 
-/// When a pipelined batch may update its accounts, and how it tells the next batch it did.
-pub struct AccountOrder<W, H> {
-    pub wait_turn: W,
+/// How long one lock wait inside a write transaction may last before the batch fails (with a
+/// transient error, so the engine retries it). Deadlock cycles are broken sooner, by
+/// PostgreSQL's `deadlock_timeout`; this bounds waits on a session that holds an account row and
+/// never ends, such as an SQL client left idle in its transaction.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write transaction left idle this long is ended by PostgreSQL. A backstop only: the engine
+/// never waits on anything of its own while a write transaction is open.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The class (first key) of the advisory lock each write transaction holds until it ends. The
+/// two-key form keeps these apart from one-key advisory locks of migrations and other software.
+const BATCH_LOCK_CLASS: i32 = 0x5441_4C59;
+
+const _: () = assert!(LOCK_TIMEOUT.as_millis() < IDLE_IN_TRANSACTION_TIMEOUT.as_millis());
+
+/// A batch's write transaction, as named by a batch that was decided on its effects: its
+/// transaction id, on which it holds an advisory lock until it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchToken(i64);
+
+/// Where a pipelined batch stands among the batches in flight.
+pub struct AccountOrder<H> {
+    /// The batch this one was decided after: this one commits only if that one committed.
+    pub after: Option<BatchToken>,
+    /// Called as soon as this batch holds its account row locks, so that the next batch may
+    /// take its own (and queue behind these, instead of finding the old versions).
     pub locks_held: H,
 }
 
-/// One batch's connection and SQL transaction, which may move between tasks (prepared by one,
-/// committed by another). Dropping it without `write_and_commit` or `rollback` discards the
-/// connection, which makes PostgreSQL roll the transaction back.
+/// One batch's connection, which may move between tasks (decided by one, written by another).
+/// Its reads run outside any SQL transaction; `begin` opens the write transaction. Dropping it
+/// inside that transaction, without `write_and_commit` or `rollback`, discards the connection,
+/// which makes PostgreSQL roll the transaction back.
 pub struct BatchConn {
     client: Option<deadpool_postgres::Object>,
+    in_transaction: bool,
+    /// The write transaction's token, once `begin` opened it.
+    token: Option<BatchToken>,
     stage_times: std::sync::Arc<crate::timing::StageTimes>,
 }
 
 impl Store {
-    /// Opens a batch's SQL transaction (READ COMMITTED; keyed lookups only).
+    /// Takes a connection for one batch, outside any SQL transaction.
     pub async fn open_batch(&self) -> Result<BatchConn, StoreError> {
         let client = self.client().await?;
-        let batch = BatchConn { client: Some(client), stage_times: self.stage_times.clone() };
-        // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
-        batch
-            .client()
-            .batch_execute("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-            .await?;
-        Ok(batch)
+        Ok(BatchConn {
+            client: Some(client),
+            in_transaction: false,
+            token: None,
+            stage_times: self.stage_times.clone(),
+        })
+    }
+}
+
+impl AccountOrder<fn(BatchToken)> {
+    /// A batch that depends on no other and tells no one when it holds its locks.
+    pub fn alone() -> Self {
+        AccountOrder { after: None, locks_held: |_| () }
     }
 }
 
 impl BatchConn {
     pub fn client(&self) -> &deadpool_postgres::Client {
         self.client.as_ref().expect("open batch")
+    }
+
+    /// Opens the write transaction (READ COMMITTED, keyed lookups only, bounded lock waits) and
+    /// takes the advisory lock that later batches wait on. Returns the batch's token.
+    pub async fn begin(&mut self) -> Result<BatchToken, StoreError> {
+        assert!(!self.in_transaction, "a batch begins once");
+        // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
+        // Every value in this text is a constant of ours; nothing user-supplied reaches it.
+        let sql = format!(
+            "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+             SET LOCAL lock_timeout = '{}ms'; SET LOCAL idle_in_transaction_session_timeout = '{}ms';
+             SELECT x::text FROM (SELECT pg_current_xact_id()::text::int8 AS x) s,
+                 LATERAL pg_advisory_xact_lock({BATCH_LOCK_CLASS}, (x % 2147483647)::int4)",
+            LOCK_TIMEOUT.as_millis(),
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        );
+        self.in_transaction = true;
+        let messages = self.client().simple_query(&sql).await?;
+        let xid = messages
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .expect("the transaction id row");
+        let token = BatchToken(xid.parse().expect("a transaction id is an integer"));
+        self.token = Some(token);
+        Ok(token)
     }
 
     /// Loads the named journal rows (applied and rejected) into `state`, and which of them were
@@ -279,28 +349,13 @@ impl BatchConn {
         Ok(self.client().query(&statement, &[&ids]).await?.iter().map(account_from_row).collect())
     }
 
-    /// Writes what the batch decided and commits. Fails with a transient `Conflict`, writing
-    /// nothing, when an account is no longer at its `expected` version or a hold was resolved
-    /// meanwhile: the decisions were made on state that has moved on.
-    pub async fn write_and_commit(
-        self,
-        state: &LedgerState,
-        output: &BatchOutput,
-        submissions: &[Submission],
-        expected: &HashMap<AccountId, i64>,
-        at: Timestamp,
-        watch: &mut Stopwatch<'_>,
-    ) -> Result<(), StoreError> {
-        let order = AccountOrder { wait_turn: std::future::ready(()), locks_held: || () };
-        self.write_and_commit_ordered(state, output, submissions, expected, at, watch, order).await
-    }
-
-    /// `write_and_commit` for pipelined batches: the account updates start only once
-    /// `order.wait_turn` resolves (the previous batch holds its account locks, so that this one
-    /// queues behind them instead of finding their old versions), and `order.locks_held` is
-    /// called as soon as this batch holds its own.
+    /// Writes what the batch decided and commits, opening the write transaction first if the
+    /// batch was decided outside one. Fails with a transient error, writing nothing, when an
+    /// account is no longer at its `expected` version, a hold was resolved meanwhile, or the
+    /// batch `order.after` did not commit: the decisions were made on state that never was or
+    /// has moved on. `order.locks_held` is called as soon as this batch holds its account locks.
     #[allow(clippy::too_many_arguments)]
-    pub async fn write_and_commit_ordered(
+    pub async fn write_and_commit(
         mut self,
         state: &LedgerState,
         output: &BatchOutput,
@@ -308,17 +363,24 @@ impl BatchConn {
         expected: &HashMap<AccountId, i64>,
         at: Timestamp,
         watch: &mut Stopwatch<'_>,
-        order: AccountOrder<impl Future<Output = ()>, impl FnOnce()>,
+        order: AccountOrder<impl FnOnce(BatchToken)>,
     ) -> Result<(), StoreError> {
-        write_batch(self.client(), state, output, submissions, expected, at, watch, order).await?;
+        let token = match self.token {
+            Some(token) => token,
+            None => {
+                let token = self.begin().await?;
+                watch.lap(0);
+                token
+            }
+        };
+        write_batch(self.client(), state, output, submissions, expected, at, watch, token, order).await?;
         self.client().batch_execute("COMMIT").await?;
-        watch.lap(8);
-        let client = self.client.take().expect("open batch");
-        drop(client);
+        watch.lap(9);
+        self.in_transaction = false;
         Ok(())
     }
 
-    /// `write_and_commit_ordered`, timing its stages into the store's totals.
+    /// `write_and_commit`, timing its stages into the store's totals.
     pub async fn commit_batch(
         self,
         state: &LedgerState,
@@ -326,16 +388,17 @@ impl BatchConn {
         submissions: &[Submission],
         expected: &HashMap<AccountId, i64>,
         at: Timestamp,
-        order: AccountOrder<impl Future<Output = ()>, impl FnOnce()>,
+        order: AccountOrder<impl FnOnce(BatchToken)>,
     ) -> Result<(), StoreError> {
         let times = self.stage_times.clone();
         let mut watch = Stopwatch::start(&times);
-        self.write_and_commit_ordered(state, output, submissions, expected, at, &mut watch, order).await
+        self.write_and_commit(state, output, submissions, expected, at, &mut watch, order).await
     }
 
-    /// Rolls back and returns the connection to the pool.
+    /// Rolls back, if a write transaction is open, and returns the connection to the pool.
     pub async fn rollback(mut self) {
-        if let Some(client) = self.client.take()
+        if self.in_transaction
+            && let Some(client) = self.client.take()
             && client.batch_execute("ROLLBACK").await.is_err()
         {
             drop(deadpool_postgres::Object::take(client));
@@ -345,7 +408,9 @@ impl BatchConn {
 
 impl Drop for BatchConn {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
+        if self.in_transaction
+            && let Some(client) = self.client.take()
+        {
             // Mid-transaction: never hand this connection to anyone else.
             drop(deadpool_postgres::Object::take(client));
         }
@@ -401,12 +466,16 @@ async fn prefetch_transfers(
 }
 
 /// Writes everything a batch decided. `submissions` gives each request's actor.
-#[allow(clippy::too_many_arguments)]
 ///
-/// Journal rows are their own audit record (immutable, with actor and time); the batch gets one
-/// audit row naming it, which every row it wrote points to through `batch_id`, and each hold it
-/// resolved gets an audit row of its own (a change to an existing row). Events carry no payload:
-/// the journal row under `entity_id` is the payload.
+/// Account totals first: the batch takes its row locks (in id order, as every writer does)
+/// before it holds anything else, so that what it waits for next can only be a row lock or a
+/// unique key that PostgreSQL sees. Journal rows are their own audit record (immutable, with
+/// actor and time); the batch gets one audit row naming it, which every row it wrote points to
+/// through `batch_id`, and each hold it resolved gets an audit row of its own (a change to an
+/// existing row). Events carry no payload: the journal row under `entity_id` is the payload.
+/// They are numbered last, after the predecessor committed, so the singleton sequence row is
+/// held only by a transaction that is about to commit.
+#[allow(clippy::too_many_arguments)]
 async fn write_batch(
     client: &deadpool_postgres::Client,
     state: &LedgerState,
@@ -415,7 +484,8 @@ async fn write_batch(
     expected: &HashMap<AccountId, i64>,
     at: Timestamp,
     watch: &mut Stopwatch<'_>,
-    order: AccountOrder<impl Future<Output = ()>, impl FnOnce()>,
+    token: BatchToken,
+    order: AccountOrder<impl FnOnce(BatchToken)>,
 ) -> Result<(), StoreError> {
     let mut actors: HashMap<TransferId, &str> = HashMap::with_capacity(submissions.len());
     for submission in submissions {
@@ -423,13 +493,12 @@ async fn write_batch(
     }
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
     let batch_id = Uuid::now_v7();
+    update_accounts(client, state, expected, at).await?;
+    (order.locks_held)(token);
+    watch.lap(5);
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
     watch.lap(4);
-    order.wait_turn.await;
-    update_accounts(client, state, expected, at).await?;
-    (order.locks_held)();
-    watch.lap(5);
 
     let mut entries = Vec::with_capacity(1 + output.resolved.len());
     if !output.created.is_empty() || !output.rejected.is_empty() {
@@ -465,9 +534,36 @@ async fn write_batch(
     }
     journal::append_at(client, &entries, Some(to_system_time(at))).await?;
     watch.lap(6);
-    copy_events(client, output, at).await?;
+    if let Some(predecessor) = order.after {
+        await_commit(client, predecessor).await?;
+    }
     watch.lap(7);
+    copy_events(client, output, at).await?;
+    watch.lap(8);
     Ok(())
+}
+
+/// Waits, in PostgreSQL, until the batch `predecessor` ended, and fails with a transient
+/// `Conflict` unless it committed. The wait is on the predecessor's advisory lock, so the
+/// deadlock detector sees it like any row lock; `pg_xact_status` then reads the outcome, which
+/// is settled before the lock is released.
+async fn await_commit(client: &deadpool_postgres::Client, predecessor: BatchToken) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached(
+            "WITH waited AS MATERIALIZED (
+                 SELECT pg_advisory_xact_lock_shared($1::int4, ($2::int8 % 2147483647)::int4))
+             SELECT pg_xact_status($2::int8::text::xid8) FROM waited",
+        )
+        .await?;
+    let status: Option<String> = client.query_one(&statement, &[&BATCH_LOCK_CLASS, &predecessor.0]).await?.get(0);
+    match status.as_deref() {
+        Some("committed") => Ok(()),
+        other => Err(StoreError::Conflict(format!(
+            "the batch this one was decided after did not commit (transaction {}: {})",
+            predecessor.0,
+            other.unwrap_or("unknown")
+        ))),
+    }
 }
 
 /// The journal rows of a batch, applied and rejected, by binary COPY in the order they were

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The stages of a batch commit, in order.
-pub const STAGES: [&str; 9] = [
+pub const STAGES: [&str; 10] = [
     "begin",
     "prefetch transfers",
     "lock (or read) accounts",
@@ -13,6 +13,7 @@ pub const STAGES: [&str; 9] = [
     "copy journal rows",
     "update accounts",
     "audit rows",
+    "await predecessor",
     "events",
     "commit",
 ];

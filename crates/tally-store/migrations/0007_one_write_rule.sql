@@ -1,0 +1,131 @@
+-- Concurrency correctness (issue 10). Every writer of an account row follows one rule: it writes
+-- the row only at the version its decision was made on.
+--
+-- The engine's speculative batches already checked versions, but a version number names a state
+-- only along one history. A batch decided on the effects of an earlier batch that then failed
+-- expected a version that batch would have written; another writer (this function, another
+-- Tally process) could reach the same number with other totals, and the check passed on a base
+-- the decision was never made on. The engine now commits a batch only after the batch it was
+-- decided on committed (posting.rs, `await_commit`), so an expected version is always one that
+-- a committed state had, and versions strictly increase.
+--
+-- compat.transfer_money decides under row locks, so its writes were at the right version; it
+-- now says so in its UPDATEs and raises the seed's 版本冲突 (serialization_failure) if a row
+-- was not where the decision found it, instead of relying on the locks without checking.
+
+CREATE OR REPLACE FUNCTION compat.transfer_money(
+    from_account text,
+    to_account text,
+    amount numeric,
+    user_id text,
+    transaction_id uuid DEFAULT NULL,
+    expected_from_version bigint DEFAULT NULL
+) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_from     accounts%ROWTYPE;
+    v_to       accounts%ROWTYPE;
+    v_scale    smallint;
+    v_minor    numeric;
+    v_id       uuid := coalesce(transaction_id, gen_random_uuid());
+    v_actor    text := 'sql:' || session_user;
+    v_existing transfers%ROWTYPE;
+    v_payload  jsonb;
+    v_seq      bigint;
+    v_rows     bigint;
+BEGIN
+    IF amount IS NULL OR amount <= 0 THEN
+        RAISE EXCEPTION 'amount_invalid: amount must be greater than zero' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_from FROM accounts WHERE id = compat.resolve_account(from_account);
+    SELECT * INTO v_to FROM accounts WHERE id = compat.resolve_account(to_account);
+    IF v_from.id IS NULL OR v_to.id IS NULL THEN
+        RAISE EXCEPTION 'account_not_found: %', CASE WHEN v_from.id IS NULL THEN from_account ELSE to_account END
+            USING ERRCODE = 'P0002';
+    END IF;
+    IF v_from.id = v_to.id THEN
+        RAISE EXCEPTION 'same_account: the debit and credit accounts are the same' USING ERRCODE = '22023';
+    END IF;
+    -- Lock both accounts in id order, as the batch path does, then read them again.
+    PERFORM 1 FROM accounts WHERE id IN (v_from.id, v_to.id) ORDER BY id FOR UPDATE;
+    SELECT * INTO v_from FROM accounts WHERE id = v_from.id;
+    SELECT * INTO v_to FROM accounts WHERE id = v_to.id;
+
+    IF v_from.currency <> v_to.currency THEN
+        RAISE EXCEPTION 'currency_mismatch: % vs %', v_from.currency, v_to.currency USING ERRCODE = '22023';
+    END IF;
+    SELECT scale INTO v_scale FROM currencies WHERE code = v_from.currency;
+    v_minor := amount * (10::numeric ^ v_scale);
+    IF v_minor <> trunc(v_minor) THEN
+        RAISE EXCEPTION 'amount_too_many_decimals: % allows % decimals', v_from.currency, v_scale USING ERRCODE = '22023';
+    END IF;
+    IF v_minor > 79228162514264337593543950335 THEN
+        RAISE EXCEPTION 'amount_invalid: amount above the maximum' USING ERRCODE = '22023';
+    END IF;
+    v_minor := trunc(v_minor);
+
+    IF transaction_id IS NOT NULL THEN
+        SELECT * INTO v_existing FROM transfers WHERE id = transaction_id;
+        IF v_existing.id IS NOT NULL THEN
+            IF v_existing.kind = 'posted' AND v_existing.debit_account_id = v_from.id
+               AND v_existing.credit_account_id = v_to.id AND v_existing.amount = v_minor THEN
+                RETURN v_existing.id;  -- idempotent replay: nothing moves twice
+            END IF;
+            RAISE EXCEPTION 'exists_with_different_fields: transaction % exists with different fields', transaction_id
+                USING ERRCODE = '23505';
+        END IF;
+    END IF;
+    IF v_from.status <> 'active' OR v_to.status <> 'active' THEN
+        RAISE EXCEPTION 'account_%: %', CASE WHEN 'closed' IN (v_from.status, v_to.status) THEN 'closed' ELSE 'frozen' END,
+            CASE WHEN v_from.status <> 'active' THEN v_from.id ELSE v_to.id END USING ERRCODE = '55000';
+    END IF;
+    IF expected_from_version IS NOT NULL AND expected_from_version <> v_from.version THEN
+        RAISE EXCEPTION '版本冲突 (version_conflict): account % is at version %, expected %',
+            v_from.id, v_from.version, expected_from_version USING ERRCODE = '40001';
+    END IF;
+    IF NOT v_from.unrestricted
+       AND v_from.credits_posted - v_from.debits_posted - v_from.debits_pending - v_minor < -v_from.overdraft_limit THEN
+        RAISE EXCEPTION '%: account % has % available',
+            CASE WHEN v_from.overdraft_limit > 0 THEN 'overdraft_limit_exceeded' ELSE 'insufficient_funds' END,
+            v_from.id, tally_major(v_from.credits_posted - v_from.debits_posted - v_from.debits_pending, v_scale)
+            USING ERRCODE = '23514';
+    END IF;
+
+    INSERT INTO transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, actor, metadata,
+                           created_at, completed_at)
+    VALUES (v_id, 'posted', 'posted', v_from.id, v_to.id, v_minor, v_from.currency, v_actor,
+            jsonb_build_object('claimed_user_id', user_id), now(), now());
+    -- Each account row is written only at the version this decision was made on. The row locks
+    -- taken above make that hold; the check asserts it rather than relying on it.
+    UPDATE accounts SET debits_posted = debits_posted + v_minor, version = version + 1, updated_at = now()
+        WHERE id = v_from.id AND version = v_from.version;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> 1 THEN
+        RAISE EXCEPTION '版本冲突 (version_conflict): account % moved on from version %', v_from.id, v_from.version
+            USING ERRCODE = '40001';
+    END IF;
+    UPDATE accounts SET credits_posted = credits_posted + v_minor, version = version + 1, updated_at = now()
+        WHERE id = v_to.id AND version = v_to.version;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> 1 THEN
+        RAISE EXCEPTION '版本冲突 (version_conflict): account % moved on from version %', v_to.id, v_to.version
+            USING ERRCODE = '40001';
+    END IF;
+
+    -- The same payload shape as transfers posted through Tally (amounts as strings of minor units).
+    v_payload := jsonb_build_object(
+        'id', v_id, 'kind', 'posted', 'debit_account_id', v_from.id, 'credit_account_id', v_to.id,
+        'amount', v_minor::text, 'currency', v_from.currency, 'related_id', NULL, 'timeout_seconds', NULL,
+        'expires_at', NULL, 'status', 'posted', 'reference', NULL,
+        'metadata', jsonb_build_object('claimed_user_id', user_id),
+        'created_at', (extract(epoch FROM now()) * 1000000)::bigint,
+        'completed_at', (extract(epoch FROM now()) * 1000000)::bigint);
+    INSERT INTO audit_log (at, actor, action, entity_type, entity_id, after)
+        VALUES (now(), v_actor, 'transfer.create', 'transfer', v_id::text, v_payload);
+    UPDATE event_sequence SET last_seq = last_seq + 1 RETURNING last_seq INTO v_seq;
+    INSERT INTO events (seq, at, type, entity_id, payload)
+        VALUES (v_seq, now(), 'transfer.posted', v_id::text, v_payload);
+    RETURN v_id;
+END $$;
