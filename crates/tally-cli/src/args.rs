@@ -482,6 +482,10 @@ pub struct ServeArgs {
     /// --date` would; `off` for no scheduled reconciliation.
     #[arg(long, default_value = "10m")]
     pub reconcile_after: String,
+    /// The longest a shutdown (SIGTERM, Ctrl-C) takes, e.g. 30s. Transfers still unfinished
+    /// shortly before it are rolled back where possible and answered `outcome_unknown`.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_timeout: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,6 +82,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         max_in_flight: args.max_in_flight,
         rate_limit_per_key: args.rate_limit,
         request_timeout: humantime::parse_duration(&args.request_timeout).context("--request-timeout")?,
+        shutdown_timeout: humantime::parse_duration(&args.shutdown_timeout).context("--shutdown-timeout")?,
         reconcile_after: match args.reconcile_after.as_str() {
             "off" => None,
             text => Some(humantime::parse_duration(text).context("--reconcile-after")?),
@@ -131,7 +132,12 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     println!("Tally serves {scheme}://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
-    tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, tls, stop).await?;
-    println!("stopped: every accepted request was answered");
+    match tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, tls, stop).await? {
+        tally_server::Shutdown::Complete => println!("stopped: every accepted request was answered"),
+        tally_server::Shutdown::Abandoned => println!(
+            "stopped at the shutdown timeout: transfers still in flight were rolled back where possible and \
+             answered outcome_unknown (a retry with the same id is safe)"
+        ),
+    }
     Ok(())
 }

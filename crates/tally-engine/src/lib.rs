@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tally_core::{BATCH_SIZE_MAX, Timestamp};
 use tally_store::{AccountOrder, BatchToken, Outcome, Store, StoreError, Submission};
@@ -183,6 +183,8 @@ struct Inner {
     transfers: AtomicU64,
     reruns: AtomicU64,
     batcher: Mutex<Option<JoinHandle<()>>>,
+    /// Whether a bounded shutdown abandoned batches in flight.
+    abandoned: AtomicBool,
 }
 
 /// A handle to the running engine. Cheap to clone.
@@ -207,6 +209,7 @@ impl Engine {
             transfers: AtomicU64::new(0),
             reruns: AtomicU64::new(0),
             batcher: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
         });
         let handle = tokio::spawn(run_batcher(inner.clone(), receiver, expiry_receiver));
         inner.batcher.try_lock().expect("new engine").replace(handle);
@@ -310,11 +313,12 @@ impl Engine {
         assert!(bound <= SHUTDOWN_BOUND_MAX, "shutdown bound above SHUTDOWN_BOUND_MAX");
         drop(self.inner.intake.write().expect("intake lock poisoned").take());
         let Some(mut batcher) = self.inner.batcher.lock().await.take() else {
-            return true;
+            return !self.inner.abandoned.load(Ordering::Relaxed);
         };
         if tokio::time::timeout(bound, &mut batcher).await.is_ok() {
             return true;
         }
+        self.inner.abandoned.store(true, Ordering::Relaxed);
         batcher.abort();
         let _ = batcher.await;
         tracing::warn!(?bound, "engine shutdown bound reached: batches in flight were abandoned");

@@ -66,6 +66,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("database_error", 500),
     ("overloaded", 503),
     ("shutting_down", 503),
+    ("outcome_unknown", 503),
     ("database_unavailable", 503),
 ];
 
@@ -232,6 +233,11 @@ impl From<EngineError> for ApiError {
             EngineError::Store(store) => store.into(),
             EngineError::ShuttingDown => {
                 let mut api = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", error.to_string());
+                api.retry_after = Some(1);
+                api
+            }
+            EngineError::OutcomeUnknown => {
+                let mut api = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", error.to_string());
                 api.retry_after = Some(1);
                 api
             }

@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use routes::{accounts, feed, ops, reconciliations, statements, transfers};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use utoipa::OpenApi;
@@ -275,7 +276,7 @@ impl axum::serve::Listener for LimitedListener {
                 // Out of file descriptors and the like: wait a moment rather than spin.
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -286,10 +287,21 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every request in flight was answered and everything the engine accepted was decided.
+    Complete,
+    /// The shutdown timeout came first: requests still open were cut off, and batches still in
+    /// flight were abandoned (rolled back unless their COMMIT was already on its way) and their
+    /// callers answered `outcome_unknown`, with a retry by the same id safe.
+    Abandoned,
+}
+
 /// Serves the API on `listener` until `stop` resolves; then stops accepting, tells long-polls
 /// and streams to end, answers every request in flight, and shuts the engine down (committing
-/// whatever it accepted). Returns once all of that is done. With `tls`, every connection is
-/// TLS.
+/// whatever it accepted). Returns once all of that is done, or once `config.shutdown_timeout`
+/// has passed since `stop`, whichever comes first. With `tls`, every connection is TLS.
 pub async fn serve(
     listener: TcpListener,
     store: tally_store::Store,
@@ -297,30 +309,65 @@ pub async fn serve(
     config: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<Shutdown> {
     let (shutdown_sender, shutdown) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.max_connections));
     if let Some(after) = config.reconcile_after {
         tokio::spawn(scheduler::run(store.clone(), after, shutdown.clone()));
     }
+    let bound = config.shutdown_timeout;
+    let mut stopping = shutdown.clone();
     let state = AppState::new(store, engine.clone(), config, shutdown);
     let app = router(state);
     let listener = LimitedListener { inner: listener, connections };
-    let signal = async move {
-        stop.await;
-        tracing::info!("shutting down: no new connections; finishing requests in flight");
-        let _ = shutdown_sender.send(true);
-    };
-    match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(signal).await?,
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?;
-            axum::serve(listener, app).with_graceful_shutdown(signal).await?
+    let stopped_at = Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let stopped_at = stopped_at.clone();
+        async move {
+            stop.await;
+            stopped_at.get_or_init(tokio::time::Instant::now);
+            tracing::info!(?bound, "shutting down: no new connections; finishing requests in flight");
+            let _ = shutdown_sender.send(true);
         }
+    };
+    let served = async move {
+        match tls {
+            None => axum::serve(listener, app).with_graceful_shutdown(signal).await,
+            Some(acceptor) => {
+                let listener = tls::TlsListener::new(listener, acceptor)?;
+                axum::serve(listener, app).with_graceful_shutdown(signal).await
+            }
+        }
+    };
+    // A tenth of the bound is left for writing the answers of abandoned batches.
+    let abandon_after = bound - bound / 10;
+    let deadline = {
+        let engine = engine.clone();
+        async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+            let start = tokio::time::Instant::now();
+            tokio::time::sleep_until(start + abandon_after).await;
+            engine.shutdown_within(Duration::ZERO).await;
+            tokio::time::sleep_until(start + bound).await;
+        }
+    };
+    let answered_in_time = tokio::select! {
+        served = served => {
+            served?;
+            true
+        }
+        () = deadline => false,
+    };
+    let start = stopped_at.get().copied().unwrap_or_else(tokio::time::Instant::now);
+    let left = (start + bound).saturating_duration_since(tokio::time::Instant::now());
+    let engine_in_time = engine.shutdown_within(left).await;
+    if answered_in_time && engine_in_time {
+        tracing::info!("shut down: every accepted transfer was answered");
+        Ok(Shutdown::Complete)
+    } else {
+        tracing::warn!(?bound, "shut down at the bound: batches in flight were abandoned, their outcome unknown");
+        Ok(Shutdown::Abandoned)
     }
-    engine.shutdown().await;
-    tracing::info!("shut down: every accepted transfer was answered");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub const BODY_LIMIT_MAX: usize = 256 << 20;
 pub const CONNECTIONS_MAX: usize = 100_000;
 pub const IN_FLIGHT_MAX: usize = 100_000;
 pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+/// Bounds on how long a shutdown may take.
+pub const SHUTDOWN_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+pub const SHUTDOWN_TIMEOUT_MAX: Duration = tally_engine::SHUTDOWN_BOUND_MAX;
 /// The longest an events long-poll (`wait=`) may wait.
 pub const EVENTS_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How often the server looks for new events to wake long-polls and streams.
@@ -47,6 +50,10 @@ pub struct ServerConfig {
     /// Reconcile each ledger day this long after it ended (plus a minute); `None`: no scheduled
     /// reconciliation.
     pub reconcile_after: Option<Duration>,
+    /// The longest a shutdown takes, from the stop signal to the return of `serve`. Batches
+    /// still unfinished shortly before it are abandoned (rolled back) and their callers are
+    /// told the outcome is unknown.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +68,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             key_cache_ttl: Duration::from_secs(1),
             reconcile_after: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -80,6 +88,10 @@ impl ServerConfig {
                 "request timeout must be 100 ms to 10 min",
             ),
             (self.key_cache_ttl <= Duration::from_secs(60), "key cache TTL must be at most 60 s"),
+            (
+                (SHUTDOWN_TIMEOUT_MIN..=SHUTDOWN_TIMEOUT_MAX).contains(&self.shutdown_timeout),
+                "shutdown timeout must be 1 s to 10 min",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err((*message).to_owned()),

@@ -238,6 +238,10 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write transaction left idle this long is ended by PostgreSQL. A backstop only: the engine
 /// never waits on anything of its own while a write transaction is open.
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a write transaction's server process checks, while it waits, that Tally is still
+/// connected: a batch abandoned by a bounded shutdown (its connection closed) then rolls back and
+/// lets go of its locks within this, instead of when its lock wait ends.
+pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The class (first key) of the advisory lock each write transaction holds until it ends. The
 /// two-key form keeps these apart from one-key advisory locks of migrations and other software.
 const BATCH_LOCK_CLASS: i32 = 0x5441_4C59;
@@ -304,10 +308,12 @@ impl BatchConn {
         let sql = format!(
             "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
              SET LOCAL lock_timeout = '{}ms'; SET LOCAL idle_in_transaction_session_timeout = '{}ms';
+             SET LOCAL client_connection_check_interval = '{}ms';
              SELECT x::text FROM (SELECT pg_current_xact_id()::text::int8 AS x) s,
                  LATERAL pg_advisory_xact_lock({BATCH_LOCK_CLASS}, (x % 2147483647)::int4)",
             LOCK_TIMEOUT.as_millis(),
-            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+            CLIENT_CHECK_INTERVAL.as_millis()
         );
         self.in_transaction = true;
         let messages = self.client().simple_query(&sql).await?;

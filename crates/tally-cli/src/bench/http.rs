@@ -34,7 +34,7 @@ pub struct HttpClient {
 pub struct RunningServer {
     pub target: HttpTarget,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<tally_server::Shutdown>>,
 }
 
 pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer> {
@@ -67,7 +67,8 @@ impl RunningServer {
     /// Stops the server gracefully (which also shuts the engine down).
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(());
-        self.task.await.context("the server task")??;
+        let shutdown = self.task.await.context("the server task")??;
+        anyhow::ensure!(shutdown == tally_server::Shutdown::Complete, "the server stopped at its shutdown timeout");
         Ok(())
     }
 }

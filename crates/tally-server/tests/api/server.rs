@@ -10,21 +10,25 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use tally_server::ServerConfig;
+use std::time::{Duration, Instant};
+use tally_server::{ServerConfig, Shutdown};
 
 struct Running {
     api: Api,
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<Shutdown>>,
 }
 
 async fn running() -> Running {
+    running_with(ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() }).await
+}
+
+async fn running_with(config: ServerConfig) -> Running {
     let api = api().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() };
     let server =
         tokio::spawn(tally_server::serve(listener, api.db.store.clone(), api.engine.clone(), config, None, async {
             let _ = stopped.await;
@@ -138,6 +142,7 @@ async fn graceful_shutdown_answers_every_request_in_flight_and_loses_nothing() {
         .await
         .expect("the server stops")
         .unwrap()
+        .map(|shutdown| assert_eq!(shutdown, Shutdown::Complete))
         .expect("cleanly");
     assert!(!acknowledged.is_empty(), "some requests were in flight");
     // Every acknowledged transfer is in the journal, and nothing else moved money.
@@ -152,5 +157,80 @@ async fn graceful_shutdown_answers_every_request_in_flight_and_loses_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(posted as usize, acknowledged.len(), "no transfer committed without its answer");
+    server.api.assert_consistent().await;
+}
+
+/// A batch that cannot finish (an SQL client holds its account's row lock and does not let go)
+/// does not hold a shutdown up: at the bound the server stops, the batch is rolled back, and its
+/// caller is told the outcome is unknown, so that a retry with the same id applies it once.
+#[tokio::test]
+async fn shutdown_is_bounded_and_a_stuck_transfer_is_answered_outcome_unknown() {
+    let bound = Duration::from_secs(2);
+    let config = ServerConfig { key_cache_ttl: Duration::ZERO, shutdown_timeout: bound, ..ServerConfig::default() };
+    let mut server = running_with(config).await;
+    server.api.funded("alice", "1000.00").await;
+    server.api.open("shop", "USD", json!({})).await;
+    // An SQL client that locks alice's row and then sits in its transaction.
+    let mut blocker = server.api.db.connect().await;
+    let blocking = blocker.transaction().await.unwrap();
+    blocking.execute("SELECT 1 FROM accounts WHERE code = 'alice' FOR UPDATE", &[]).await.unwrap();
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let body = transfer("alice", "shop", "7.00");
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let request = {
+        let (client, addr, key, body) = (client.clone(), server.addr, server.api.operator.clone(), body.clone());
+        tokio::spawn(async move { send(&client, addr, &key, "/v1/transfers", Some(body)).await })
+    };
+    while server.api.engine.stats().queued_transfers == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = Instant::now();
+    server.stop.take().unwrap().send(()).unwrap();
+    let shutdown = tokio::time::timeout(bound * 3, &mut server.server)
+        .await
+        .expect("the shutdown is bounded")
+        .unwrap()
+        .expect("the server stops");
+    let took = stopped.elapsed();
+    assert_eq!(shutdown, Shutdown::Abandoned);
+    assert!(took <= bound + Duration::from_millis(500), "the shutdown took {took:?}, bound {bound:?}");
+    let (status, answer) = request.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "outcome_unknown", "{answer}");
+
+    // The abandoned batch rolls back once PostgreSQL sees its connection gone; then nothing of
+    // it is left, and a retry with the same id applies the transfer exactly once.
+    blocking.rollback().await.unwrap();
+    let watcher = server.api.db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND xact_start IS NOT NULL
+                 AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the abandoned batch's transaction is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found: i64 = watcher.query_one("SELECT count(*) FROM transfers WHERE id = $1", &[&id]).await.unwrap().get(0);
+    assert_eq!(found, 0, "the abandoned batch was rolled back");
+    let engine = tally_engine::Engine::new(server.api.db.store.clone());
+    let request: tally_core::TransferRequest = {
+        let from = server.api.db.store.require_account("alice").await.unwrap().account.id;
+        let to = server.api.db.store.require_account("shop").await.unwrap().account.id;
+        tally_core::TransferRequest::posted(tally_core::TransferId(id), from, to, 700)
+    };
+    let outcome = engine.submit_one(tally_store::Submission { request, actor: "test".into() }).await.unwrap();
+    assert_eq!(outcome.result, tally_core::TransferResult::Ok);
+    engine.shutdown().await;
     server.api.assert_consistent().await;
 }
