@@ -143,22 +143,23 @@ impl Store {
         watch.lap(0);
 
         // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
-        //    that this overlaps another batch's commit. A concurrent insert of the same id is
-        //    caught by the primary key at write time, and the retry sees it.
-        let related_ids: Vec<Uuid> = requests.iter().filter_map(|r| r.related_id.map(|id| id.0)).collect();
+        //    that this overlaps another batch's commit.
+        let ids = transfer_ids_of(&requests);
         let mut state = LedgerState::default();
-        batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
+        batch.prefetch(&ids, &mut state).await?;
         watch.lap(1);
         // 2. Lock every account the batch touches, in id order.
-        let related: Vec<Uuid> =
-            related_ids.iter().copied().filter(|id| state.transfers.contains_key(&TransferId(*id))).collect();
         let account_ids = accounts_of(&requests, &state);
         lock_accounts(batch.client(), &account_ids, &mut state).await?;
-        // 3. Whoever resolves or reverses a related transfer holds its accounts' locks, which
-        //    are ours now: read those rows again for their current status.
-        if !related.is_empty() {
-            batch.prefetch(&related, &mut state).await?;
-        }
+        // 3. Whoever decided one of these ids (another process, given the same transfer by a
+        //    retrying client), or resolves or reverses a related transfer, held the locks of its
+        //    accounts, which are ours now: read the rows again. Such an insert has committed by
+        //    now and is answered `exists`, instead of failing this batch at the primary key.
+        batch.prefetch(&ids, &mut state).await?;
+        // A related transfer that appeared meanwhile has accounts of its own (rare: out of id
+        // order, so a deadlock is possible, which PostgreSQL breaks and the engine retries).
+        let more: BTreeSet<Uuid> = accounts_of(&requests, &state).difference(&account_ids).copied().collect();
+        lock_accounts(batch.client(), &more, &mut state).await?;
         watch.lap(2);
 
         let expected = versions(&state);

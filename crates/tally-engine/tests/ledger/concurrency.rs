@@ -637,3 +637,77 @@ async fn sql_writer_round(round: usize) {
         .get(0);
     assert_eq!(found as usize, acknowledged.len(), "round {round}: an acknowledged transfer is missing");
 }
+
+/// Rounds of the same-id race between engines.
+const SAME_ID_ROUNDS: usize = 10;
+
+/// Three engines on one database, as three Tally processes behind a load balancer, given the
+/// same transfers: every transfer goes to one engine and, after a random moment, the same id to
+/// another, as a client that timed out retries it elsewhere. Each id is applied once, each answer
+/// says so (`ok` or `exists`), the books reconcile, and nothing hangs. Before write transactions
+/// stopped waiting on Tally's own turns, one engine's batch could sit in its transaction holding
+/// an id's uncommitted insert while another engine's batch waited on it: a cycle PostgreSQL could
+/// not see (issue 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_ids_on_three_engines_apply_once_and_never_hang() {
+    for round in 0..SAME_ID_ROUNDS {
+        same_id_round(round).await;
+    }
+}
+
+async fn same_id_round(round: usize) {
+    const ENGINES: usize = 3;
+    const CLIENTS: u64 = 12;
+    const PER_CLIENT: usize = 40;
+    const RESUBMIT_AFTER_MAX: Duration = Duration::from_millis(3);
+    let ledger = ledger().await;
+    let (_, wallets) = funded_wallets(&ledger, 4, 10_000_000).await;
+    let engines: Arc<Vec<Engine>> = Arc::new((0..ENGINES).map(|_| Engine::new(ledger.db.store.clone())).collect());
+    let wallets = Arc::new(wallets);
+    let mut clients = JoinSet::new();
+    for client in 0..CLIENTS {
+        let (engines, wallets) = (engines.clone(), wallets.clone());
+        clients.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(round as u64 * 1_000 + client);
+            let mut applied = Vec::new();
+            for _ in 0..PER_CLIENT {
+                let request = random_transfers(&mut rng, &wallets, 1).pop().expect("one transfer");
+                let first = rng.usize(..ENGINES);
+                let second = (first + 1 + rng.usize(..ENGINES - 1)) % ENGINES;
+                let (engine_a, engine_b) = (engines[first].clone(), engines[second].clone());
+                let (request_a, request_b) = (request.clone(), request.clone());
+                let delay = RESUBMIT_AFTER_MAX.mul_f64(rng.f64());
+                let a = tokio::spawn(async move { submit(&engine_a, vec![request_a]).await });
+                let b = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    submit(&engine_b, vec![request_b]).await
+                });
+                let mut results: Vec<TransferResult> =
+                    [a.await.expect("first submission"), b.await.expect("second submission")]
+                        .into_iter()
+                        .map(|mut outcomes| outcomes.pop().expect("one outcome").result)
+                        .collect();
+                results.sort_by_key(|result| result.code());
+                assert!(
+                    matches!(results.as_slice(), [TransferResult::Exists, TransferResult::Exists | TransferResult::Ok]),
+                    "round {round}: one id on two engines answered {results:?}"
+                );
+                applied.push(request.id.0);
+            }
+            applied
+        });
+    }
+    let applied: Vec<uuid::Uuid> = join_all(clients).await.into_iter().flatten().collect();
+    let client = ledger.db.connect().await;
+    let found: i64 = client
+        .query_one("SELECT count(*) FROM transfers WHERE id = ANY($1) AND status = 'posted'", &[&applied])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found as usize, applied.len(), "round {round}: an acknowledged transfer is missing");
+    let report = tally_recon::check_ledger(&ledger.db.store).await.expect("reconcile");
+    assert!(report.findings.is_empty(), "round {round}: the books do not reconcile: {:#?}", report.findings);
+    for engine in engines.iter() {
+        engine.shutdown().await;
+    }
+}
