@@ -565,8 +565,8 @@ struct Pipeline {
     sequencer: Sequencer,
     /// Resolves to whether the previous batch (and every one before it) was answered.
     previous: Option<oneshot::Receiver<bool>>,
-    /// Resolves to the previous batch's token once it holds its account locks, or to an error
-    /// once it gave up before that.
+    /// Resolves to the previous batch's token once its write transaction is open, or to an
+    /// error once it gave up before that.
     turn: Option<oneshot::Receiver<BatchToken>>,
     number: u64,
     /// Batches that must run again through the locking path, by number.
@@ -634,7 +634,7 @@ impl Pipeline {
         };
         let (signal, next) = oneshot::channel();
         let previous = self.previous.replace(next);
-        let (locks_held, next_turn) = oneshot::channel::<BatchToken>();
+        let (begun, next_turn) = oneshot::channel::<BatchToken>();
         let turn = self.turn.replace(next_turn);
         let inner = inner.clone();
         self.spawn(async move {
@@ -646,10 +646,10 @@ impl Pipeline {
                 }
             };
             let expired = decided.as_ref().map_or(0, |d| d.output.resolved.len());
-            // Account updates start in batch order, with no SQL transaction open while this
-            // batch waits for its turn. A predecessor that gave up before holding its locks (a
-            // dropped sender) may have been the base of this batch's decisions: this one then
-            // writes nothing and runs again with locks.
+            // Write transactions open in batch order, and none is open while this batch waits
+            // for its turn. A predecessor that gave up before opening its own (a dropped sender)
+            // may have been the base of this batch's decisions: this one then writes nothing
+            // and runs again with locks.
             let after = match turn {
                 None => Ok(None),
                 Some(turn) => turn.await.map(Some),
@@ -658,13 +658,14 @@ impl Pipeline {
                 (Ok(decided), Ok(after)) => {
                     let outcomes = speculative::outcomes(&batch.submissions, &decided);
                     let speculative::Decided { batch: connection, state, output, expected, at } = decided;
-                    // The store commits this batch only if `after` committed: a version number
-                    // names a state only along one history, and these decisions rest on the
-                    // predecessor's. Dropping `locks_held` unsent tells the successor the same.
+                    // The store updates this batch's accounts after `after` locked its own, and
+                    // commits only if `after` committed: a version number names a state only
+                    // along one history, and these decisions rest on the predecessor's. Dropping
+                    // `begun` unsent tells the successor the same.
                     let order = AccountOrder {
                         after,
-                        locks_held: move |token| {
-                            let _ = locks_held.send(token);
+                        begun: move |token| {
+                            let _ = begun.send(token);
                         },
                     };
                     match connection.commit_batch(&state, &output, &batch.submissions, &expected, at, order).await {

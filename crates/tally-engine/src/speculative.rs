@@ -25,9 +25,11 @@
 //!   increase, so an equal version is the same state.
 //!
 //! Decisions read outside any SQL transaction, and a batch opens its write transaction only
-//! once the previous batch holds its account locks: no transaction ever sits open while Tally
-//! waits for something PostgreSQL cannot see. The wait for the predecessor's commit happens in
-//! PostgreSQL, on the predecessor's advisory lock, so the deadlock detector sees it.
+//! once the previous batch has opened its own: no transaction ever sits open while Tally waits
+//! for something PostgreSQL cannot see. The waits for the predecessor's account locks and for
+//! its commit happen in PostgreSQL, on the predecessor's advisory locks, so the deadlock
+//! detector sees them; meanwhile the batch copies its journal rows, overlapping the
+//! predecessor's commit.
 //!
 //! Any such failure, and any failure of a batch that later batches were decided on, makes the
 //! engine fall back: it waits for every batch in flight, forgets what it knew, and re-runs the

@@ -4,21 +4,23 @@
 //! 1. Prefetch the journal rows named by id (idempotency) or by `related_id`, recorded
 //!    rejections, and which originals were already reversed (no locks yet).
 //! 2. Lock every account the batch touches, in id order (`FOR UPDATE`), so that concurrent
-//!    batches queue on row locks instead of deadlocking; then read the related rows again, since
-//!    whoever resolves or reverses them holds these locks too.
+//!    batches queue on row locks instead of deadlocking; then read the rows by id again, since
+//!    whoever decided one of those ids, or resolves or reverses a related transfer, held these
+//!    locks too.
 //! 3. Run `tally_core::LedgerState::apply_segments`: pure, synchronous, in request order.
 //! 4. Write (`write_batch`).
 //!
 //! The engine's pipelined path decides on state it supplies (`BatchConn::prefetch`,
-//! `BatchConn::read_accounts`, read outside any SQL transaction) and then opens the write
-//! transaction (`BatchConn::begin`) and writes the same way, after the batch it was decided on
-//! (`AccountOrder::after`) has committed.
+//! `BatchConn::read_accounts`, read outside any SQL transaction), opens the write transaction
+//! (`BatchConn::begin`) once the batch it was decided after (`AccountOrder::after`) has opened
+//! its own, and writes the same way: its account updates follow the predecessor's, and it
+//! commits only if the predecessor committed.
 //!
-//! Writing, in this order: account totals (one array statement, which takes the accounts' row
-//! locks in id order), journal rows by binary COPY, resolved holds, one audit row per batch, the
-//! wait for the predecessor batch, events, COMMIT. Every account the batch read is written at the
-//! version the decisions were made on, or the batch fails with a transient error and writes
-//! nothing.
+//! Writing, in this order: journal rows by binary COPY, resolved holds, one audit row per
+//! batch, the wait for the predecessor's account locks, account totals (one array statement,
+//! which takes the accounts' row locks in id order), the wait for the predecessor's commit,
+//! events, COMMIT. Every account the batch read is written at the version the decisions were
+//! made on, or the batch fails with a transient error and writes nothing.
 //!
 //! Every wait inside a write transaction is one PostgreSQL can see (a row lock, a unique-key
 //! insert, an advisory lock), so its deadlock detector breaks any cycle, and each is bounded by
@@ -243,9 +245,13 @@ pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// connected: a batch abandoned by a bounded shutdown (its connection closed) then rolls back and
 /// lets go of its locks within this, instead of when its lock wait ends.
 pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// The class (first key) of the advisory lock each write transaction holds until it ends. The
-/// two-key form keeps these apart from one-key advisory locks of migrations and other software.
-const BATCH_LOCK_CLASS: i32 = 0x5441_4C59;
+/// The classes (first keys) of the two advisory locks each write transaction takes when it
+/// begins, keyed by its transaction id: one it holds until it ends (a successor waits on it for
+/// the outcome), one it holds until its account rows are locked (a successor waits on it before
+/// updating accounts). The two-key form keeps these apart from one-key advisory locks of
+/// migrations and other software.
+const COMMIT_LOCK_CLASS: i32 = 0x5441_4C59;
+const ACCOUNTS_LOCK_CLASS: i32 = 0x5441_4C5A;
 
 const _: () = assert!(LOCK_TIMEOUT.as_millis() < IDLE_IN_TRANSACTION_TIMEOUT.as_millis());
 
@@ -255,12 +261,14 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() < IDLE_IN_TRANSACTION_TIMEOUT.as_
 pub struct BatchToken(i64);
 
 /// Where a pipelined batch stands among the batches in flight.
-pub struct AccountOrder<H> {
-    /// The batch this one was decided after: this one commits only if that one committed.
+pub struct AccountOrder<B> {
+    /// The batch this one was decided after: this one updates accounts only once that one
+    /// holds its account row locks (so that it queues behind them, instead of finding the old
+    /// versions), and commits only if that one committed.
     pub after: Option<BatchToken>,
-    /// Called as soon as this batch holds its account row locks, so that the next batch may
-    /// take its own (and queue behind these, instead of finding the old versions).
-    pub locks_held: H,
+    /// Called with this batch's token as soon as its write transaction holds the locks a
+    /// successor waits on, so that the successor may begin.
+    pub begun: B,
 }
 
 /// One batch's connection, which may move between tasks (decided by one, written by another).
@@ -291,7 +299,7 @@ impl Store {
 impl AccountOrder<fn(BatchToken)> {
     /// A batch that depends on no other and tells no one when it holds its locks.
     pub fn alone() -> Self {
-        AccountOrder { after: None, locks_held: |_| () }
+        AccountOrder { after: None, begun: |_| () }
     }
 }
 
@@ -301,7 +309,9 @@ impl BatchConn {
     }
 
     /// Opens the write transaction (READ COMMITTED, keyed lookups only, bounded lock waits) and
-    /// takes the advisory lock that later batches wait on. Returns the batch's token.
+    /// takes the advisory locks that later batches wait on. Returns the batch's token. The
+    /// accounts lock is a session lock, released by `write_batch` once the account rows are
+    /// locked, or by closing the connection or `rollback` when the batch fails.
     pub async fn begin(&mut self) -> Result<BatchToken, StoreError> {
         assert!(!self.in_transaction, "a batch begins once");
         // Keyed lookups only: stop the planner from hashing whole tables for the array joins.
@@ -311,7 +321,8 @@ impl BatchConn {
              SET LOCAL lock_timeout = '{}ms'; SET LOCAL idle_in_transaction_session_timeout = '{}ms';
              SET LOCAL client_connection_check_interval = '{}ms';
              SELECT x::text FROM (SELECT pg_current_xact_id()::text::int8 AS x) s,
-                 LATERAL pg_advisory_xact_lock({BATCH_LOCK_CLASS}, (x % 2147483647)::int4)",
+                 LATERAL pg_advisory_xact_lock({COMMIT_LOCK_CLASS}, (x % 2147483647)::int4) c,
+                 LATERAL pg_advisory_lock({ACCOUNTS_LOCK_CLASS}, (x % 2147483647)::int4) a",
             LOCK_TIMEOUT.as_millis(),
             IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
             CLIENT_CHECK_INTERVAL.as_millis()
@@ -360,7 +371,7 @@ impl BatchConn {
     /// batch was decided outside one. Fails with a transient error, writing nothing, when an
     /// account is no longer at its `expected` version, a hold was resolved meanwhile, or the
     /// batch `order.after` did not commit: the decisions were made on state that never was or
-    /// has moved on. `order.locks_held` is called as soon as this batch holds its account locks.
+    /// has moved on. `order.begun` is called as soon as the write transaction is open.
     #[allow(clippy::too_many_arguments)]
     pub async fn write_and_commit(
         mut self,
@@ -380,7 +391,8 @@ impl BatchConn {
                 token
             }
         };
-        write_batch(self.client(), state, output, submissions, expected, at, watch, token, order).await?;
+        (order.begun)(token);
+        write_batch(self.client(), state, output, submissions, expected, at, watch, token, order.after).await?;
         self.client().batch_execute("COMMIT").await?;
         watch.lap(9);
         self.in_transaction = false;
@@ -406,7 +418,7 @@ impl BatchConn {
     pub async fn rollback(mut self) {
         if self.in_transaction
             && let Some(client) = self.client.take()
-            && client.batch_execute("ROLLBACK").await.is_err()
+            && client.batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()").await.is_err()
         {
             drop(deadpool_postgres::Object::take(client));
         }
@@ -474,14 +486,15 @@ async fn prefetch_transfers(
 
 /// Writes everything a batch decided. `submissions` gives each request's actor.
 ///
-/// Account totals first: the batch takes its row locks (in id order, as every writer does)
-/// before it holds anything else, so that what it waits for next can only be a row lock or a
-/// unique key that PostgreSQL sees. Journal rows are their own audit record (immutable, with
-/// actor and time); the batch gets one audit row naming it, which every row it wrote points to
-/// through `batch_id`, and each hold it resolved gets an audit row of its own (a change to an
-/// existing row). Events carry no payload: the journal row under `entity_id` is the payload.
-/// They are numbered last, after the predecessor committed, so the singleton sequence row is
-/// held only by a transaction that is about to commit.
+/// Journal rows are their own audit record (immutable, with actor and time); the batch gets one
+/// audit row naming it, which every row it wrote points to through `batch_id`, and each hold it
+/// resolved gets an audit row of its own (a change to an existing row). They are written first,
+/// while the predecessor (`after`) may still be updating its accounts. Account totals follow,
+/// once the predecessor holds its account row locks, so that this batch queues behind them (in
+/// id order, as every writer locks accounts). Events carry no payload: the journal row under
+/// `entity_id` is the payload; they are numbered last, after the predecessor committed, so that
+/// the singleton sequence row is held only by a transaction that is about to commit. Every wait
+/// here is on a row, a unique key or an advisory lock: PostgreSQL sees them all.
 #[allow(clippy::too_many_arguments)]
 async fn write_batch(
     client: &deadpool_postgres::Client,
@@ -492,7 +505,7 @@ async fn write_batch(
     at: Timestamp,
     watch: &mut Stopwatch<'_>,
     token: BatchToken,
-    order: AccountOrder<impl FnOnce(BatchToken)>,
+    after: Option<BatchToken>,
 ) -> Result<(), StoreError> {
     let mut actors: HashMap<TransferId, &str> = HashMap::with_capacity(submissions.len());
     for submission in submissions {
@@ -500,9 +513,6 @@ async fn write_batch(
     }
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
     let batch_id = Uuid::now_v7();
-    update_accounts(client, state, expected, at).await?;
-    (order.locks_held)(token);
-    watch.lap(5);
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
     watch.lap(4);
@@ -541,8 +551,21 @@ async fn write_batch(
     }
     journal::append_at(client, &entries, Some(to_system_time(at))).await?;
     watch.lap(6);
-    if let Some(predecessor) = order.after {
-        await_commit(client, predecessor).await?;
+    if let Some(predecessor) = after {
+        await_lock(client, ACCOUNTS_LOCK_CLASS, predecessor).await?;
+    }
+    update_accounts(client, state, expected, at).await?;
+    release_accounts_lock(client, token).await?;
+    watch.lap(5);
+    if let Some(predecessor) = after {
+        let status = await_lock(client, COMMIT_LOCK_CLASS, predecessor).await?;
+        if status.as_deref() != Some("committed") {
+            return Err(StoreError::Conflict(format!(
+                "the batch this one was decided after did not commit (transaction {}: {})",
+                predecessor.0,
+                status.as_deref().unwrap_or("unknown")
+            )));
+        }
     }
     watch.lap(7);
     copy_events(client, output, at).await?;
@@ -550,11 +573,15 @@ async fn write_batch(
     Ok(())
 }
 
-/// Waits, in PostgreSQL, until the batch `predecessor` ended, and fails with a transient
-/// `Conflict` unless it committed. The wait is on the predecessor's advisory lock, so the
-/// deadlock detector sees it like any row lock; `pg_xact_status` then reads the outcome, which
-/// is settled before the lock is released.
-async fn await_commit(client: &deadpool_postgres::Client, predecessor: BatchToken) -> Result<(), StoreError> {
+/// Waits, in PostgreSQL, until the batch `predecessor` lets go of its advisory lock of `class`,
+/// and returns the predecessor's transaction status (`committed`, `aborted`, `in progress`).
+/// The wait is on a lock, so the deadlock detector sees it like any row lock; the status of a
+/// transaction is settled before it releases its transaction-level locks.
+async fn await_lock(
+    client: &deadpool_postgres::Client,
+    class: i32,
+    predecessor: BatchToken,
+) -> Result<Option<String>, StoreError> {
     let statement = client
         .prepare_cached(
             "WITH waited AS MATERIALIZED (
@@ -562,15 +589,15 @@ async fn await_commit(client: &deadpool_postgres::Client, predecessor: BatchToke
              SELECT pg_xact_status($2::int8::text::xid8) FROM waited",
         )
         .await?;
-    let status: Option<String> = client.query_one(&statement, &[&BATCH_LOCK_CLASS, &predecessor.0]).await?.get(0);
-    match status.as_deref() {
-        Some("committed") => Ok(()),
-        other => Err(StoreError::Conflict(format!(
-            "the batch this one was decided after did not commit (transaction {}: {})",
-            predecessor.0,
-            other.unwrap_or("unknown")
-        ))),
-    }
+    Ok(client.query_one(&statement, &[&class, &predecessor.0]).await?.get(0))
+}
+
+/// Lets a successor update its accounts: this batch holds its account row locks now.
+async fn release_accounts_lock(client: &deadpool_postgres::Client, token: BatchToken) -> Result<(), StoreError> {
+    let statement = client.prepare_cached("SELECT pg_advisory_unlock($1::int4, ($2::int8 % 2147483647)::int4)").await?;
+    let released: bool = client.query_one(&statement, &[&ACCOUNTS_LOCK_CLASS, &token.0]).await?.get(0);
+    assert!(released, "a batch holds its accounts lock until it releases it here");
+    Ok(())
 }
 
 /// The journal rows of a batch, applied and rejected, by binary COPY in the order they were
