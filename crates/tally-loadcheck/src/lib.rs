@@ -16,7 +16,9 @@
 //! 4. every process exited by itself on SIGTERM.
 //!
 //! A hang never stalls the check: the load phase has a hard deadline and a stall detector, and
-//! what the database sessions were waiting for at that moment goes into the report.
+//! what the database sessions were waiting for at that moment goes into the report. Every other
+//! phase is bounded too: setup by `SETUP_TIMEOUT`, stopping by the stop timeout (then SIGKILL),
+//! the checks by `VERIFY_TIMEOUT`.
 //!
 //! Assumptions: the database is reachable from this process and from the `tally serve`
 //! children with the same connection string; the ledger is consistent before the run (checked
@@ -354,7 +356,7 @@ fn checks(report: &LoadReport) -> Vec<Check> {
             }
             Ending::Finished => format!("{undecided} HTTP transfers were given up after {} tries", http::ATTEMPTS_MAX),
             Ending::DeadlineExceeded { in_flight } => format!(
-                "HUNG: the deadline of {:.0} s passed with {in_flight} transfers in flight",
+                "HUNG OR TOO SLOW: the deadline of {:.0} s passed with {in_flight} transfers in flight",
                 report.deadline_seconds
             ),
             Ending::Stalled { in_flight, quiet_seconds } => format!(
