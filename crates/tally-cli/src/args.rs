@@ -80,6 +80,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure the end-of-day run on a generated ledger (embedded: database `tally_bench_eod`).
     BenchEod(BenchEodArgs),
+    /// Run several `tally serve` processes and SQL-native writers on shared hot accounts with
+    /// impatient, resubmitting clients, then check every acknowledged transfer and the books
+    /// (embedded: a fresh database `tally_loadcheck` per round).
+    Loadcheck(LoadcheckArgs),
     /// Endless load with intent and ack logs, for the crash harness.
     #[command(hide = true)]
     Load(LoadArgs),
@@ -517,4 +521,49 @@ pub enum RoleArg {
     Auditor,
     /// Read only the named accounts.
     Reader,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadcheckArgs {
+    /// `tally serve` processes on the database.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// Connections calling the seed's `compat.transfer_money`, as its Python client does.
+    #[arg(long, default_value_t = 4)]
+    pub sql_writers: usize,
+    /// Hot accounts every writer moves money among.
+    #[arg(long, default_value_t = 8)]
+    pub accounts: usize,
+    /// Skew of the account choice: account i (from 0) has weight 1/(i+1)^s; 0 is uniform.
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf_exponent: f64,
+    /// HTTP clients per process.
+    #[arg(long, default_value_t = 24)]
+    pub clients: usize,
+    /// Transfers per round in all (HTTP and SQL); instead of --duration.
+    #[arg(long, conflicts_with = "duration")]
+    pub transfers: Option<u64>,
+    /// How long each round sends new transfers, e.g. 30s.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// How long an HTTP client waits before it resubmits the same transfer to another process.
+    #[arg(long, default_value = "200ms")]
+    pub client_timeout: String,
+    /// The share of HTTP transfers (0 to 1) sent to two processes at once.
+    #[arg(long, default_value_t = 0.1)]
+    pub hedge_fraction: f64,
+    /// Rounds to run; each on a fresh database when embedded. On --database-url, the rounds
+    /// stop at the first failure (a broken ledger would fail every later round too).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+    /// Each round's load must end by then (default: the duration plus a minute, or 5 minutes
+    /// for --transfers).
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// A round that decides no transfer for this long is hung.
+    #[arg(long, default_value = "15s")]
+    pub stall_timeout: String,
+    /// Seed of the first round's random choices (each round adds its number).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }

@@ -7,6 +7,7 @@ mod commands;
 mod connect;
 mod demo;
 mod load;
+mod loadcheck;
 mod recon;
 mod render;
 mod serve;
@@ -57,6 +58,13 @@ async fn run(cli: Cli) -> Result<()> {
         out.value(&json, || format!("{}\nwrote {}", report.table(), args.json_out.display()));
         return Ok(());
     }
+    if let Command::Loadcheck(args) = &cli.command {
+        let (_, passed) = loadcheck::run(&cli, args).await?;
+        if !passed {
+            std::process::exit(recon::EXIT_FINDINGS);
+        }
+        return Ok(());
+    }
     let db = match &cli.command {
         Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
         _ => Database::open(&cli).await?,
@@ -81,7 +89,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Load(args) => load::run(&db, &args).await,
         Command::Serve(args) => serve::serve(&db, &args).await,
         Command::Key(command) => serve::key(&db, &out, command).await,
-        Command::Pg(_) | Command::Bench(_) | Command::BenchEod(_) => unreachable!("handled above"),
+        Command::Pg(_) | Command::Bench(_) | Command::BenchEod(_) | Command::Loadcheck(_) => {
+            unreachable!("handled above")
+        }
     };
     db.close()?;
     result

@@ -271,3 +271,51 @@ async fn reconcile_a_day_balance_as_of_days_and_statement_import() {
     assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), report);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn loadcheck_runs_a_round_and_reports_its_checks_as_json() {
+    let cli = Cli::new().await;
+    // One server and no other writer: nothing here races, so every check must pass.
+    let reports = cli.json(&[
+        "loadcheck",
+        "--processes",
+        "1",
+        "--sql-writers",
+        "0",
+        "--clients",
+        "4",
+        "--transfers",
+        "200",
+        "--hedge-fraction",
+        "0.5",
+        "--seed",
+        "7",
+    ]);
+    let report = &reports[0];
+    assert_eq!(reports.as_array().unwrap().len(), 1);
+    let checks: Vec<(&str, bool)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"] == true))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("acknowledged_in_journal", true),
+            ("answers_consistent", true),
+            ("ledger_consistent", true),
+            ("live", true),
+            ("processes_stopped", true)
+        ],
+        "{report:#}"
+    );
+    assert_eq!(report["http"]["transfers"], 200);
+    assert_eq!(report["config"]["seed"], 7);
+    assert!(report["http"]["hedged"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(!report.to_string().contains("tly_"), "the report never shows the API key");
+
+    let refused = cli.run(&["loadcheck", "--hedge-fraction", "2"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("hedge fraction must be 0 to 1"));
+}

@@ -251,3 +251,66 @@ fn seq_of(row: &JournalRow) -> i64 {
         JournalRow::Applied { seq, .. } | JournalRow::Rejected { seq, .. } => *seq,
     }
 }
+
+/// The most transfer ids one `journal_rows` call looks up.
+pub const JOURNAL_ROWS_IDS_MAX: usize = 10_000;
+
+/// A session on the ledger database that is inside a transaction, for diagnosing a run that
+/// stopped making progress: who waits for whom, as far as PostgreSQL can tell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionActivity {
+    pub pid: i32,
+    pub application_name: String,
+    /// `active`, `idle in transaction`, ...
+    pub state: String,
+    /// What the session waits for (`Lock/transactionid`, `Client/ClientRead`, ...), if anything.
+    pub wait: Option<String>,
+    /// The sessions holding the locks this one waits for (`pg_blocking_pids`).
+    pub blocked_by: Vec<i32>,
+    /// Milliseconds since the session's transaction began.
+    pub transaction_ms: i64,
+    /// The start of the session's current or last statement.
+    pub query: String,
+}
+
+impl Store {
+    /// The journal rows under these transfer ids (at most `JOURNAL_ROWS_IDS_MAX`), in no
+    /// particular order; ids that were never decided are absent.
+    pub async fn journal_rows(&self, ids: &[Uuid]) -> Result<Vec<JournalRow>, StoreError> {
+        assert!(ids.len() <= JOURNAL_ROWS_IDS_MAX, "{} ids above JOURNAL_ROWS_IDS_MAX", ids.len());
+        let client = self.client().await?;
+        let sql = format!("SELECT {} FROM transfers t WHERE t.id = ANY($1)", crate::posting::TRANSFER_COLUMNS);
+        Ok(client.query(&sql, &[&ids]).await?.iter().map(journal_row_from_row).collect())
+    }
+
+    /// Every other client session on this database that is inside a transaction. A session
+    /// `idle in transaction` that blocks others is waiting for its client, which PostgreSQL's
+    /// deadlock detector cannot see.
+    pub async fn sessions_in_transaction(&self) -> Result<Vec<SessionActivity>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT pid, coalesce(application_name, ''), coalesce(state, ''),
+                        wait_event_type || '/' || wait_event, pg_blocking_pids(pid),
+                        (extract(epoch FROM clock_timestamp() - xact_start) * 1000)::bigint, left(coalesce(query, ''), 160)
+                 FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND backend_type = 'client backend' AND xact_start IS NOT NULL
+                 ORDER BY xact_start",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| SessionActivity {
+                pid: row.get(0),
+                application_name: row.get(1),
+                state: row.get(2),
+                wait: row.get(3),
+                blocked_by: row.get(4),
+                transaction_ms: row.get(5),
+                query: row.get(6),
+            })
+            .collect())
+    }
+}
