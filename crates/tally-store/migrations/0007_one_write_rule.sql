@@ -99,19 +99,15 @@ BEGIN
             jsonb_build_object('claimed_user_id', user_id), now(), now());
     -- Each account row is written only at the version this decision was made on. The row locks
     -- taken above make that hold; the check asserts it rather than relying on it.
-    UPDATE accounts SET debits_posted = debits_posted + v_minor, version = version + 1, updated_at = now()
-        WHERE id = v_from.id AND version = v_from.version;
+    UPDATE accounts
+       SET debits_posted  = debits_posted + CASE WHEN id = v_from.id THEN v_minor ELSE 0 END,
+           credits_posted = credits_posted + CASE WHEN id = v_to.id THEN v_minor ELSE 0 END,
+           version = version + 1, updated_at = now()
+     WHERE (id = v_from.id AND version = v_from.version) OR (id = v_to.id AND version = v_to.version);
     GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows <> 1 THEN
-        RAISE EXCEPTION '版本冲突 (version_conflict): account % moved on from version %', v_from.id, v_from.version
-            USING ERRCODE = '40001';
-    END IF;
-    UPDATE accounts SET credits_posted = credits_posted + v_minor, version = version + 1, updated_at = now()
-        WHERE id = v_to.id AND version = v_to.version;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows <> 1 THEN
-        RAISE EXCEPTION '版本冲突 (version_conflict): account % moved on from version %', v_to.id, v_to.version
-            USING ERRCODE = '40001';
+    IF v_rows <> 2 THEN
+        RAISE EXCEPTION '版本冲突 (version_conflict): account % or % moved on from the version this transfer was decided on',
+            v_from.id, v_to.id USING ERRCODE = '40001';
     END IF;
 
     -- The same payload shape as transfers posted through Tally (amounts as strings of minor units).
