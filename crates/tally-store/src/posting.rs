@@ -256,7 +256,7 @@ const ACCOUNTS_LOCK_CLASS: i32 = 0x5441_4C5A;
 const _: () = assert!(LOCK_TIMEOUT.as_millis() < IDLE_IN_TRANSACTION_TIMEOUT.as_millis());
 
 /// A batch's write transaction, as named by a batch that was decided on its effects: its
-/// transaction id, on which it holds an advisory lock until it ends.
+/// transaction id, the key of the two advisory locks it takes when it begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchToken(i64);
 
@@ -297,7 +297,7 @@ impl Store {
 }
 
 impl AccountOrder<fn(BatchToken)> {
-    /// A batch that depends on no other and tells no one when it holds its locks.
+    /// A batch that depends on no other and tells no one when it begins.
     pub fn alone() -> Self {
         AccountOrder { after: None, begun: |_| () }
     }
