@@ -135,8 +135,8 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
     match tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, tls, stop).await? {
         tally_server::Shutdown::Complete => println!("stopped: every accepted request was answered"),
         tally_server::Shutdown::Abandoned => println!(
-            "stopped at the shutdown timeout: transfers still in flight were rolled back where possible and \
-             answered outcome_unknown (a retry with the same id is safe)"
+            "stopped at the shutdown timeout: requests still open were cut off, and transfers still in flight \
+             (if any) were rolled back where possible and answered outcome_unknown (a retry with the same id is safe)"
         ),
     }
     Ok(())

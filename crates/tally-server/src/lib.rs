@@ -365,7 +365,7 @@ pub async fn serve(
         tracing::info!("shut down: every accepted transfer was answered");
         Ok(Shutdown::Complete)
     } else {
-        tracing::warn!(?bound, "shut down at the bound: batches in flight were abandoned, their outcome unknown");
+        tracing::warn!(?bound, "shut down at the bound: open requests cut off, batches in flight (if any) abandoned");
         Ok(Shutdown::Abandoned)
     }
 }
