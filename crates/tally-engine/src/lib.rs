@@ -12,7 +12,7 @@
 //! another caller's transfers. By default the batcher decides each batch itself, on the state
 //! the batches before it will leave, and a commit task writes it while the next batch is
 //! decided (speculative pipelining: see `speculative`); a surprise there drains the pipeline
-//! and runs the affected batches again through the locking path, `Store::post_segments`, which
+//! and runs the affected batches again through the locking path, `decide::commit_locked`, which
 //! is also the whole path when `speculative` is off. The locking path retries a batch on
 //! transient database failures (deadlock, serialization failure, a concurrent insert of the same
 //! id, a lost connection) with bounded, jittered exponential backoff. Retrying is safe: a failed
@@ -27,8 +27,10 @@
 //! Shutdown: `shutdown` closes the intake, commits everything already accepted, and returns once
 //! every caller has its answer.
 
+mod decide;
 mod speculative;
 
+use decide::{Reads, Work};
 use speculative::Sequencer;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -277,7 +279,9 @@ impl Engine {
     /// `direct` mode, to compare against batching.
     pub async fn submit_direct(&self, submission: Submission) -> Result<Outcome, EngineError> {
         let submissions = [submission];
-        let mut outcomes = retry(|| self.inner.store.post_batch(&submissions)).await?;
+        let work = || Work::Transfers { submissions: &submissions, segment_ends: &[1] };
+        let (state, output) = retry(|| decide::commit_locked(&self.inner.store, work())).await?;
+        let mut outcomes = decide::outcomes(&submissions, &state, &output);
         Ok(outcomes.pop().expect("one outcome per submission"))
     }
 
@@ -515,8 +519,9 @@ async fn run_expiry(
     expiry: ExpireJob,
 ) {
     if !inner.config.speculative {
-        let result = retry(|| inner.store.expire_due(expiry.at, EXPIRY_BATCH_MAX)).await;
-        let _ = expiry.reply.send(result);
+        let work = || Work::Expiry { at: expiry.at, limit: EXPIRY_BATCH_MAX };
+        let result = retry(|| decide::commit_locked(&inner.store, work())).await;
+        let _ = expiry.reply.send(result.map(|(_, output)| output.resolved.len()));
         return;
     }
     let slot = slots.clone().acquire_owned().await.expect("never closed");
@@ -623,15 +628,12 @@ impl Pipeline {
     ) {
         self.number += 1;
         let number = self.number;
-        let (decided, expiry_reply) = match expiry {
-            None => {
-                let at = inner.store.now();
-                (self.sequencer.decide(&inner.store, number, &batch.submissions, &batch.segment_ends, at).await, None)
-            }
-            Some(job) => {
-                (self.sequencer.decide_expiry(&inner.store, number, job.at, EXPIRY_BATCH_MAX).await, Some(job.reply))
-            }
+        let (work, expiry_reply) = match expiry {
+            None => (Work::Transfers { submissions: &batch.submissions, segment_ends: &batch.segment_ends }, None),
+            Some(job) => (Work::Expiry { at: job.at, limit: EXPIRY_BATCH_MAX }, Some(job.reply)),
         };
+        let reads = Reads::Speculative { sequencer: &mut self.sequencer, number };
+        let decided = decide::decide(&inner.store, reads, work).await;
         let (signal, next) = oneshot::channel();
         let previous = self.previous.replace(next);
         let (begun, next_turn) = oneshot::channel::<BatchToken>();
@@ -656,8 +658,8 @@ impl Pipeline {
             };
             let outcome = match (decided, after) {
                 (Ok(decided), Ok(after)) => {
-                    let outcomes = speculative::outcomes(&batch.submissions, &decided);
-                    let speculative::Decided { batch: connection, state, output, expected, at } = decided;
+                    let outcomes = decide::outcomes(&batch.submissions, &decided.state, &decided.output);
+                    let decide::Decided { batch: connection, state, output, expected, at } = decided;
                     // The store updates this batch's accounts after `after` locked its own, and
                     // commits only if `after` committed: a version number names a state only
                     // along one history, and these decisions rest on the predecessor's. Dropping
@@ -719,8 +721,9 @@ impl Pipeline {
 /// refuses, say) is committed again one caller at a time, so that only the caller whose
 /// submission causes it gets the error: one client's bad data never fails another's transfers.
 async fn commit_locked(inner: &Inner, batch: Batch) {
-    let result = retry(|| inner.store.post_segments(&batch.submissions, &batch.segment_ends)).await;
-    match result {
+    let work = || Work::Transfers { submissions: &batch.submissions, segment_ends: &batch.segment_ends };
+    let result = retry(|| decide::commit_locked(&inner.store, work())).await;
+    match result.map(|(state, output)| decide::outcomes(&batch.submissions, &state, &output)) {
         Ok(outcomes) => {
             inner.batches.fetch_add(1, Ordering::Relaxed);
             inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);

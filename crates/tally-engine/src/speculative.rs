@@ -34,16 +34,13 @@
 //! Any such failure, and any failure of a batch that later batches were decided on, makes the
 //! engine fall back: it waits for every batch in flight, forgets what it knew, and re-runs the
 //! submissions of the failed batches and of every batch after them through the locking path
-//! (`Store::post_segments`), in order. Callers are answered strictly in batch order, and only
+//! (`decide::commit_locked`), in order. Callers are answered strictly in batch order, and only
 //! once every earlier batch has committed, so no answer rests on a batch that failed. A
 //! submission re-run after its batch had in fact committed answers `exists` for what it applied.
 
 use std::collections::HashMap;
-use tally_core::{Account, AccountId, LedgerState, Rejection, Transfer, TransferId};
-use tally_core::{BatchOutput, Timestamp, TransferRequest};
-use tally_store::posting::{accounts_of, transfer_ids_of, versions};
-use tally_store::timing::Stopwatch;
-use tally_store::{BatchConn, Outcome, Store, StoreError, Submission};
+use tally_core::{Account, AccountId, BatchOutput, LedgerState, Rejection, Transfer, TransferId};
+use tally_store::{BatchConn, StoreError};
 
 /// The most accounts the sequencer remembers; past it, it forgets everything at a quiet moment.
 pub const ACCOUNT_CACHE_MAX: usize = 2_000_000;
@@ -56,15 +53,6 @@ pub struct Sequencer {
     transfers: HashMap<TransferId, (Transfer, u64)>,
     rejections: HashMap<TransferId, (Rejection, u64)>,
     reversed: HashMap<TransferId, u64>,
-}
-
-/// A batch decided and ready to write.
-pub struct Decided {
-    pub batch: BatchConn,
-    pub state: LedgerState,
-    pub output: BatchOutput,
-    pub expected: HashMap<AccountId, i64>,
-    pub at: Timestamp,
 }
 
 impl Sequencer {
@@ -85,63 +73,9 @@ impl Sequencer {
         self.reversed.retain(|_, batch| *batch != number);
     }
 
-    /// Decides a batch on the newest known state, and records its effects as the newest state.
-    pub async fn decide(
-        &mut self,
-        store: &Store,
-        number: u64,
-        submissions: &[Submission],
-        segment_ends: &[usize],
-        at: Timestamp,
-    ) -> Result<Decided, StoreError> {
-        let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
-        let times = store.stage_timer();
-        let mut watch = Stopwatch::start(&times);
-        let batch = store.open_batch().await?;
-        watch.lap(0);
-        let mut state = LedgerState::default();
-        batch.prefetch(&transfer_ids_of(&requests), &mut state).await?;
-        self.overlay(&requests, &mut state);
-        watch.lap(1);
-        self.load_accounts(&batch, &accounts_of(&requests, &state), &mut state).await?;
-        watch.lap(2);
-        let expected = versions(&state);
-        let output = state.apply_segments(at, &requests, segment_ends);
-        self.publish(number, &state, &output);
-        watch.lap(3);
-        Ok(Decided { batch, state, output, expected, at })
-    }
-
-    /// Decides an expiry pass (up to `limit` holds whose timeout passed at `at`) like a batch.
-    pub async fn decide_expiry(
-        &mut self,
-        store: &Store,
-        number: u64,
-        at: Timestamp,
-        limit: i64,
-    ) -> Result<Decided, StoreError> {
-        let batch = store.open_batch().await?;
-        let due = batch.due_holds(at, limit).await?;
-        let mut state = LedgerState::default();
-        batch.prefetch(&due, &mut state).await?;
-        for id in &due {
-            if let Some((transfer, _)) = self.transfers.get(&TransferId(*id)) {
-                state.transfers.insert(transfer.id, transfer.clone());
-            }
-        }
-        let account_ids: std::collections::BTreeSet<uuid::Uuid> =
-            state.transfers.values().flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]).collect();
-        self.load_accounts(&batch, &account_ids, &mut state).await?;
-        let expected = versions(&state);
-        let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
-        let output = state.expire(at, &ids);
-        self.publish(number, &state, &output);
-        Ok(Decided { batch, state, output, expected, at })
-    }
-
     /// Puts the newest known state of the named accounts into `state`, reading the ones it has
     /// never seen (without locks: the batch's version checks cover them).
-    async fn load_accounts(
+    pub(crate) async fn load_accounts(
         &mut self,
         batch: &BatchConn,
         account_ids: &std::collections::BTreeSet<uuid::Uuid>,
@@ -162,25 +96,24 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Lays the effects of batches in flight over what the database said.
-    fn overlay(&self, requests: &[TransferRequest], state: &mut LedgerState) {
-        for request in requests {
-            for id in std::iter::once(request.id).chain(request.related_id) {
-                if let Some((transfer, _)) = self.transfers.get(&id) {
-                    state.transfers.insert(id, transfer.clone());
-                }
-                if let Some((rejection, _)) = self.rejections.get(&id) {
-                    state.rejections.insert(id, rejection.clone());
-                }
-                if self.reversed.contains_key(&id) {
-                    state.reversed.insert(id);
-                }
+    /// Lays the effects of batches in flight on the journal rows named by `ids` over what the
+    /// database said.
+    pub(crate) fn overlay(&self, ids: &[uuid::Uuid], state: &mut LedgerState) {
+        for id in ids.iter().copied().map(TransferId) {
+            if let Some((transfer, _)) = self.transfers.get(&id) {
+                state.transfers.insert(id, transfer.clone());
+            }
+            if let Some((rejection, _)) = self.rejections.get(&id) {
+                state.rejections.insert(id, rejection.clone());
+            }
+            if self.reversed.contains_key(&id) {
+                state.reversed.insert(id);
             }
         }
     }
 
     /// Records a decided batch's effects as the newest known state.
-    fn publish(&mut self, number: u64, state: &LedgerState, output: &BatchOutput) {
+    pub(crate) fn publish(&mut self, number: u64, state: &LedgerState, output: &BatchOutput) {
         for id in &output.accounts_changed {
             self.accounts.insert(*id, state.accounts[id].clone());
         }
@@ -199,16 +132,4 @@ impl Sequencer {
             self.rejections.insert(rejection.request.id, (rejection.clone(), number));
         }
     }
-}
-
-/// The outcomes of a committed batch, one per request.
-pub fn outcomes(submissions: &[Submission], decided: &Decided) -> Vec<Outcome> {
-    submissions
-        .iter()
-        .zip(&decided.output.results)
-        .map(|(submission, result)| Outcome {
-            result: *result,
-            transfer: result.is_success().then(|| decided.state.transfers[&submission.request.id].clone()),
-        })
-        .collect()
 }

@@ -1,5 +1,5 @@
-//! Before the load: the hot accounts, opened and funded through the library (the locking path
-//! of `tally_store`, while nothing else writes), and an operator API key for the HTTP clients.
+//! Before the load: the hot accounts, opened and funded through the library (an engine of its
+//! own, while nothing else writes), and an operator API key for the HTTP clients.
 //! Every name carries the run's id, so runs can share a database.
 
 use crate::LoadError;
@@ -68,12 +68,20 @@ pub async fn prepare(store: &Store, accounts: usize) -> Result<Prepared, LoadErr
         let request = TransferRequest::posted(TransferId(Uuid::now_v7()), bank, id, amount);
         funding.push(Submission { request, actor: ACTOR.into() });
     }
+    // Through an engine of its own, while nothing else writes: the one way transfers enter.
+    let engine = tally_engine::Engine::start(
+        store.clone(),
+        tally_engine::EngineConfig { expiry_sweep_interval: None, ..tally_engine::EngineConfig::default() },
+    );
     for chunk in funding.chunks(tally_core::BATCH_SIZE_MAX) {
-        let outcomes = store.post_batch(chunk).await?;
+        let outcomes = engine.submit(chunk.to_vec()).await.map_err(|error| {
+            LoadError::Setup(format!("funding the hot accounts failed: {} ({error})", error.code()))
+        })?;
         if let Some(refused) = outcomes.iter().find(|o| o.result != TransferResult::Ok) {
             return Err(LoadError::Setup(format!("funding a hot account was refused: {}", refused.result.code())));
         }
     }
+    engine.shutdown().await;
     let generated = tally_server::generate_key();
     let key = NewApiKey {
         name: format!("loadcheck-{run_id}"),

@@ -1,20 +1,13 @@
-//! The batch commit: one SQL transaction decides and writes a whole batch of transfers.
+//! Writing a decided batch: one SQL transaction per batch. The engine decides
+//! (`tally_engine`'s `decide`, the one place that runs `LedgerState::apply_segments` and
+//! `expire`); this module gives it typed operations and writes what it decided, deciding
+//! nothing itself: reads of journal rows by id (`BatchConn::prefetch`), of holds past their
+//! timeout (`due_holds`), of accounts with or without their row locks (`lock_accounts`,
+//! `read_accounts`), the write transaction (`begin`), and the write (`write_and_commit`).
 //!
-//! The locking path, `Store::post_segments`:
-//! 1. Prefetch the journal rows named by id (idempotency) or by `related_id`, recorded
-//!    rejections, and which originals were already reversed (no locks yet).
-//! 2. Lock every account the batch touches, in id order (`FOR UPDATE`), so that concurrent
-//!    batches queue on row locks instead of deadlocking; then read the rows by id again, since
-//!    whoever decided one of those ids, or resolves or reverses a related transfer, held these
-//!    locks too.
-//! 3. Run `tally_core::LedgerState::apply_segments`: pure, synchronous, in request order.
-//! 4. Write (`write_batch`).
-//!
-//! The engine's pipelined path decides on state it supplies (`BatchConn::prefetch`,
-//! `BatchConn::read_accounts`, read outside any SQL transaction), opens the write transaction
-//! (`BatchConn::begin`) once the batch it was decided after (`AccountOrder::after`) has opened
-//! its own, and writes the same way: its account updates follow the predecessor's, and it
-//! commits only if the predecessor committed.
+//! A pipelined batch opens its write transaction once the batch it was decided after
+//! (`AccountOrder::after`) has opened its own; its account updates follow the predecessor's,
+//! and it commits only if the predecessor committed.
 //!
 //! Writing, in this order: journal rows by binary COPY, resolved holds, one audit row per
 //! batch, the wait for the predecessor's account locks, account totals (one array statement,
@@ -116,121 +109,6 @@ pub(crate) fn journal_row_from_row(row: &Row) -> JournalRow {
         completed_at: row.get::<_, Option<SystemTime>>(15).map(from_system_time),
     };
     JournalRow::Applied { transfer, actor, seq }
-}
-
-impl Store {
-    /// Decides and writes one batch in one SQL transaction. Not retried: see the module docs.
-    pub async fn post_batch(&self, submissions: &[Submission]) -> Result<Vec<Outcome>, StoreError> {
-        self.post_segments(submissions, &[submissions.len()]).await
-    }
-
-    /// `post_batch` for a batch made of independent submissions (see
-    /// `LedgerState::apply_segments`): linked chains never cross a segment end.
-    pub async fn post_segments(
-        &self,
-        submissions: &[Submission],
-        segment_ends: &[usize],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        assert!(submissions.len() <= BATCH_SIZE_MAX, "batch above BATCH_SIZE_MAX");
-        if submissions.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Some(bad) = submissions.iter().find(|s| s.actor.is_empty() || s.actor.len() > ACTOR_LEN_MAX) {
-            return Err(StoreError::Invalid(format!("actor {:?} must be 1 to {ACTOR_LEN_MAX} bytes", bad.actor)));
-        }
-        let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
-        let mut watch = Stopwatch::start(&self.stage_times);
-        let mut batch = self.open_batch().await?;
-        batch.begin().await?;
-        watch.lap(0);
-
-        // 1. Journal rows named by id (idempotency) or by related_id, read before any lock so
-        //    that this overlaps another batch's commit.
-        let ids = transfer_ids_of(&requests);
-        let mut state = LedgerState::default();
-        batch.prefetch(&ids, &mut state).await?;
-        watch.lap(1);
-        // 2. Lock every account the batch touches, in id order.
-        let account_ids = accounts_of(&requests, &state);
-        lock_accounts(batch.client(), &account_ids, &mut state).await?;
-        // 3. Whoever decided one of these ids (another process, given the same transfer by a
-        //    retrying client), or resolves or reverses a related transfer, held the locks of its
-        //    accounts, which are ours now: read the rows again. Such an insert has committed by
-        //    now and is answered `exists`, instead of failing this batch at the primary key.
-        batch.prefetch(&ids, &mut state).await?;
-        // A related transfer that appeared meanwhile has accounts of its own (rare: out of id
-        // order, so a deadlock is possible, which PostgreSQL breaks and the engine retries).
-        let more: BTreeSet<Uuid> = accounts_of(&requests, &state).difference(&account_ids).copied().collect();
-        lock_accounts(batch.client(), &more, &mut state).await?;
-        watch.lap(2);
-
-        let expected = versions(&state);
-        let at = self.now();
-        let output = state.apply_segments(at, &requests, segment_ends);
-        watch.lap(3);
-        batch.write_and_commit(&state, &output, submissions, &expected, at, &mut watch, AccountOrder::alone()).await?;
-
-        Ok(requests
-            .iter()
-            .zip(&output.results)
-            .map(|(request, result)| Outcome {
-                result: *result,
-                transfer: result.is_success().then(|| state.transfers[&request.id].clone()),
-            })
-            .collect())
-    }
-
-    /// Expires up to `limit` holds whose timeout passed at `at`, in one SQL transaction,
-    /// through the same lock-prefetch-apply-write path as transfers. Returns how many expired.
-    pub async fn expire_due(&self, at: Timestamp, limit: i64) -> Result<usize, StoreError> {
-        let mut batch = self.open_batch().await?;
-        batch.begin().await?;
-        let due = batch.due_holds(at, limit).await?;
-        if due.is_empty() {
-            batch.rollback().await;
-            return Ok(0);
-        }
-        let mut state = LedgerState::default();
-        batch.prefetch(&due, &mut state).await?;
-        let account_ids: BTreeSet<Uuid> =
-            state.transfers.values().flat_map(|t| [t.debit_account_id.0, t.credit_account_id.0]).collect();
-        lock_accounts(batch.client(), &account_ids, &mut state).await?;
-        batch.prefetch(&due, &mut state).await?;
-        let expected = versions(&state);
-        let ids: Vec<TransferId> = due.into_iter().map(TransferId).collect();
-        let output = state.expire(at, &ids);
-        let mut watch = Stopwatch::start(&self.stage_times);
-        batch.write_and_commit(&state, &output, &[], &expected, at, &mut watch, AccountOrder::alone()).await?;
-        Ok(output.resolved.len())
-    }
-}
-
-/// The ids a batch must look up: its own (idempotency) and those it names (related).
-pub fn transfer_ids_of(requests: &[TransferRequest]) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> =
-        requests.iter().flat_map(|r| std::iter::once(r.id.0).chain(r.related_id.map(|id| id.0))).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// Every account a batch may touch: those its requests name, and those of the transfers they
-/// act on (which must already be in `state`).
-pub fn accounts_of(requests: &[TransferRequest], state: &LedgerState) -> BTreeSet<Uuid> {
-    let mut ids = BTreeSet::new();
-    for request in requests {
-        ids.extend(request.debit_account_id.map(|a| a.0));
-        ids.extend(request.credit_account_id.map(|a| a.0));
-        if let Some(related) = request.related_id.and_then(|id| state.transfers.get(&id)) {
-            ids.extend([related.debit_account_id.0, related.credit_account_id.0]);
-        }
-    }
-    ids
-}
-
-/// The version of every account in `state`: what the batch's account updates require.
-pub fn versions(state: &LedgerState) -> HashMap<AccountId, i64> {
-    state.accounts.values().map(|a| (a.id, a.version)).collect()
 }
 
 /// How long one lock wait inside a write transaction may last before the batch fails (with a
@@ -347,6 +225,23 @@ impl BatchConn {
         prefetch_transfers(self.client(), ids, state).await
     }
 
+    /// Locks the accounts in id order (`FOR UPDATE`) and loads them into `state`. Missing ids are
+    /// simply absent.
+    pub async fn lock_accounts(&self, ids: &BTreeSet<Uuid>, state: &mut LedgerState) -> Result<(), StoreError> {
+        assert!(self.in_transaction, "locks are taken inside the write transaction");
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = ids.iter().copied().collect();
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE");
+        let statement = self.client().prepare_cached(&sql).await?;
+        for row in self.client().query(&statement, &[&ids]).await? {
+            let account = account_from_row(&row);
+            state.accounts.insert(account.id, account);
+        }
+        Ok(())
+    }
+
     /// Up to `limit` holds still open whose timeout passed at `at`, oldest first.
     pub async fn due_holds(&self, at: Timestamp, limit: i64) -> Result<Vec<Uuid>, StoreError> {
         let limit = limit.clamp(1, i64::try_from(BATCH_SIZE_MAX).expect("fits"));
@@ -383,6 +278,10 @@ impl BatchConn {
         watch: &mut Stopwatch<'_>,
         order: AccountOrder<impl FnOnce(BatchToken)>,
     ) -> Result<(), StoreError> {
+        assert!(submissions.len() <= BATCH_SIZE_MAX, "batch above BATCH_SIZE_MAX");
+        if let Some(bad) = submissions.iter().find(|s| s.actor.is_empty() || s.actor.len() > ACTOR_LEN_MAX) {
+            return Err(StoreError::Invalid(format!("actor {:?} must be 1 to {ACTOR_LEN_MAX} bytes", bad.actor)));
+        }
         let token = match self.token {
             Some(token) => token,
             None => {
@@ -434,25 +333,6 @@ impl Drop for BatchConn {
             drop(deadpool_postgres::Object::take(client));
         }
     }
-}
-
-/// Locks the accounts in id order and loads them. Missing ids are simply absent.
-async fn lock_accounts(
-    client: &impl GenericClient,
-    ids: &BTreeSet<Uuid>,
-    state: &mut LedgerState,
-) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = ids.iter().copied().collect();
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE");
-    let statement = client.prepare_cached(&sql).await?;
-    for row in client.query(&statement, &[&ids]).await? {
-        let account = account_from_row(&row);
-        state.accounts.insert(account.id, account);
-    }
-    Ok(())
 }
 
 /// Loads the named journal rows, and whether each applied one was already reversed.
