@@ -198,6 +198,7 @@ impl BatchConn {
             "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
              SET LOCAL lock_timeout = '{}ms'; SET LOCAL idle_in_transaction_session_timeout = '{}ms';
              SET LOCAL client_connection_check_interval = '{}ms';
+             SET LOCAL tally.journal_accounts_checked = 'batch';
              SELECT x::text FROM (SELECT pg_current_xact_id()::text::int8 AS x) s,
                  LATERAL pg_advisory_xact_lock({COMMIT_LOCK_CLASS}, (x % 2147483647)::int4) c,
                  LATERAL pg_advisory_lock({ACCOUNTS_LOCK_CLASS}, (x % 2147483647)::int4) a",
@@ -392,6 +393,7 @@ async fn write_batch(
         actors.entry(submission.request.id).or_insert(submission.actor.as_str());
     }
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
+    assert_accounts_read(state, output, expected);
     let batch_id = Uuid::now_v7();
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
@@ -451,6 +453,35 @@ async fn write_batch(
     copy_events(client, output, at).await?;
     watch.lap(8);
     Ok(())
+}
+
+/// Every transfer the batch writes names two accounts the batch read, open, in the transfer's
+/// currency. `update_accounts` then proves, in the same SQL transaction, that each of those rows
+/// exists, which is why the journal's statement-level account check skips the engine's writes
+/// (`tally.journal_accounts_checked`, migration 0008). The core decided on these accounts, so a
+/// failure here is a bug, never bad input.
+fn assert_accounts_read(state: &LedgerState, output: &BatchOutput, expected: &HashMap<AccountId, i64>) {
+    for transfer in &output.created {
+        for id in [transfer.debit_account_id, transfer.credit_account_id] {
+            assert!(
+                expected.contains_key(&id),
+                "transfer {} names account {id:?}, which the batch did not read",
+                transfer.id.0
+            );
+            let account = &state.accounts[&id];
+            assert_ne!(
+                account.status,
+                tally_core::AccountStatus::Closed,
+                "transfer {} names a closed account",
+                transfer.id.0
+            );
+            assert_eq!(
+                account.currency, transfer.currency,
+                "transfer {} and its account differ in currency",
+                transfer.id.0
+            );
+        }
+    }
 }
 
 /// Waits, in PostgreSQL, until the batch `predecessor` lets go of its advisory lock of `class`,
