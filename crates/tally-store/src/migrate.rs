@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "reconciliation", sql: include_str!("../migrations/0006_reconciliation.sql") },
     Migration { version: 7, name: "one_write_rule", sql: include_str!("../migrations/0007_one_write_rule.sql") },
     Migration { version: 8, name: "lean_writes", sql: include_str!("../migrations/0008_lean_writes.sql") },
+    Migration { version: 9, name: "events_at_commit", sql: include_str!("../migrations/0009_events_at_commit.sql") },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.

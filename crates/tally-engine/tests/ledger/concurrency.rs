@@ -711,3 +711,43 @@ async fn same_id_round(round: usize) {
         engine.shutdown().await;
     }
 }
+
+/// An SQL client that calls `compat.transfer_money` and then sits in its transaction holds the
+/// two accounts it moved money between, and nothing else: the engine keeps committing batches on
+/// other accounts meanwhile (before migration 0009, the client held the event sequence row too,
+/// and every engine batch waited for it until `lock_timeout`). When the client commits, its
+/// transfer gets its event, numbered after the engine's events that committed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sql_client_idle_in_its_transaction_stalls_only_its_own_accounts() {
+    let ledger = ledger().await;
+    let (_bank, wallets) = funded_wallets(&ledger, 4, 10_000).await;
+    let client = ledger.db.connect().await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    let compat_id: uuid::Uuid = client
+        .query_one(
+            "SELECT compat.transfer_money($1::text, $2::text, 1.00, 'seed-user')",
+            &[&wallets[0].to_string(), &wallets[1].to_string()],
+        )
+        .await
+        .expect("compat.transfer_money")
+        .get(0);
+
+    // Engine batches on the other two wallets commit while the client's transaction is open.
+    // `LOCK_TIMEOUT` is 10 s: a batch that waited for the client would take at least that long.
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let outcome = ledger.post(posted(wallets[2], wallets[3], 100)).await;
+        assert_eq!(outcome.result, TransferResult::Ok);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "engine batches waited for an idle SQL client: {took:?}");
+
+    client.batch_execute("COMMIT").await.expect("commit");
+    let rows = client
+        .query("SELECT entity_id FROM events WHERE type LIKE 'transfer.%' ORDER BY seq", &[])
+        .await
+        .expect("events");
+    let last: String = rows.last().expect("events").get(0);
+    assert_eq!(last, compat_id.to_string(), "the SQL client's transfer is the last to commit, so its event is last");
+    ledger.assert_consistent().await;
+}
