@@ -25,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply database migrations (also done automatically by every command).
+    /// Apply database migrations and say which ran (every command also migrates first).
     Migrate,
     /// Open, inspect and change accounts.
     #[command(subcommand)]

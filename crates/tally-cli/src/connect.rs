@@ -25,6 +25,8 @@ pub struct Database {
     pub engine: Engine,
     /// The authenticated caller recorded in the audit log: the PostgreSQL role we logged in as.
     pub actor: String,
+    /// What opening the ledger migrated (`tally migrate` reports it).
+    pub migrations: tally_store::MigrationReport,
     embedded: Option<(EmbeddedPg, StartOutcome)>,
 }
 
@@ -60,9 +62,9 @@ impl Database {
             }
         };
         let store = Store::connect(&conninfo, pool_size)?;
-        store.migrate().await.context("migrating the ledger database")?;
+        let migrations = store.migrate().await.context("migrating the ledger database")?;
         let role: String = store.client().await?.query_one("SELECT session_user::text", &[]).await?.get(0);
-        Ok(Database { engine: Engine::new(store.clone()), store, actor: format!("cli:{role}"), embedded })
+        Ok(Database { engine: Engine::new(store.clone()), store, actor: format!("cli:{role}"), migrations, embedded })
     }
 
     /// Stops the embedded server if this command started it.

@@ -71,7 +71,19 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let result = match cli.command {
         Command::Migrate => {
-            out.value(&serde_json::json!({"migrated": true}), || "the ledger schema is up to date".into());
+            let report = &db.migrations;
+            let json = serde_json::json!({"migrated": true, "applied": report.applied, "current": report.current});
+            out.value(&json, || match report.applied.as_slice() {
+                [] => format!("the ledger schema is up to date (version {})", report.current),
+                applied => {
+                    let versions: Vec<String> = applied.iter().map(i32::to_string).collect();
+                    format!(
+                        "applied migrations {}; the ledger schema is at version {}",
+                        versions.join(", "),
+                        report.current
+                    )
+                }
+            });
             Ok(())
         }
         Command::Account(command) => commands::account(&db, &out, command).await,

@@ -20,7 +20,7 @@ pub mod timing;
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
 pub use error::StoreError;
-pub use migrate::{MigrationReport, migrate};
+pub use migrate::{MigrationReport, migrate, migrate_through};
 pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
 pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
 
@@ -81,6 +81,13 @@ impl Store {
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut client = self.client().await?;
         migrate::migrate(&mut client).await
+    }
+
+    /// Applies pending migrations up to and including `version` only: for upgrade tests and
+    /// tools that need a database at an earlier release's schema (see [`migrate::migrate_through`]).
+    pub async fn migrate_through(&self, version: i32) -> Result<MigrationReport, StoreError> {
+        let mut client = self.client().await?;
+        migrate::migrate_through(&mut client, version).await
     }
 
     /// Seconds spent per stage of the batch commit since this store was created.

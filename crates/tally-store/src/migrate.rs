@@ -4,6 +4,9 @@
 //! starters (several Tally processes, parallel tests) apply each exactly once and a failed
 //! migration leaves nothing behind. An applied migration whose text later changed is an error:
 //! history is never rewritten. The ISO 4217 currency list from `tally_core` is upserted last.
+//!
+//! [`migrate`] brings a database to the newest version; [`migrate_through`] stops at an older
+//! one, for upgrade tests and tools that need a database as an earlier release left it.
 
 use crate::StoreError;
 use tally_core::currency::ISO_CURRENCIES;
@@ -37,11 +40,38 @@ const MIGRATION_LOCK_KEY: i64 = 0x74_61_6c_6c_79;
 /// What `migrate` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
+    /// The versions this call applied, in order (empty when the database was up to date).
     pub applied: Vec<i32>,
+    /// The version the database is at now.
     pub current: i32,
 }
 
+/// The newest schema version this build knows.
+pub const LATEST_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Applies every pending migration (idempotent). This is what Tally runs on start and what
+/// `tally migrate` runs.
 pub async fn migrate(client: &mut Client) -> Result<MigrationReport, StoreError> {
+    migrate_through(client, LATEST_VERSION).await
+}
+
+/// Applies the pending migrations up to and including `version`, and no later one, under the
+/// same rules as [`migrate`]: one SQL transaction under the advisory lock, applied migrations
+/// checked against their text, the ISO currencies upserted. For upgrade tests and tools that
+/// need a database at the schema an earlier release left (load its data, then run `migrate`);
+/// Tally itself always migrates to the newest version.
+///
+/// Refused when `version` is not a migration of this build, and when the database is already
+/// past `version`: migrations are never undone.
+///
+/// The currency upsert runs at every version, so it must work on the `currencies` table of
+/// every version (it does since 0001: `code`, `scale` and `iso` are all it names).
+pub async fn migrate_through(client: &mut Client, version: i32) -> Result<MigrationReport, StoreError> {
+    if !MIGRATIONS.iter().any(|m| m.version == version) {
+        return Err(StoreError::Invalid(format!(
+            "there is no migration {version}: versions run from 1 to {LATEST_VERSION}"
+        )));
+    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
     tx.batch_execute(
@@ -53,18 +83,24 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, StoreError>
     )
     .await?;
     let rows = tx.query("SELECT version, name, checksum FROM tally_migrations ORDER BY version", &[]).await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
     for row in &rows {
-        let version: i32 = row.get(0);
-        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == version) else {
-            return Err(StoreError::SchemaTooNew { found: version, known });
+        let found: i32 = row.get(0);
+        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == found) else {
+            return Err(StoreError::SchemaTooNew { found, known: LATEST_VERSION });
         };
         if row.get::<_, String>(2) != checksum(migration.sql) {
-            return Err(StoreError::MigrationChanged { version, name: row.get(1) });
+            return Err(StoreError::MigrationChanged { version: found, name: row.get(1) });
+        }
+        if found > version {
+            return Err(StoreError::Invalid(format!(
+                "the database schema is at version {found}, past version {version}; migrations are never undone"
+            )));
         }
     }
     let mut applied = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| !rows.iter().any(|r| r.get::<_, i32>(0) == m.version)) {
+    let pending =
+        MIGRATIONS.iter().filter(|m| m.version <= version && !rows.iter().any(|r| r.get::<_, i32>(0) == m.version));
+    for migration in pending {
         tx.batch_execute(migration.sql).await?;
         tx.execute(
             "INSERT INTO tally_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -81,7 +117,7 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, StoreError>
     )
     .await?;
     tx.commit().await?;
-    Ok(MigrationReport { applied, current: known })
+    Ok(MigrationReport { applied, current: version })
 }
 
 /// FNV-1a over the migration text: stable across Rust versions, enough to notice an edit.
@@ -102,6 +138,7 @@ mod tests {
             assert_eq!(migration.version, i32::try_from(index).unwrap() + 1);
             assert!(!migration.sql.trim().is_empty());
         }
+        assert_eq!(LATEST_VERSION, i32::try_from(MIGRATIONS.len()).unwrap());
         assert_ne!(checksum("a"), checksum("b"));
         assert_eq!(checksum(""), "cbf29ce484222325");
     }

@@ -9,6 +9,7 @@
 //!   (`TALLY_TEST_PG_DIR`) and stops it at the end.
 //! - Template: `tally_tpl_<checksum of the migrations>`, created and migrated once under an
 //!   advisory lock. Each test then runs `CREATE DATABASE ... TEMPLATE ...`.
+//! - Upgrade tests: [`database_at`] gives a database migrated only as far as an earlier release.
 //! - Clean-up: dropping a [`TestDb`] drops its database.
 
 use std::path::PathBuf;
@@ -121,6 +122,19 @@ async fn ensure_template(server: &Server) -> String {
 pub async fn fresh_database() -> TestDb {
     let server = server();
     let template = ensure_template(server).await;
+    create_database(server, &template).await
+}
+
+/// A fresh database migrated through schema `version` only (`Store::migrate_through`), for
+/// upgrade tests: load what an earlier release wrote into it, then run the current migrations.
+pub async fn database_at(version: i32) -> TestDb {
+    let db = create_database(server(), "template0").await;
+    let report = db.store.migrate_through(version).await.unwrap_or_else(|e| panic!("migrate through {version}: {e}"));
+    assert_eq!(report.current, version);
+    db
+}
+
+async fn create_database(server: &Server, template: &str) -> TestDb {
     let name = format!("tally_test_{}", uuid::Uuid::new_v4().simple());
     let admin = connect(&server.conninfo("postgres")).await;
     // The template may still be in use for a moment by a concurrent template creator: retry.
