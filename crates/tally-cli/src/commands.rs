@@ -9,7 +9,8 @@ use tally_core::{
     AccountStatus, BalanceRule, Currency, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult,
     parse_amount, parse_positive_amount,
 };
-use tally_store::{JournalRow, NewAccount, StatusChange, Submission};
+use tally_engine::Submission;
+use tally_store::{JournalRow, NewAccount, StatusChange};
 use uuid::Uuid;
 
 pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Result<()> {

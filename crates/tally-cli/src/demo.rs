@@ -5,7 +5,8 @@ use crate::connect::Database;
 use crate::render::Output;
 use anyhow::Result;
 use tally_core::{BalanceRule, TransferId, TransferKind, TransferRequest, TransferResult, parse_positive_amount};
-use tally_store::{NewAccount, Submission};
+use tally_engine::Submission;
+use tally_store::NewAccount;
 use uuid::Uuid;
 
 const CURRENCY: &str = "CNY";

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_core::{AccountId, TransferId, TransferRequest};
-use tally_store::Submission;
+use tally_engine::Submission;
 use uuid::Uuid;
 
 /// The actor the load's transfers are recorded under.

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tally_core::{BalanceRule, TransferId, TransferRequest, TransferResult};
-use tally_engine::Engine;
+use tally_engine::{Engine, Submission};
 use tally_pg::EmbeddedPg;
-use tally_store::{NewAccount, Store, Submission};
+use tally_store::{NewAccount, Store};
 use uuid::Uuid;
 
 /// Crashes of each kind per run (the issue asks for at least 5).

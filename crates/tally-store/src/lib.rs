@@ -21,7 +21,7 @@ pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate};
-pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
+pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow};
 pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tally_core::{AccountId, BATCH_SIZE_MAX, BalanceRule, TransferId, TransferRequest, TransferResult};
-use tally_engine::Engine;
-use tally_store::{NewAccount, Store, Submission};
+use tally_engine::{Engine, Submission};
+use tally_store::{NewAccount, Store};
 use uuid::Uuid;
 use workload::{AccountPicker, Client};
 

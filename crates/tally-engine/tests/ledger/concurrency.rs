@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferKind, TransferRequest, TransferResult};
-use tally_engine::{Engine, EngineConfig};
-use tally_store::{Outcome, StatusChange, Submission};
+use tally_engine::{Engine, EngineConfig, Outcome, Submission};
+use tally_store::StatusChange;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 

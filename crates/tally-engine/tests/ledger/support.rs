@@ -1,8 +1,8 @@
 //! Shared helpers: a ledger on a fresh database, and short ways to open accounts and post.
 
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult};
-use tally_engine::{Engine, EngineConfig};
-use tally_store::{NewAccount, Outcome, Submission};
+use tally_engine::{Engine, EngineConfig, Outcome, Submission};
+use tally_store::NewAccount;
 use tally_testkit::TestDb;
 use uuid::Uuid;
 

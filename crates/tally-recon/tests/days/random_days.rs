@@ -5,9 +5,9 @@
 use crate::support::*;
 use rust_decimal::Decimal;
 use tally_core::{AccountId, BalanceRule, TransferId, TransferKind, TransferResult};
+use tally_engine::Submission;
 use tally_recon::balance::balance_as_of;
 use tally_recon::report::RunStatus;
-use tally_store::Submission;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 

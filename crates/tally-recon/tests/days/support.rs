@@ -3,9 +3,9 @@
 use tally_core::{
     AccountId, BalanceRule, MinorUnits, Timestamp, TransferId, TransferKind, TransferRequest, TransferResult,
 };
-use tally_engine::{Engine, EngineConfig};
+use tally_engine::{Engine, EngineConfig, Submission};
 use tally_recon::report::{DayReport, Finding};
-use tally_store::{NewAccount, Submission};
+use tally_store::NewAccount;
 use tally_testkit::TestDb;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
