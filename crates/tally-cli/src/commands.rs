@@ -184,7 +184,7 @@ pub async fn history(db: &Database, out: &Output, account: &str, limit: i64, bef
 }
 
 pub async fn reconcile(db: &Database, out: &Output) -> Result<()> {
-    let report = tally_recon::check_ledger(&db.store).await?;
+    let report = tally_recon::check_ledger(&db.recon).await?;
     out.reconciliation(&report);
     if !report.is_clean() {
         std::process::exit(4);

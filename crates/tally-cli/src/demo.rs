@@ -53,7 +53,7 @@ pub async fn run(db: &Database, out: &Output) -> Result<()> {
     out.history(&alice_record, &db.store.history("demo:alice", None, 10).await?, 10);
 
     step(out, "Reconciliation");
-    out.reconciliation(&tally_recon::check_ledger(&db.store).await?);
+    out.reconciliation(&tally_recon::check_ledger(&db.recon).await?);
     Ok(())
 }
 

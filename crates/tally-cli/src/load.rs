@@ -18,15 +18,7 @@ use uuid::Uuid;
 pub const LOAD_ACTOR: &str = "load";
 
 pub async fn run(db: &Database, args: &LoadArgs) -> Result<()> {
-    let accounts: Vec<AccountId> = db
-        .store
-        .client()
-        .await?
-        .query("SELECT id FROM accounts WHERE NOT unrestricted ORDER BY id", &[])
-        .await?
-        .iter()
-        .map(|row| AccountId(row.get(0)))
-        .collect();
+    let accounts: Vec<AccountId> = db.store.restricted_account_ids().await?;
     anyhow::ensure!(accounts.len() >= 2, "tally load needs at least two restricted accounts");
     let open = |path| OpenOptions::new().create(true).append(true).open(path);
     let intents = Arc::new(Mutex::new(open(&args.intent_log).context("intent log")?));

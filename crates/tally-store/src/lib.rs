@@ -39,7 +39,7 @@ pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a new connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A handle to the ledger database: a bounded connection pool.
+/// A handle to the ledger database: a bounded connection pool, which never leaves this crate.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
@@ -106,8 +106,9 @@ impl Store {
         self.stage_times.clone()
     }
 
-    /// A pooled connection.
-    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    /// A pooled connection. Never exported: every SQL statement on the ledger's tables is
+    /// written in this crate.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 

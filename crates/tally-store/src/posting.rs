@@ -166,7 +166,7 @@ impl AccountOrder<fn(BatchToken)> {
 }
 
 impl BatchConn {
-    pub fn client(&self) -> &deadpool_postgres::Client {
+    pub(crate) fn client(&self) -> &deadpool_postgres::Client {
         self.client.as_ref().expect("open batch")
     }
 

@@ -34,7 +34,7 @@ async fn brute_force(ledger: &Ledger, account: AccountId, at: OffsetDateTime) ->
 async fn check_every_instant(ledger: &Ledger, accounts: &[AccountId], instants: &[OffsetDateTime], closed: &str) {
     for &instant in instants {
         for &account in accounts {
-            let point = balance_as_of(&ledger.db.store, account.0, at(instant)).await.expect("as of");
+            let point = balance_as_of(&ledger.recon, account.0, at(instant)).await.expect("as of");
             let found = [point.debits_posted, point.credits_posted, point.debits_pending, point.credits_pending];
             assert_eq!(
                 found,
