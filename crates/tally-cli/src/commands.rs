@@ -9,7 +9,8 @@ use tally_core::{
     AccountStatus, BalanceRule, Currency, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult,
     parse_amount, parse_positive_amount,
 };
-use tally_store::{JournalRow, NewAccount, StatusChange, Submission};
+use tally_engine::Submission;
+use tally_store::{JournalRow, NewAccount, StatusChange};
 use uuid::Uuid;
 
 pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Result<()> {
@@ -183,7 +184,7 @@ pub async fn history(db: &Database, out: &Output, account: &str, limit: i64, bef
 }
 
 pub async fn reconcile(db: &Database, out: &Output) -> Result<()> {
-    let report = tally_recon::check_ledger(&db.store).await?;
+    let report = tally_recon::check_ledger(&db.recon).await?;
     out.reconciliation(&report);
     if !report.is_clean() {
         std::process::exit(4);

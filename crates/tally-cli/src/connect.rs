@@ -9,8 +9,8 @@ use crate::args::Cli;
 use anyhow::{Context, Result};
 use tally_engine::Engine;
 use tally_pg::{EmbeddedPg, StartOutcome};
+use tally_recon::Recon;
 use tally_store::Store;
-use tokio_postgres::NoTls;
 
 /// The database the embedded server keeps the ledger in.
 pub const LEDGER_DB: &str = "tally";
@@ -18,11 +18,15 @@ pub const LEDGER_DB: &str = "tally";
 const CLI_POOL_SIZE: usize = 4;
 /// Connections `tally serve` opens at most: the engine's committers plus concurrent reads.
 pub const SERVER_POOL_SIZE: usize = 32;
+/// Connections reconciliation opens at most in a one-off command (`tally serve` has its own).
+const CLI_RECON_POOL_SIZE: usize = tally_recon::POOL_SIZE_MIN;
 
 /// An open, migrated ledger.
 pub struct Database {
     pub store: Store,
     pub engine: Engine,
+    /// Reconciliation, on its own connections to the same database.
+    pub recon: Recon,
     /// The authenticated caller recorded in the audit log: the PostgreSQL role we logged in as.
     pub actor: String,
     /// What opening the ledger migrated (`tally migrate` reports it).
@@ -39,11 +43,9 @@ pub fn embedded(cli: &Cli) -> Result<EmbeddedPg> {
 /// Starts the embedded server if needed and makes sure the ledger database exists.
 pub async fn start_embedded(pg: &EmbeddedPg) -> Result<StartOutcome> {
     let outcome = pg.start().context("starting the embedded PostgreSQL")?;
-    let (client, connection) = tokio_postgres::connect(&pg.connection_string("postgres"), NoTls).await?;
-    tokio::spawn(connection);
-    if client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&LEDGER_DB]).await?.is_none() {
-        client.batch_execute(&format!("CREATE DATABASE {LEDGER_DB}")).await?;
-    }
+    tally_store::create_database_if_missing(&pg.connection_string("postgres"), LEDGER_DB)
+        .await
+        .context("creating the ledger database")?;
     Ok(outcome)
 }
 
@@ -63,13 +65,21 @@ impl Database {
         };
         let store = Store::connect(&conninfo, pool_size)?;
         let migrations = store.migrate().await.context("migrating the ledger database")?;
-        let role: String = store.client().await?.query_one("SELECT session_user::text", &[]).await?.get(0);
-        Ok(Database { engine: Engine::new(store.clone()), store, actor: format!("cli:{role}"), migrations, embedded })
+        let role = store.session_user().await?;
+        Ok(Database {
+            engine: Engine::new(store.clone()),
+            recon: Recon::new(&store, CLI_RECON_POOL_SIZE),
+            store,
+            actor: format!("cli:{role}"),
+            migrations,
+            embedded,
+        })
     }
 
     /// Stops the embedded server if this command started it.
     pub fn close(self) -> Result<()> {
         drop(self.engine);
+        drop(self.recon);
         drop(self.store);
         if let Some((pg, StartOutcome::Started)) = self.embedded {
             pg.stop().context("stopping the embedded PostgreSQL")?;

@@ -5,7 +5,8 @@ use crate::connect::Database;
 use crate::render::Output;
 use anyhow::Result;
 use tally_core::{BalanceRule, TransferId, TransferKind, TransferRequest, TransferResult, parse_positive_amount};
-use tally_store::{NewAccount, Submission};
+use tally_engine::Submission;
+use tally_store::NewAccount;
 use uuid::Uuid;
 
 const CURRENCY: &str = "CNY";
@@ -52,7 +53,7 @@ pub async fn run(db: &Database, out: &Output) -> Result<()> {
     out.history(&alice_record, &db.store.history("demo:alice", None, 10).await?, 10);
 
     step(out, "Reconciliation");
-    out.reconciliation(&tally_recon::check_ledger(&db.store).await?);
+    out.reconciliation(&tally_recon::check_ledger(&db.recon).await?);
     Ok(())
 }
 

@@ -11,22 +11,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_core::{AccountId, TransferId, TransferRequest};
-use tally_store::Submission;
+use tally_engine::Submission;
 use uuid::Uuid;
 
 /// The actor the load's transfers are recorded under.
 pub const LOAD_ACTOR: &str = "load";
 
 pub async fn run(db: &Database, args: &LoadArgs) -> Result<()> {
-    let accounts: Vec<AccountId> = db
-        .store
-        .client()
-        .await?
-        .query("SELECT id FROM accounts WHERE NOT unrestricted ORDER BY id", &[])
-        .await?
-        .iter()
-        .map(|row| AccountId(row.get(0)))
-        .collect();
+    let accounts: Vec<AccountId> = db.store.restricted_account_ids().await?;
     anyhow::ensure!(accounts.len() >= 2, "tally load needs at least two restricted accounts");
     let open = |path| OpenOptions::new().create(true).append(true).open(path);
     let intents = Arc::new(Mutex::new(open(&args.intent_log).context("intent log")?));

@@ -18,11 +18,13 @@ use tally_statement::{BalancePoint, CsvLayout, CsvStatementInfo, Format, MatchRu
 
 /// Exit status when a reconciliation has findings (as `tally reconcile` without a date).
 pub const EXIT_FINDINGS: i32 = 4;
+/// How many of the newest closed days `tally days` lists.
+const CLOSED_DAYS_LISTED: i64 = 10;
 
 pub async fn balance_as_of(db: &Database, out: &Output, account: &str, as_of: &str) -> Result<()> {
     let at = tally_recon::parse_time(as_of)?;
     let record = db.store.require_account(account).await?;
-    let point = tally_recon::balance::balance_as_of(&db.store, record.account.id.0, at).await?;
+    let point = tally_recon::balance::balance_as_of(&db.recon, record.account.id.0, at).await?;
     let s = point.scale;
     let value = json!({
         "account_id": point.account_id, "code": record.code, "currency": point.currency, "as_of": time(point.as_of),
@@ -63,7 +65,7 @@ impl tally_recon::Progress for Bar {
 
 pub async fn end_of_day(db: &Database, out: &Output, args: &ReconcileArgs) -> Result<()> {
     let text = args.date.as_deref().expect("dispatched with a date");
-    let day = if text == "yesterday" { days::last_closable(&db.store).await? } else { days::parse_day(text)? };
+    let day = if text == "yesterday" { days::last_closable(&db.recon).await? } else { days::parse_day(text)? };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} reconciling {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
             .expect("valid template")
@@ -71,7 +73,7 @@ pub async fn end_of_day(db: &Database, out: &Output, args: &ReconcileArgs) -> Re
     );
     bar.set_prefix(format_day(day));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let report = tally_recon::eod::run_end_of_day(&db.store, day, &db.actor, &Bar(bar.clone())).await;
+    let report = tally_recon::eod::run_end_of_day(&db.recon, day, &db.actor, &Bar(bar.clone())).await;
     bar.finish_and_clear();
     let report = report?;
     let rendered = match report_format(args.format, out) {
@@ -115,7 +117,7 @@ pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -
             (report, args.report, args.output, Some(created))
         }
         StatementCommand::Show { id, format, output } => {
-            (tally_recon::statement::statement_report(&db.store, id).await?, format, output, None)
+            (tally_recon::statement::statement_report(&db.recon, id).await?, format, output, None)
         }
     };
     let rendered = match report_format(format, out) {
@@ -195,7 +197,7 @@ async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementR
     };
     let options = tally_recon::statement::ImportOptions { format, csv, rules };
     let outcome =
-        tally_recon::statement::import_statement(&db.store, &args.account, &bytes, &options, &db.actor).await?;
+        tally_recon::statement::import_statement(&db.recon, &args.account, &bytes, &options, &db.actor).await?;
     Ok((outcome.report, outcome.created))
 }
 
@@ -336,25 +338,21 @@ fn day_table(report: &DayReport) -> String {
 
 pub async fn days(db: &Database, out: &Output, command: DaysCommand) -> Result<()> {
     let settings = match command {
-        DaysCommand::Set { time_zone, cutoff } => days::set_settings(&db.store, &time_zone, &cutoff, &db.actor).await?,
-        DaysCommand::Show => days::settings(&db.store.client().await?).await?,
+        DaysCommand::Set { time_zone, cutoff } => days::set_settings(&db.recon, &time_zone, &cutoff, &db.actor).await?,
+        DaysCommand::Show => days::settings(&db.recon).await?,
     };
-    let client = db.store.client().await?;
-    let closed: Vec<(String, String, String, i64, i64)> = client
-        .query(
-            "SELECT day::text, starts_at::text, ends_at::text, transfers, accounts FROM ledger_days ORDER BY day DESC LIMIT 10",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
-    let value = json!({"time_zone": settings.time_zone, "cutoff": settings.cutoff,
-                       "closed_days": closed.iter().map(|(d, s, e, t, a)| json!({"day": d, "starts_at": s, "ends_at": e, "transfers": t, "accounts": a})).collect::<Vec<_>>()});
+    let closed = days::recent_closed_days(&db.recon, CLOSED_DAYS_LISTED).await?;
+    let value = json!({"time_zone": settings.time_zone, "cutoff": settings.cutoff, "closed_days": closed});
     out.value(&value, || {
         let mut t = table(&["closed day", "starts", "ends", "transfers", "accounts"]);
-        for (d, s, e, transfers, accounts) in &closed {
-            t.add_row(vec![d.clone(), s.clone(), e.clone(), transfers.to_string(), accounts.to_string()]);
+        for d in &closed {
+            t.add_row(vec![
+                d.day.clone(),
+                d.starts_at.clone(),
+                d.ends_at.clone(),
+                d.transfers.to_string(),
+                d.accounts.to_string(),
+            ]);
         }
         format!("a ledger day ends at {} in {}\n{t}", settings.cutoff, settings.time_zone)
     });

@@ -15,10 +15,11 @@
 //! The store then writes the decided batch (`BatchConn::write_and_commit`); it decides nothing.
 
 use crate::speculative::Sequencer;
+use crate::{Outcome, Submission};
 use std::collections::{BTreeSet, HashMap};
 use tally_core::{AccountId, BatchOutput, LedgerState, Timestamp, TransferId, TransferRequest};
 use tally_store::timing::Stopwatch;
-use tally_store::{AccountOrder, BatchConn, Outcome, Store, StoreError, Submission};
+use tally_store::{AccountOrder, BatchConn, Store, StoreError};
 use uuid::Uuid;
 
 /// What a batch decides.
@@ -140,15 +141,20 @@ pub fn outcomes(submissions: &[Submission], state: &LedgerState, output: &BatchO
         .collect()
 }
 
+/// Each request's id and the caller who sent it, as the store records them.
+pub fn actors(submissions: &[Submission]) -> Vec<(TransferId, &str)> {
+    submissions.iter().map(|s| (s.request.id, s.actor.as_str())).collect()
+}
+
 /// Decides and writes one batch through the locking path, in one SQL transaction, and returns
 /// what it decided. Not retried: a transient failure rolls the whole batch back and is returned.
 pub async fn commit_locked(store: &Store, work: Work<'_>) -> Result<(LedgerState, BatchOutput), StoreError> {
     // The submissions name each request's actor; an expiry pass has none.
-    let submissions = match &work {
-        Work::Transfers { submissions, .. } => *submissions,
-        Work::Expiry { .. } => &[],
+    let actors = match &work {
+        Work::Transfers { submissions, .. } => actors(submissions),
+        Work::Expiry { .. } => Vec::new(),
     };
     let Decided { batch, state, output, expected, at } = decide(store, Reads::Locking, work).await?;
-    batch.commit_batch(&state, &output, submissions, &expected, at, AccountOrder::alone()).await?;
+    batch.commit_batch(&state, &output, &actors, &expected, at, AccountOrder::alone()).await?;
     Ok((state, output))
 }

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tally_core::{BATCH_SIZE_MAX, Timestamp};
-use tally_store::{AccountOrder, BatchToken, Outcome, Store, StoreError, Submission};
+use tally_core::{BATCH_SIZE_MAX, Timestamp, Transfer, TransferRequest, TransferResult};
+use tally_store::{AccountOrder, BatchToken, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -66,6 +66,22 @@ pub const EXPIRY_SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(3_600);
 const _: () = assert!(ATTEMPTS_MAX >= 2 && BACKOFF_BASE.as_millis() < BACKOFF_MAX.as_millis());
 const _: () = assert!(EXPIRY_BATCH_MAX as usize <= BATCH_SIZE_MAX);
 const _: () = assert!(INTAKE_TRANSFERS_MAX >= BATCH_SIZE_MAX * COMMITTERS_MAX);
+
+/// One transfer request and the authenticated caller who sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub request: TransferRequest,
+    /// The authenticated caller, as the front end established it (never a request field).
+    pub actor: String,
+}
+
+/// What became of one submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: TransferResult,
+    /// The journal entry under the request's id, for `ok` and `exists`.
+    pub transfer: Option<Transfer>,
+}
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -670,7 +686,8 @@ impl Pipeline {
                             let _ = begun.send(token);
                         },
                     };
-                    match connection.commit_batch(&state, &output, &batch.submissions, &expected, at, order).await {
+                    let actors = decide::actors(&batch.submissions);
+                    match connection.commit_batch(&state, &output, &actors, &expected, at, order).await {
                         Ok(()) => Some(outcomes),
                         Err(error) => {
                             tracing::debug!(%error, "speculative batch failed; it will run again with locks");

@@ -105,9 +105,10 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     config.validate()?;
     let started = Instant::now();
     let store = Store::connect(&config.database_url, STORE_POOL_SIZE)?;
+    let recon = tally_recon::Recon::new(&store, tally_recon::POOL_SIZE_MIN);
     let (prepared, fleet) = tokio::time::timeout(SETUP_TIMEOUT, async {
         store.migrate().await?;
-        let before = tally_recon::check_ledger(&store).await?;
+        let before = tally_recon::check_ledger(&recon).await?;
         if !before.is_clean() {
             return Err(LoadError::LedgerNotClean(before.findings.len()));
         }
@@ -147,7 +148,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let (journal, answers, ledger) = tokio::time::timeout(VERIFY_TIMEOUT, async {
         let journal = verify::journal(&store, &http_records, &sql_records).await?;
         let answers = verify::answers(&http_records);
-        let ledger = tally_recon::check_ledger(&store).await?;
+        let ledger = tally_recon::check_ledger(&recon).await?;
         Ok::<_, LoadError>((journal, answers, ledger))
     })
     .await

@@ -4,7 +4,8 @@
 
 use crate::LoadError;
 use tally_core::{AccountId, BalanceRule, TransferId, TransferRequest, TransferResult};
-use tally_store::{NewAccount, NewApiKey, Role, Store, Submission};
+use tally_engine::Submission;
+use tally_store::{NewAccount, NewApiKey, Role, Store};
 use uuid::Uuid;
 
 /// The currency of every hot account: the seed's, with two decimals.

@@ -9,10 +9,10 @@
 //! that contains `T` (and of the base day), whatever the history's length. Before the first
 //! closed day there is no snapshot and the whole of the account's history is read.
 
+use crate::Recon;
 use crate::ReconError;
 use std::time::SystemTime;
 use tally_core::{MinorUnits, Timestamp};
-use tally_store::Store;
 use tally_store::convert::{from_numeric, to_system_time};
 use uuid::Uuid;
 
@@ -45,12 +45,12 @@ impl PointInTime {
 
 /// The account's totals as of `as_of`, which must not be in the future (a future answer could
 /// still change).
-pub async fn balance_as_of(store: &Store, account_id: Uuid, as_of: Timestamp) -> Result<PointInTime, ReconError> {
-    if as_of > store.now() {
+pub async fn balance_as_of(recon: &Recon, account_id: Uuid, as_of: Timestamp) -> Result<PointInTime, ReconError> {
+    if as_of > recon.store().now() {
         return Err(ReconError::AsOfInFuture);
     }
     let at: SystemTime = to_system_time(as_of);
-    let mut client = store.client().await?;
+    let mut client = recon.client().await?;
     let db_tx = crate::read_snapshot(&mut client).await?;
     let account = db_tx
         .query_opt(

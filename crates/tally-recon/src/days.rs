@@ -13,10 +13,10 @@
 //! A day closes only `CLOSE_DELAY` after it ended: a batch stamps its time before it commits,
 //! and the delay is far longer than any batch may take, so every transfer of the day is in.
 
+use crate::Recon;
 use crate::{Progress, ReconError};
 use deadpool_postgres::GenericClient;
 use std::time::{Duration, SystemTime};
-use tally_store::Store;
 use tally_store::journal::{AuditEntry, append};
 use time::Date;
 
@@ -55,7 +55,12 @@ pub fn format_day(day: Date) -> String {
     day.format(DATE_FORMAT).expect("dates format")
 }
 
-pub async fn settings(client: &impl GenericClient) -> Result<DaySettings, ReconError> {
+/// What a ledger day is now.
+pub async fn settings(recon: &Recon) -> Result<DaySettings, ReconError> {
+    settings_in(&recon.client().await?).await
+}
+
+pub(crate) async fn settings_in(client: &impl GenericClient) -> Result<DaySettings, ReconError> {
     let row = client.query_one("SELECT time_zone, cutoff::text FROM ledger_day_settings", &[]).await?;
     Ok(DaySettings { time_zone: row.get(0), cutoff: row.get(1) })
 }
@@ -63,12 +68,12 @@ pub async fn settings(client: &impl GenericClient) -> Result<DaySettings, ReconE
 /// Changes what a day is. Refused once a day is closed: the snapshots would no longer mean
 /// what they say.
 pub async fn set_settings(
-    store: &Store,
+    recon: &Recon,
     time_zone: &str,
     cutoff: &str,
     actor: &str,
 ) -> Result<DaySettings, ReconError> {
-    let mut client = store.client().await?;
+    let mut client = recon.client().await?;
     let db_tx = client.transaction().await?;
     db_tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&CLOSE_LOCK_KEY]).await?;
     let valid_zone: bool =
@@ -83,7 +88,7 @@ pub async fn set_settings(
         return Err(ReconError::CutoffInvalid(cutoff.chars().take(16).collect()));
     }
     let closed: bool = db_tx.query_one("SELECT EXISTS (SELECT 1 FROM ledger_days)", &[]).await?.get(0);
-    let before = settings(&db_tx).await?;
+    let before = settings_in(&db_tx).await?;
     if closed {
         return Err(ReconError::DayDefinitionLocked);
     }
@@ -93,7 +98,7 @@ pub async fn set_settings(
             &[&time_zone, &cutoff, &actor],
         )
         .await?;
-    let after = settings(&db_tx).await?;
+    let after = settings_in(&db_tx).await?;
     let entry = AuditEntry {
         actor,
         action: "ledger_day.settings",
@@ -109,7 +114,12 @@ pub async fn set_settings(
 }
 
 /// The bounds of `day` under the current settings.
-pub async fn bounds(client: &impl GenericClient, day: Date) -> Result<DayBounds, ReconError> {
+pub async fn bounds(recon: &Recon, day: Date) -> Result<DayBounds, ReconError> {
+    bounds_in(&recon.client().await?, day).await
+}
+
+/// `bounds`, read on the caller's connection (inside its snapshot, if it has one).
+pub(crate) async fn bounds_in(client: &impl GenericClient, day: Date) -> Result<DayBounds, ReconError> {
     let text = format_day(day);
     let row = client
         .query_one(
@@ -122,7 +132,7 @@ pub async fn bounds(client: &impl GenericClient, day: Date) -> Result<DayBounds,
 }
 
 /// The ledger day an instant belongs to.
-pub async fn day_of(client: &impl GenericClient, at: SystemTime) -> Result<Date, ReconError> {
+pub(crate) async fn day_of(client: &impl GenericClient, at: SystemTime) -> Result<Date, ReconError> {
     let row = client
         .query_one(
             "SELECT ((($1::timestamptz AT TIME ZONE s.time_zone) - s.cutoff::interval)::date + 1)::text FROM ledger_day_settings s",
@@ -133,37 +143,87 @@ pub async fn day_of(client: &impl GenericClient, at: SystemTime) -> Result<Date,
 }
 
 /// The newest closed day, if any.
-pub async fn last_closed(client: &impl GenericClient) -> Result<Option<Date>, ReconError> {
+pub(crate) async fn last_closed(client: &impl GenericClient) -> Result<Option<Date>, ReconError> {
     let row = client.query_one("SELECT max(day)::text FROM ledger_days", &[]).await?;
     row.get::<_, Option<String>>(0).map(|d| parse_day(&d)).transpose()
 }
 
 /// The newest day that may be closed now.
-pub async fn last_closable(store: &Store) -> Result<Date, ReconError> {
-    last_ended(store, CLOSE_DELAY).await
+pub async fn last_closable(recon: &Recon) -> Result<Date, ReconError> {
+    last_ended(recon, CLOSE_DELAY).await
 }
 
 /// The newest day that ended at least `ago` before now.
-pub async fn last_ended(store: &Store, ago: Duration) -> Result<Date, ReconError> {
-    let client = store.client().await?;
-    let now = tally_store::convert::to_system_time(store.now());
+pub async fn last_ended(recon: &Recon, ago: Duration) -> Result<Date, ReconError> {
+    let client = recon.client().await?;
+    let now = tally_store::convert::to_system_time(recon.store().now());
     let day = day_of(&client, now - ago).await?;
     Ok(day.previous_day().expect("dates after year -9999"))
+}
+
+/// A closed day as `tally days` lists it: bounds as PostgreSQL prints them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClosedDay {
+    pub day: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub transfers: i64,
+    pub accounts: i64,
+}
+
+/// The most closed days `recent_closed_days` lists.
+pub const CLOSED_DAYS_LISTED_MAX: i64 = 1_000;
+
+/// The newest `limit` closed days (1 to `CLOSED_DAYS_LISTED_MAX`), newest first.
+pub async fn recent_closed_days(recon: &Recon, limit: i64) -> Result<Vec<ClosedDay>, ReconError> {
+    let limit = limit.clamp(1, CLOSED_DAYS_LISTED_MAX);
+    let client = recon.client().await?;
+    let rows = client
+        .query(
+            "SELECT day::text, starts_at::text, ends_at::text, transfers, accounts FROM ledger_days ORDER BY day DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ClosedDay {
+            day: r.get(0),
+            starts_at: r.get(1),
+            ends_at: r.get(2),
+            transfers: r.get(3),
+            accounts: r.get(4),
+        })
+        .collect())
+}
+
+/// Forgets every closed day: deletes all snapshots, day totals, closed days and reconciliation
+/// runs, so that the days close again. For a benchmark's own generated ledger only (it writes no
+/// audit row); never call it on a ledger that matters.
+pub async fn reopen_all_days(recon: &Recon) -> Result<(), ReconError> {
+    let client = recon.client().await?;
+    client
+        .batch_execute(
+            "DELETE FROM balance_snapshots; DELETE FROM ledger_day_totals; DELETE FROM ledger_days;
+             DELETE FROM reconciliation_runs;",
+        )
+        .await?;
+    client.batch_execute("VACUUM balance_snapshots, ledger_day_totals, ledger_days").await?;
+    Ok(())
 }
 
 /// Closes every day up to and including `through` that is not closed yet, in order. Returns the
 /// days it closed (none when `through` was already closed).
 pub async fn close_through(
-    store: &Store,
+    recon: &Recon,
     through: Date,
     actor: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<Date>, ReconError> {
-    let closable = last_closable(store).await?;
+    let closable = last_closable(recon).await?;
     if through > closable {
         return Err(ReconError::DayNotClosed { day: format_day(through), closable: format_day(closable) });
     }
-    let client = store.client().await?;
+    let client = recon.client().await?;
     let first = match last_closed(&client).await? {
         Some(last) if last >= through => return Ok(Vec::new()),
         Some(last) => last.next_day().expect("dates before year 9999"),
@@ -179,7 +239,7 @@ pub async fn close_through(
     let mut day = first;
     while day <= through {
         progress.step(&format!("closing {}", format_day(day)));
-        close_day(store, day, actor).await?;
+        close_day(recon, day, actor).await?;
         closed.push(day);
         day = day.next_day().expect("dates before year 9999");
     }
@@ -232,8 +292,8 @@ pub(crate) const DELTA_SQL: &str = "
 
 /// Closes one day in one SQL transaction: its snapshots, its totals, its row in `ledger_days`,
 /// an audit row and a `ledger_day.closed` event.
-async fn close_day(store: &Store, day: Date, actor: &str) -> Result<(), ReconError> {
-    let mut client = store.client().await?;
+async fn close_day(recon: &Recon, day: Date, actor: &str) -> Result<(), ReconError> {
+    let mut client = recon.client().await?;
     let db_tx = client.transaction().await?;
     db_tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&CLOSE_LOCK_KEY]).await?;
     let last = last_closed(&db_tx).await?;
@@ -242,7 +302,7 @@ async fn close_day(store: &Store, day: Date, actor: &str) -> Result<(), ReconErr
         return Ok(());
     }
     assert!(last.is_none_or(|last| last.next_day() == Some(day)), "days close in order");
-    let bounds = bounds(&db_tx, day).await?;
+    let bounds = bounds_in(&db_tx, day).await?;
     let text = format_day(day);
     db_tx.batch_execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '1GB'").await?;
     db_tx

@@ -23,6 +23,7 @@
 //! only the day's rows (through BRIN indexes on creation time), so the run's cost follows the
 //! day's transfers.
 
+use crate::Recon;
 use crate::days::{self, format_day};
 use crate::report::{CheckSummary, CurrencyTotals, DayReport, Finding, HourVolume, RunStatus};
 use crate::{Progress, ReconError};
@@ -31,7 +32,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tally_core::format_amount;
-use tally_store::Store;
 use tally_store::convert::{from_system_time, to_system_time};
 use tally_store::journal::{AuditEntry, append};
 use time::Date;
@@ -76,40 +76,40 @@ pub(crate) fn rfc3339(at: SystemTime) -> String {
 
 /// Runs the end of day for `day`: closes it if needed, checks it, stores and returns the report.
 pub async fn run_end_of_day(
-    store: &Store,
+    recon: &Recon,
     day: Date,
     actor: &str,
     progress: &dyn Progress,
 ) -> Result<DayReport, ReconError> {
-    run_end_of_day_as(store, Uuid::now_v7(), day, actor, progress).await
+    run_end_of_day_as(recon, Uuid::now_v7(), day, actor, progress).await
 }
 
 /// `run_end_of_day` under a run id the caller chose (to report it before the run ends).
 pub async fn run_end_of_day_as(
-    store: &Store,
+    recon: &Recon,
     run_id: Uuid,
     day: Date,
     actor: &str,
     progress: &dyn Progress,
 ) -> Result<DayReport, ReconError> {
-    let closable = days::last_closable(store).await?;
+    let closable = days::last_closable(recon).await?;
     if day > closable {
         return Err(ReconError::DayNotClosed { day: format_day(day), closable: format_day(closable) });
     }
-    let started_at = to_system_time(store.now());
-    begin_run(store, run_id, day, actor, started_at).await?;
+    let started_at = to_system_time(recon.store().now());
+    begin_run(recon, run_id, day, actor, started_at).await?;
     let result = async {
-        let closed = days::close_through(store, day, actor, progress).await?;
-        check_day(store, run_id, day, actor, started_at, closed.contains(&day), progress).await
+        let closed = days::close_through(recon, day, actor, progress).await?;
+        check_day(recon, run_id, day, actor, started_at, closed.contains(&day), progress).await
     }
     .await;
     match result {
         Ok(report) => {
-            finish_run(store, &report).await?;
+            finish_run(recon, &report).await?;
             Ok(report)
         }
         Err(error) => {
-            let client = store.client().await?;
+            let client = recon.client().await?;
             client
                 .execute(
                     "UPDATE reconciliation_runs SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1",
@@ -122,13 +122,13 @@ pub async fn run_end_of_day_as(
 }
 
 async fn begin_run(
-    store: &Store,
+    recon: &Recon,
     run_id: Uuid,
     day: Date,
     actor: &str,
     started_at: SystemTime,
 ) -> Result<(), ReconError> {
-    let client = store.client().await?;
+    let client = recon.client().await?;
     let text = format_day(day);
     let abandoned = started_at - RUN_ABANDONED_AFTER;
     client
@@ -151,8 +151,8 @@ async fn begin_run(
     Ok(())
 }
 
-async fn finish_run(store: &Store, report: &DayReport) -> Result<(), ReconError> {
-    let mut client = store.client().await?;
+async fn finish_run(recon: &Recon, report: &DayReport) -> Result<(), ReconError> {
+    let mut client = recon.client().await?;
     let db_tx = client.transaction().await?;
     let run_id = Uuid::parse_str(&report.run_id).expect("run ids are uuids");
     let findings = i64::try_from(report.findings.len()).expect("bounded findings");
@@ -486,7 +486,7 @@ pub const CHECK_LANES: usize = 2;
 
 #[allow(clippy::too_many_arguments)]
 async fn check_day(
-    store: &Store,
+    recon: &Recon,
     run_id: Uuid,
     day: Date,
     actor: &str,
@@ -499,7 +499,7 @@ async fn check_day(
     const SETTINGS: &str = "SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '1GB'";
     let mut clients = Vec::with_capacity(CHECK_LANES);
     for _ in 0..CHECK_LANES {
-        clients.push(store.client().await?);
+        clients.push(recon.client().await?);
     }
     let mut lanes = Vec::with_capacity(CHECK_LANES);
     let mut snapshot: Option<String> = None;
@@ -519,14 +519,14 @@ async fn check_day(
         lanes.push(db_tx);
     }
     let db_tx = &lanes[0];
-    let bounds = days::bounds(db_tx, day).await?;
-    let settings = days::settings(db_tx).await?;
+    let bounds = days::bounds_in(db_tx, day).await?;
+    let settings = days::settings_in(db_tx).await?;
     let last = days::last_closed(db_tx).await?.expect("the day was closed");
     let params = DayParams {
         starts_at: bounds.starts_at,
         ends_at: bounds.ends_at,
         day: format_day(day),
-        last_end: days::bounds(db_tx, last).await?.ends_at,
+        last_end: days::bounds_in(db_tx, last).await?.ends_at,
         expiry_limit: bounds.ends_at - EXPIRY_GRACE,
         far: far_future(),
     };
@@ -600,7 +600,7 @@ async fn check_day(
         starts_at: rfc3339(bounds.starts_at),
         ends_at: rfc3339(bounds.ends_at),
         started_at: rfc3339(started_at),
-        finished_at: rfc3339(to_system_time(store.now())),
+        finished_at: rfc3339(to_system_time(recon.store().now())),
         actor: actor.to_owned(),
         status,
         snapshot: if snapshot_written { "written" } else { "verified" }.to_owned(),
@@ -725,9 +725,23 @@ async fn summarize(
     })
 }
 
+/// Whether `day` has an end-of-day run that is running or finished, or one that failed after
+/// `failed_since`: a day with none of these is due for a (new) run.
+pub async fn has_current_run(recon: &Recon, day: Date, failed_since: SystemTime) -> Result<bool, ReconError> {
+    let client = recon.client().await?;
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM reconciliation_runs WHERE kind = 'end_of_day' AND day = $1::text::date
+                            AND (status <> 'failed' OR started_at > $2))",
+            &[&format_day(day), &failed_since],
+        )
+        .await?
+        .get(0))
+}
+
 /// The latest finished (or failed) run of a day, as stored.
-pub async fn latest_report(store: &Store, day: Date) -> Result<Option<StoredRun>, ReconError> {
-    let client = store.client().await?;
+pub async fn latest_report(recon: &Recon, day: Date) -> Result<Option<StoredRun>, ReconError> {
+    let client = recon.client().await?;
     let row = client
         .query_opt(
             "SELECT id, status, report, error FROM reconciliation_runs

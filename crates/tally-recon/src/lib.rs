@@ -8,6 +8,11 @@
 //! - [`check_ledger`] (below): the whole-ledger check, for `tally reconcile` without a date and
 //!   for tests.
 //!
+//! Every function takes a [`Recon`]: reconciliation's own connection pool, on which it reads the
+//! ledger and writes its own tables (ledger days, snapshots, day totals, runs, statements), and
+//! the store, for the clock and account lookups. Audit rows and events go through the store's
+//! journal writer (`tally_store::journal`), in recon's SQL transaction.
+//!
 //! `check_ledger` recomputes everything that is stored twice and reports every disagreement,
 //! naming the accounts, transfers and amounts involved:
 //! - **trial balance**: per currency, total debits equal total credits (posted and pending);
@@ -28,9 +33,57 @@ pub mod render;
 pub mod report;
 pub mod statement;
 
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
 use tally_store::{Store, StoreError};
 use thiserror::Error;
+use tokio_postgres::NoTls;
+
+/// The fewest connections a `Recon` may have: an end-of-day run checks on `CHECK_LANES` at once.
+pub const POOL_SIZE_MIN: usize = eod::CHECK_LANES;
+
+/// Reconciliation's handle on the ledger database: a connection pool of its own (reads of the
+/// ledger, writes to reconciliation's tables) and the store (the clock, account lookups). Cheap
+/// to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Recon {
+    pool: Pool,
+    store: Store,
+}
+
+impl Recon {
+    /// Builds a pool of at most `pool_size` connections to the database `store` connects to.
+    /// Connects lazily: a `Recon` that is never used opens nothing.
+    pub fn new(store: &Store, pool_size: usize) -> Recon {
+        assert!(
+            (POOL_SIZE_MIN..=tally_store::POOL_SIZE_MAX).contains(&pool_size),
+            "recon pool size {pool_size} outside {POOL_SIZE_MIN}..={}",
+            tally_store::POOL_SIZE_MAX
+        );
+        let mut config = store.connection_config();
+        config.application_name("tally-recon");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(tally_store::POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(tally_store::CONNECT_TIMEOUT))
+            .build()
+            .expect("the tokio runtime is configured for the timeouts");
+        Recon { pool, store: store.clone() }
+    }
+
+    /// The store this reconciles: its clock and its account lookups.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A connection of reconciliation's own pool. A pool that cannot give one fails as the
+    /// store's does (`database_unavailable`).
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, ReconError> {
+        Ok(self.pool.get().await.map_err(StoreError::Pool)?)
+    }
+}
 
 /// Parses an RFC 3339 time (any offset) into Tally's microsecond timestamp.
 pub fn parse_time(text: &str) -> Result<tally_core::Timestamp, ReconError> {
@@ -242,8 +295,8 @@ const CHECKS: &[(&str, &str)] = &[
 ];
 
 /// Runs every check in one consistent snapshot.
-pub async fn check_ledger(store: &Store) -> Result<Report, ReconError> {
-    let mut client = store.client().await?;
+pub async fn check_ledger(recon: &Recon) -> Result<Report, ReconError> {
+    let mut client = recon.client().await?;
     let tx = crate::read_snapshot(&mut client).await?;
     // Whole-table aggregations: hash joins are always right, and a ledger fresh from a restart
     // may have no statistics yet to tell the planner so.

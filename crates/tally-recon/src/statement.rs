@@ -19,6 +19,7 @@
 //!   the closing balance on date D with Tally's when D ended (point-in-time balances); a date
 //!   whose day has not ended yet is not compared.
 
+use crate::Recon;
 use crate::days::{self, format_day};
 use crate::report::{BalanceComparison, Finding, MatchLine, RunStatus, StatementReport};
 use crate::{ReconError, balance};
@@ -28,7 +29,6 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 use tally_core::{Timestamp, format_amount};
 use tally_statement::{Format, LedgerEntry, MatchRules, Statement};
-use tally_store::Store;
 use tally_store::convert::{from_system_time, to_system_time};
 use tally_store::journal::{AuditEntry, append};
 use time::Date;
@@ -60,7 +60,7 @@ pub struct ImportOutcome {
 
 /// Imports `bytes` as a statement of `account` (id or code), matches it and stores the report.
 pub async fn import_statement(
-    store: &Store,
+    recon: &Recon,
     account: &str,
     bytes: &[u8],
     options: &ImportOptions,
@@ -71,7 +71,7 @@ pub async fn import_statement(
             "the date window is 0 to {DATE_WINDOW_DAYS_MAX} days and the tolerance not negative"
         )));
     }
-    let record = store.require_account(account).await?;
+    let record = recon.store().require_account(account).await?;
     let format = match options.format {
         Some(format) => format,
         None => Format::detect(bytes).ok_or(ReconError::StatementFormatUnknown)?,
@@ -96,7 +96,7 @@ pub async fn import_statement(
     let digest: Vec<u8> = Sha256::digest(bytes).to_vec();
     let account_id = record.account.id.0;
 
-    let mut client = store.client().await?;
+    let mut client = recon.client().await?;
     let db_tx = client.transaction().await?;
     // One importer per account at a time, so that the replay check below is final.
     db_tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", &[&account_id.to_string()]).await?;
@@ -110,11 +110,12 @@ pub async fn import_statement(
             return Err(ReconError::StatementExistsWithDifferentContent(reference));
         }
         db_tx.rollback().await?;
-        let report = statement_report(store, existing).await?;
+        drop(client);
+        let report = statement_report(recon, existing).await?;
         return Ok(ImportOutcome { statement_id: existing, created: false, report });
     }
     let statement_id = Uuid::now_v7();
-    let imported_at = to_system_time(store.now());
+    let imported_at = to_system_time(recon.store().now());
     let day_text = |d: Option<Date>| d.map(format_day);
     let amount = |a: Option<i128>| a.map(|v| Decimal::from_i128_with_scale(v, 0));
     db_tx
@@ -156,7 +157,7 @@ pub async fn import_statement(
     db_tx.commit().await?;
     drop(client);
 
-    let report = match_and_store(store, statement_id, &record, &statement, &reference, &options.rules, actor).await?;
+    let report = match_and_store(recon, statement_id, &record, &statement, &reference, &options.rules, actor).await?;
     Ok(ImportOutcome { statement_id, created: true, report })
 }
 
@@ -210,8 +211,8 @@ async fn insert_entries(
 }
 
 /// The report stored for a statement's first import, by Tally's statement id.
-pub async fn statement_report(store: &Store, statement_id: Uuid) -> Result<StatementReport, ReconError> {
-    let client = store.client().await?;
+pub async fn statement_report(recon: &Recon, statement_id: Uuid) -> Result<StatementReport, ReconError> {
+    let client = recon.client().await?;
     let row = client
         .query_opt(
             "SELECT report FROM reconciliation_runs WHERE kind = 'statement' AND statement_id = $1 AND report IS NOT NULL
@@ -225,7 +226,7 @@ pub async fn statement_report(store: &Store, statement_id: Uuid) -> Result<State
 
 #[allow(clippy::too_many_arguments)]
 async fn match_and_store(
-    store: &Store,
+    recon: &Recon,
     statement_id: Uuid,
     record: &tally_store::AccountRecord,
     statement: &Statement,
@@ -233,7 +234,7 @@ async fn match_and_store(
     rules: &MatchRules,
     actor: &str,
 ) -> Result<StatementReport, ReconError> {
-    let started_at = to_system_time(store.now());
+    let started_at = to_system_time(recon.store().now());
     let scale = record.scale;
     let account_id = record.account.id.0;
     let booking = statement.entries.iter().map(|e| e.booking_date);
@@ -241,7 +242,7 @@ async fn match_and_store(
     let last = booking.chain(statement.closing.map(|b| b.date)).max();
     let window = time::Duration::days(i64::from(rules.date_window_days));
     let (ledger, ids) = match (first, last) {
-        (Some(first), Some(last)) => journal_entries(store, account_id, first - window, last + window).await?,
+        (Some(first), Some(last)) => journal_entries(recon, account_id, first - window, last + window).await?,
         _ => (Vec::new(), Vec::new()),
     };
     let outcome = tally_statement::match_entries(&statement.entries, &ledger, rules);
@@ -297,7 +298,7 @@ async fn match_and_store(
     let mut balances = Vec::new();
     for (which, point) in [("opening", statement.opening), ("closing", statement.closing)] {
         let Some(point) = point else { continue };
-        let Some(tally) = balance_on(store, account_id, point.date, which == "opening").await? else { continue };
+        let Some(tally) = balance_on(recon, account_id, point.date, which == "opening").await? else { continue };
         let difference = point.amount - tally;
         balances.push(BalanceComparison {
             which: which.to_owned(),
@@ -349,7 +350,7 @@ async fn match_and_store(
         period_from: first.map(format_day),
         period_to: last.map(format_day),
         started_at: crate::eod::rfc3339(started_at),
-        finished_at: crate::eod::rfc3339(to_system_time(store.now())),
+        finished_at: crate::eod::rfc3339(to_system_time(recon.store().now())),
         actor: actor.to_owned(),
         status,
         statement_entries: i64::try_from(statement.entries.len()).expect("bounded"),
@@ -363,7 +364,7 @@ async fn match_and_store(
         matches,
         findings,
     };
-    let mut client = store.client().await?;
+    let mut client = recon.client().await?;
     let db_tx = client.transaction().await?;
     let total = i64::try_from(report.findings.len()).expect("bounded");
     db_tx
@@ -399,15 +400,15 @@ async fn match_and_store(
 
 /// The account's posted journal entries on the ledger days `first..=last`, signed from its side.
 async fn journal_entries(
-    store: &Store,
+    recon: &Recon,
     account_id: Uuid,
     first: Date,
     last: Date,
 ) -> Result<(Vec<LedgerEntry>, Vec<Uuid>), ReconError> {
-    let mut client = store.client().await?;
+    let mut client = recon.client().await?;
     let db_tx = crate::read_snapshot(&mut client).await?;
-    let from = days::bounds(&db_tx, first).await?.starts_at;
-    let until = days::bounds(&db_tx, last).await?.ends_at;
+    let from = days::bounds_in(&db_tx, first).await?.starts_at;
+    let until = days::bounds_in(&db_tx, last).await?.ends_at;
     let rows = db_tx
         .query(
             "SELECT t.id, (((t.created_at AT TIME ZONE s.time_zone) - s.cutoff::interval)::date + 1)::text,
@@ -446,14 +447,12 @@ async fn journal_entries(
 
 /// Tally's balance (credits minus debits, posted) when `day` began (`opening`) or ended; `None`
 /// when that moment is still to come.
-async fn balance_on(store: &Store, account_id: Uuid, day: Date, opening: bool) -> Result<Option<i128>, ReconError> {
-    let client = store.client().await?;
-    let bounds = days::bounds(&client, day).await?;
-    drop(client);
+async fn balance_on(recon: &Recon, account_id: Uuid, day: Date, opening: bool) -> Result<Option<i128>, ReconError> {
+    let bounds = days::bounds(recon, day).await?;
     let moment: SystemTime = if opening { bounds.starts_at } else { bounds.ends_at } - Duration::from_micros(1);
     let at: Timestamp = from_system_time(moment);
-    if at > store.now() {
+    if at > recon.store().now() {
         return Ok(None);
     }
-    Ok(Some(balance::balance_as_of(store, account_id, at).await?.balance()))
+    Ok(Some(balance::balance_as_of(recon, account_id, at).await?.balance()))
 }

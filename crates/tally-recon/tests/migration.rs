@@ -16,11 +16,12 @@ use std::time::Duration;
 use tally_core::{
     AccountId, MinorUnits, Timestamp, TransferId, TransferKind, TransferRequest, TransferResult, TransferStatus,
 };
-use tally_engine::{Engine, EngineConfig};
+use tally_engine::{Engine, EngineConfig, Submission};
+use tally_recon::Recon;
 use tally_recon::balance::{PointInTime, balance_as_of};
 use tally_recon::report::{DayReport, RunStatus, StatementReport};
 use tally_store::{
-    AccountRecord, ApiKeyRecord, AuditRecord, Direction, EventRecord, JournalRow, Store, Submission, TransferFilter,
+    AccountRecord, ApiKeyRecord, AuditRecord, Direction, EventRecord, JournalRow, Store, TransferFilter,
 };
 use tally_testkit::TestDb;
 use time::Date;
@@ -209,10 +210,9 @@ async fn read_all(db: &TestDb) -> Reads {
     let events = after_cursor(|e: &EventRecord| e.seq, async |after| store.events_page(after, PAGE).await).await;
     let audit = after_cursor(|a: &AuditRecord| a.id, async |after| store.audit_page(after, PAGE).await).await;
 
-    let client = store.client().await.expect("client");
-    let closed_day = tally_recon::days::last_closed(&client).await.expect("closed days").expect("a closed day");
-    let bounds = tally_recon::days::bounds(&client, closed_day).await.expect("day bounds");
-    drop(client);
+    let recon = Recon::new(store, 2);
+    let closed_day = last_closed_day(&recon).await;
+    let bounds = tally_recon::days::bounds(&recon, closed_day).await.expect("day bounds");
     let day_end = Timestamp(tally_store::convert::from_system_time(bounds.ends_at).0 - 1);
     let last_row = applied
         .iter()
@@ -226,15 +226,15 @@ async fn read_all(db: &TestDb) -> Reads {
     let mut balances_at_last_row = Vec::new();
     for record in &accounts {
         let id = record.account.id.0;
-        balances_at_day_end.push(balance_as_of(store, id, day_end).await.expect("balance at the day's end"));
-        balances_at_last_row.push(balance_as_of(store, id, last_row).await.expect("balance after the last row"));
+        balances_at_day_end.push(balance_as_of(&recon, id, day_end).await.expect("balance at the day's end"));
+        balances_at_last_row.push(balance_as_of(&recon, id, last_row).await.expect("balance after the last row"));
     }
-    let run = tally_recon::eod::latest_report(store, closed_day).await.expect("stored run").expect("a stored run");
+    let run = tally_recon::eod::latest_report(&recon, closed_day).await.expect("stored run").expect("a stored run");
 
     let mut statements = Vec::new();
     for id in sql_rows(db, "SELECT id::text FROM statements ORDER BY id").await {
         let id = Uuid::parse_str(&id).expect("a statement id");
-        statements.push(tally_recon::statement::statement_report(store, id).await.expect("statement report"));
+        statements.push(tally_recon::statement::statement_report(&recon, id).await.expect("statement report"));
     }
 
     Reads {
@@ -353,14 +353,22 @@ fn assert_fixture_is_varied(reads: &Reads) {
     assert!(reads.last_event_seq > 0 && reads.last_event_seq == reads.events.last().map_or(0, |e| e.seq));
 }
 
+/// The newest closed day.
+async fn last_closed_day(recon: &Recon) -> Date {
+    let days = tally_recon::days::recent_closed_days(recon, 1).await.expect("closed days");
+    tally_recon::days::parse_day(&days.first().expect("a closed day").day).expect("a day")
+}
+
 async fn assert_ledger_clean(store: &Store) {
-    let report = tally_recon::check_ledger(store).await.expect("check the ledger");
+    let report = tally_recon::check_ledger(&Recon::new(store, 2)).await.expect("check the ledger");
     assert!(report.is_clean(), "{:#?}", report.findings);
 }
 
 /// The end of day of the closed day, run again: it verifies the stored snapshot.
 async fn assert_closed_day_verifies(store: &Store, day: Date) {
-    let report = tally_recon::eod::run_end_of_day(store, day, ACTOR, &tally_recon::Quiet).await.expect("end of day");
+    let report = tally_recon::eod::run_end_of_day(&Recon::new(store, 2), day, ACTOR, &tally_recon::Quiet)
+        .await
+        .expect("end of day");
     assert_eq!(report.status, RunStatus::Clean, "{:#?}", report.findings);
     assert_eq!(report.snapshot, "verified");
 }
@@ -494,10 +502,7 @@ async fn a_migrated_version_7_ledger_takes_new_transfers() {
     assert_eq!(replayed, T_COMPAT);
 
     assert_ledger_clean(store).await;
-    let closed_day = {
-        let client = store.client().await.expect("client");
-        tally_recon::days::last_closed(&client).await.expect("closed days").expect("a closed day")
-    };
+    let closed_day = last_closed_day(&Recon::new(store, 2)).await;
     assert_closed_day_verifies(store, closed_day).await;
     engine.shutdown().await;
 }

@@ -312,12 +312,13 @@ pub async fn serve(
 ) -> std::io::Result<Shutdown> {
     let (shutdown_sender, shutdown) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.max_connections));
-    if let Some(after) = config.reconcile_after {
-        tokio::spawn(scheduler::run(store.clone(), after, shutdown.clone()));
-    }
+    let reconcile_after = config.reconcile_after;
     let bound = config.shutdown_timeout;
     let mut stopping = shutdown.clone();
-    let state = AppState::new(store, engine.clone(), config, shutdown);
+    let state = AppState::new(store, engine.clone(), config, shutdown.clone());
+    if let Some(after) = reconcile_after {
+        tokio::spawn(scheduler::run(state.recon.clone(), after, shutdown));
+    }
     let app = router(state);
     let listener = LimitedListener { inner: listener, connections };
     let stopped_at = Arc::new(std::sync::OnceLock::new());

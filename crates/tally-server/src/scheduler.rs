@@ -6,7 +6,7 @@
 //! run is retried after `RETRY_AFTER`.
 
 use std::time::Duration;
-use tally_store::Store;
+use tally_recon::Recon;
 use tokio::sync::watch;
 
 /// How often the scheduler looks for a day to reconcile.
@@ -17,7 +17,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(600);
 pub const SCHEDULER_ACTOR: &str = "scheduler";
 
 /// Runs until `shutdown` turns true.
-pub async fn run(store: Store, after: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(recon: Recon, after: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(SCHEDULER_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -28,7 +28,7 @@ pub async fn run(store: Store, after: Duration, mut shutdown: watch::Receiver<bo
         if *shutdown.borrow() {
             return;
         }
-        match run_due(&store, after).await {
+        match run_due(&recon, after).await {
             Ok(None) => {}
             Ok(Some(report)) => {
                 let findings: i64 = report.checks.iter().map(|c| c.findings).sum();
@@ -46,24 +46,15 @@ pub async fn run(store: Store, after: Duration, mut shutdown: watch::Receiver<bo
 /// One look: reconciles the newest day that ended `after` (plus a minute) ago, unless the ledger
 /// is empty or the day already has a run. Returns the report of the run it made.
 pub async fn run_due(
-    store: &Store,
+    recon: &Recon,
     after: Duration,
 ) -> Result<Option<tally_recon::report::DayReport>, tally_recon::ReconError> {
-    let day = tally_recon::days::last_ended(store, tally_recon::days::CLOSE_DELAY + after).await?;
-    let client = store.client().await?;
-    let any_transfer: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0);
-    let retry_before = tally_store::convert::to_system_time(store.now()) - RETRY_AFTER;
-    let done: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM reconciliation_runs WHERE kind = 'end_of_day' AND day = $1::text::date
-                            AND (status <> 'failed' OR started_at > $2))",
-            &[&tally_recon::days::format_day(day), &retry_before],
-        )
-        .await?
-        .get(0);
-    drop(client);
+    let day = tally_recon::days::last_ended(recon, tally_recon::days::CLOSE_DELAY + after).await?;
+    let any_transfer = recon.store().has_transfers().await?;
+    let retry_before = tally_store::convert::to_system_time(recon.store().now()) - RETRY_AFTER;
+    let done = tally_recon::eod::has_current_run(recon, day, retry_before).await?;
     if !any_transfer || done {
         return Ok(None);
     }
-    Ok(Some(tally_recon::eod::run_end_of_day(store, day, SCHEDULER_ACTOR, &tally_recon::Quiet).await?))
+    Ok(Some(tally_recon::eod::run_end_of_day(recon, day, SCHEDULER_ACTOR, &tally_recon::Quiet).await?))
 }

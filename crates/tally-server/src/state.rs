@@ -11,6 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tally_engine::Engine;
+use tally_recon::Recon;
 use tally_store::{Store, StoreError};
 use tokio::sync::{Semaphore, watch};
 
@@ -28,6 +29,9 @@ pub const EVENTS_WAIT_MAX: Duration = Duration::from_secs(30);
 pub const EVENTS_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The most currencies whose scale is cached.
 pub const SCALE_CACHE_MAX: usize = 10_000;
+/// Connections reconciliation (end-of-day runs, statements, balances as of a time) opens at
+/// most, beside the store's pool.
+pub const RECON_POOL_SIZE: usize = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -155,6 +159,8 @@ impl ScaleCache {
 pub struct AppState {
     pub store: Store,
     pub engine: Engine,
+    /// Reconciliation, on its own connections to the store's database.
+    pub recon: Recon,
     pub config: Arc<ServerConfig>,
     pub keys: Arc<KeyCache>,
     pub limits: Arc<Limits>,
@@ -173,6 +179,7 @@ impl AppState {
         let (sender, last_event) = watch::channel(0);
         tokio::spawn(watch_events(store.clone(), sender, shutdown.clone()));
         AppState {
+            recon: Recon::new(&store, RECON_POOL_SIZE),
             store,
             engine,
             limits: Arc::new(Limits::new(&config)),

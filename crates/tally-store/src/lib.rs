@@ -10,7 +10,9 @@
 pub mod accounts;
 pub mod api;
 pub mod convert;
+pub mod database;
 pub mod error;
+pub mod generate;
 pub mod journal;
 pub mod migrate;
 pub mod posting;
@@ -19,9 +21,10 @@ pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
+pub use database::create_database_if_missing;
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate, migrate_through};
-pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
+pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow};
 pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -36,10 +39,13 @@ pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a new connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A handle to the ledger database: a bounded connection pool.
+/// A handle to the ledger database: a bounded connection pool, which never leaves this crate.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// How the pool connects, for other owners of tables on the same database (reconciliation)
+    /// to open pools of their own.
+    config: tokio_postgres::Config,
     /// Time spent per stage of the batch commit, for benchmarks and metrics.
     stage_times: std::sync::Arc<timing::StageTimes>,
     /// Microseconds added to the system clock for the times Tally stamps on transfers. Zero in
@@ -53,7 +59,8 @@ impl Store {
         assert!((1..=POOL_SIZE_MAX).contains(&pool_size), "pool size {pool_size} outside 1..={POOL_SIZE_MAX}");
         let mut config = tokio_postgres::Config::from_str(conninfo)?;
         config.application_name("tally").connect_timeout(CONNECT_TIMEOUT);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
@@ -61,7 +68,13 @@ impl Store {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .expect("the tokio runtime is configured for the timeouts");
-        Ok(Store { pool, stage_times: Default::default(), clock_offset_micros: Default::default() })
+        Ok(Store { pool, config, stage_times: Default::default(), clock_offset_micros: Default::default() })
+    }
+
+    /// How this store connects (host, database, user, timeouts): a configuration, not a
+    /// connection, for a crate that owns tables of its own to build its own pool.
+    pub fn connection_config(&self) -> tokio_postgres::Config {
+        self.config.clone()
     }
 
     /// The time Tally stamps on what it writes now: the system clock, plus the offset a test set.
@@ -100,8 +113,9 @@ impl Store {
         self.stage_times.clone()
     }
 
-    /// A pooled connection.
-    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    /// A pooled connection. Never exported: every SQL statement on the ledger's tables is
+    /// written in this crate.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 

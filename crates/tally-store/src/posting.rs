@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime};
 use tally_core::transfer::ACTOR_LEN_MAX;
 use tally_core::{
     Account, AccountId, BATCH_SIZE_MAX, BatchOutput, LedgerState, Rejection, Timestamp, Transfer, TransferId,
-    TransferKind, TransferRequest, TransferResult, TransferStatus,
+    TransferKind, TransferResult, TransferStatus,
 };
 use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -46,22 +46,6 @@ use uuid::Uuid;
 
 /// The actor name the expiry sweeper writes to the audit log.
 pub const EXPIRY_ACTOR: &str = "system:expiry";
-
-/// One transfer request and the authenticated caller who sent it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submission {
-    pub request: TransferRequest,
-    /// The authenticated caller, as the front end established it (never a request field).
-    pub actor: String,
-}
-
-/// What became of one submission.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub result: TransferResult,
-    /// The journal entry under the request's id, for `ok` and `exists`.
-    pub transfer: Option<Transfer>,
-}
 
 /// The columns `transfer_from_row` reads, in order.
 pub(crate) const TRANSFER_COLUMNS: &str = "t.id, t.kind, t.status, t.debit_account_id, t.credit_account_id, t.amount, \
@@ -182,7 +166,7 @@ impl AccountOrder<fn(BatchToken)> {
 }
 
 impl BatchConn {
-    pub fn client(&self) -> &deadpool_postgres::Client {
+    pub(crate) fn client(&self) -> &deadpool_postgres::Client {
         self.client.as_ref().expect("open batch")
     }
 
@@ -268,20 +252,24 @@ impl BatchConn {
     /// account is no longer at its `expected` version, a hold was resolved meanwhile, or the
     /// batch `order.after` did not commit: the decisions were made on state that never was or
     /// has moved on. `order.begun` is called as soon as the write transaction is open.
+    ///
+    /// `actors` names the authenticated caller of each request of the batch by its transfer id
+    /// (at most `BATCH_SIZE_MAX` pairs; the first pair of an id counts); what the batch writes
+    /// under an id it does not name (an expiry pass) is recorded under `EXPIRY_ACTOR`.
     #[allow(clippy::too_many_arguments)]
     pub async fn write_and_commit(
         mut self,
         state: &LedgerState,
         output: &BatchOutput,
-        submissions: &[Submission],
+        actors: &[(TransferId, &str)],
         expected: &HashMap<AccountId, i64>,
         at: Timestamp,
         watch: &mut Stopwatch<'_>,
         order: AccountOrder<impl FnOnce(BatchToken)>,
     ) -> Result<(), StoreError> {
-        assert!(submissions.len() <= BATCH_SIZE_MAX, "batch above BATCH_SIZE_MAX");
-        if let Some(bad) = submissions.iter().find(|s| s.actor.is_empty() || s.actor.len() > ACTOR_LEN_MAX) {
-            return Err(StoreError::Invalid(format!("actor {:?} must be 1 to {ACTOR_LEN_MAX} bytes", bad.actor)));
+        assert!(actors.len() <= BATCH_SIZE_MAX, "batch above BATCH_SIZE_MAX");
+        if let Some((_, bad)) = actors.iter().find(|(_, actor)| actor.is_empty() || actor.len() > ACTOR_LEN_MAX) {
+            return Err(StoreError::Invalid(format!("actor {bad:?} must be 1 to {ACTOR_LEN_MAX} bytes")));
         }
         let token = match self.token {
             Some(token) => token,
@@ -292,7 +280,7 @@ impl BatchConn {
             }
         };
         (order.begun)(token);
-        write_batch(self.client(), state, output, submissions, expected, at, watch, token, order.after).await?;
+        write_batch(self.client(), state, output, actors, expected, at, watch, token, order.after).await?;
         self.client().batch_execute("COMMIT").await?;
         watch.lap(9);
         self.in_transaction = false;
@@ -304,14 +292,14 @@ impl BatchConn {
         self,
         state: &LedgerState,
         output: &BatchOutput,
-        submissions: &[Submission],
+        actors: &[(TransferId, &str)],
         expected: &HashMap<AccountId, i64>,
         at: Timestamp,
         order: AccountOrder<impl FnOnce(BatchToken)>,
     ) -> Result<(), StoreError> {
         let times = self.stage_times.clone();
         let mut watch = Stopwatch::start(&times);
-        self.write_and_commit(state, output, submissions, expected, at, &mut watch, order).await
+        self.write_and_commit(state, output, actors, expected, at, &mut watch, order).await
     }
 
     /// Rolls back, if a write transaction is open, and returns the connection to the pool.
@@ -365,7 +353,7 @@ async fn prefetch_transfers(
     Ok(())
 }
 
-/// Writes everything a batch decided. `submissions` gives each request's actor.
+/// Writes everything a batch decided. `actors` gives each request's actor by its id.
 ///
 /// Journal rows are their own audit record (immutable, with actor and time); the batch gets one
 /// audit row naming it, which every row it wrote points to through `batch_id`, and each hold it
@@ -381,17 +369,20 @@ async fn write_batch(
     client: &deadpool_postgres::Client,
     state: &LedgerState,
     output: &BatchOutput,
-    submissions: &[Submission],
+    actors: &[(TransferId, &str)],
     expected: &HashMap<AccountId, i64>,
     at: Timestamp,
     watch: &mut Stopwatch<'_>,
     token: BatchToken,
     after: Option<BatchToken>,
 ) -> Result<(), StoreError> {
-    let mut actors: HashMap<TransferId, &str> = HashMap::with_capacity(submissions.len());
-    for submission in submissions {
-        actors.entry(submission.request.id).or_insert(submission.actor.as_str());
-    }
+    let actors = {
+        let mut by_id: HashMap<TransferId, &str> = HashMap::with_capacity(actors.len());
+        for &(id, actor) in actors {
+            by_id.entry(id).or_insert(actor);
+        }
+        by_id
+    };
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
     assert_accounts_read(state, output, expected);
     let batch_id = Uuid::now_v7();

@@ -1,4 +1,4 @@
-//! Read-side queries: one transfer, an account's history, event and audit pages.
+//! Read-side queries: one transfer, an account's history, event and audit pages, counts.
 
 use crate::accounts::resolve_account_id;
 use crate::posting::{JournalRow, journal_row_from_row};
@@ -243,6 +243,23 @@ impl Store {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT last_seq FROM event_sequence").await?;
         Ok(client.query_one(&statement, &[]).await?.get(0))
+    }
+
+    /// Whether the journal holds any row at all.
+    pub async fn has_transfers(&self) -> Result<bool, StoreError> {
+        Ok(self.client().await?.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0))
+    }
+
+    /// How many accounts the ledger has, in any status.
+    pub async fn account_count(&self) -> Result<i64, StoreError> {
+        Ok(self.client().await?.query_one("SELECT count(*) FROM accounts", &[]).await?.get(0))
+    }
+
+    /// Every account with a balance rule (not `unrestricted`), in id order.
+    pub async fn restricted_account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        let rows =
+            self.client().await?.query("SELECT id FROM accounts WHERE NOT unrestricted ORDER BY id", &[]).await?;
+        Ok(rows.iter().map(|row| AccountId(row.get(0))).collect())
     }
 }
 

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tally_core::{AccountId, BATCH_SIZE_MAX, BalanceRule, TransferId, TransferRequest, TransferResult};
-use tally_engine::Engine;
-use tally_store::{NewAccount, Store, Submission};
+use tally_engine::{Engine, Submission};
+use tally_store::{NewAccount, Store};
 use uuid::Uuid;
 use workload::{AccountPicker, Client};
 
@@ -69,7 +69,7 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         Distribution::Zipf => AccountPicker::zipf(accounts, args.zipf_exponent),
     };
     let settings = report::pg_settings(&store).await?;
-    let backend_pid: i32 = store.client().await?.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let backend_pid: i32 = store.backend_pid().await?;
     let pg_server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
 
     let wal_before = report::wal_lsn(&store).await?;
@@ -93,7 +93,7 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
 
     let progress = ProgressBar::new_spinner().with_message("checking conservation and balance rules");
     progress.enable_steady_tick(Duration::from_millis(200));
-    let recon = tally_recon::check_ledger(&store).await?;
+    let recon = tally_recon::check_ledger(&tally_recon::Recon::new(&store, tally_recon::POOL_SIZE_MIN)).await?;
     progress.finish_and_clear();
 
     let batches = stats_after.batches - stats_before.batches;
@@ -300,7 +300,7 @@ struct Sampled {
 
 /// Once a second: record throughput and PostgreSQL's memory, and move the progress bar.
 async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &AtomicBool) -> Result<Sampled> {
-    let backend_pid: i32 = db.store.client().await?.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let backend_pid: i32 = db.store.backend_pid().await?;
     let server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
     let progress = ProgressBar::new(duration.as_secs()).with_style(
         ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len}s {msg}").expect("valid template"),

@@ -84,29 +84,24 @@ pub async fn pg_settings(store: &Store) -> Result<Vec<(String, String)>> {
         "checkpoint_timeout",
         "wal_compression",
     ];
-    let client = store.client().await?;
     let mut settings = Vec::new();
     for name in names {
-        let value: String = client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0);
+        let value: String = store.server_setting(name).await?;
         settings.push((name.to_owned(), value));
     }
     Ok(settings)
 }
 
 pub async fn wal_lsn(store: &Store) -> Result<String> {
-    Ok(store.client().await?.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0))
+    Ok(store.wal_lsn().await?)
 }
 
 pub async fn wal_per_transfer(store: &Store, before: &str, after: &str, transfers: u64) -> Result<Option<f64>> {
     if transfers == 0 {
         return Ok(None);
     }
-    let row = store
-        .client()
-        .await?
-        .query_one("SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn)::float8", &[&before, &after])
-        .await?;
-    Ok(Some(row.get::<_, f64>(0) / transfers as f64))
+    let bytes = store.wal_bytes_between(before, after).await?;
+    Ok(Some(bytes / transfers as f64))
 }
 
 pub fn machine() -> String {

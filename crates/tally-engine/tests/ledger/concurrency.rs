@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferKind, TransferRequest, TransferResult};
-use tally_engine::{Engine, EngineConfig};
-use tally_store::{Outcome, StatusChange, Submission};
+use tally_engine::{Engine, EngineConfig, Outcome, Submission};
+use tally_store::StatusChange;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
@@ -624,7 +624,7 @@ async fn sql_writer_round(round: usize) {
     let answers: Vec<(uuid::Uuid, TransferResult)> = join_all(engine_tasks).await.into_iter().flatten().collect();
     let mut acknowledged: Vec<uuid::Uuid> = join_all(sql_tasks).await.into_iter().flatten().collect();
     // The books first: a broken round shows what broke, not only the answer that gave it away.
-    let report = tally_recon::check_ledger(&ledger.db.store).await.expect("reconcile");
+    let report = tally_recon::check_ledger(&ledger.recon()).await.expect("reconcile");
     assert!(report.findings.is_empty(), "round {round}: the books do not reconcile: {:#?}", report.findings);
     let refused: Vec<_> = answers.iter().filter(|(_, result)| *result != TransferResult::Ok).collect();
     assert!(refused.is_empty(), "round {round}: valid transfers answered otherwise than ok: {refused:?}");
@@ -705,7 +705,7 @@ async fn same_id_round(round: usize) {
         .unwrap()
         .get(0);
     assert_eq!(found as usize, applied.len(), "round {round}: an acknowledged transfer is missing");
-    let report = tally_recon::check_ledger(&ledger.db.store).await.expect("reconcile");
+    let report = tally_recon::check_ledger(&ledger.recon()).await.expect("reconcile");
     assert!(report.findings.is_empty(), "round {round}: the books do not reconcile: {:#?}", report.findings);
     for engine in engines.iter() {
         engine.shutdown().await;

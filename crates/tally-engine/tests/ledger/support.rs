@@ -1,8 +1,8 @@
 //! Shared helpers: a ledger on a fresh database, and short ways to open accounts and post.
 
 use tally_core::{AccountId, BalanceRule, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult};
-use tally_engine::{Engine, EngineConfig};
-use tally_store::{NewAccount, Outcome, Submission};
+use tally_engine::{Engine, EngineConfig, Outcome, Submission};
+use tally_store::NewAccount;
 use tally_testkit::TestDb;
 use uuid::Uuid;
 
@@ -70,9 +70,14 @@ impl Ledger {
         self.db.store.require_account(&account.to_string()).await.expect("account").account.balance()
     }
 
+    /// Reconciliation on this ledger's database.
+    pub fn recon(&self) -> tally_recon::Recon {
+        tally_recon::Recon::new(&self.db.store, tally_recon::POOL_SIZE_MIN)
+    }
+
     /// Fails the test if the ledger is inconsistent in any way reconciliation can see.
     pub async fn assert_consistent(&self) {
-        let report = tally_recon::check_ledger(&self.db.store).await.expect("reconcile");
+        let report = tally_recon::check_ledger(&self.recon()).await.expect("reconcile");
         assert!(report.findings.is_empty(), "ledger inconsistent: {:#?}", report.findings);
     }
 }

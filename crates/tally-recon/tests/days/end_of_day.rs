@@ -53,7 +53,7 @@ async fn a_clean_day_reconciles_and_its_report_is_stored() {
     assert_eq!((usd.closing_debits_pending.as_str(), usd.closing_credits_pending.as_str()), ("0.00", "0.00"));
 
     // Stored, and found again by day.
-    let stored = tally_recon::eod::latest_report(&ledger.db.store, day("2026-03-10")).await.unwrap().unwrap();
+    let stored = tally_recon::eod::latest_report(&ledger.recon, day("2026-03-10")).await.unwrap().unwrap();
     assert_eq!(stored.status, "clean");
     assert_eq!(stored.report.as_ref(), Some(&report));
 
@@ -68,8 +68,7 @@ async fn a_clean_day_reconciles_and_its_report_is_stored() {
 async fn a_day_that_has_not_ended_cannot_be_reconciled() {
     let ledger = ledger().await;
     ledger.clock(datetime!(2026-03-11 00:00:30 UTC));
-    let refused =
-        tally_recon::eod::run_end_of_day(&ledger.db.store, day("2026-03-10"), ACTOR, &tally_recon::Quiet).await;
+    let refused = tally_recon::eod::run_end_of_day(&ledger.recon, day("2026-03-10"), ACTOR, &tally_recon::Quiet).await;
     assert!(matches!(refused, Err(ReconError::DayNotClosed { .. })), "{refused:?}");
     assert_eq!(refused.unwrap_err().code(), "day_not_closed");
     // A minute later it can.
@@ -183,16 +182,16 @@ async fn a_missing_event_is_reported_with_its_transfer_and_sequence_number() {
 #[tokio::test]
 async fn days_follow_the_time_zone_and_cut_off_and_cannot_change_once_closed() {
     let ledger = ledger().await;
-    let store = &ledger.db.store;
+    let recon = &ledger.recon;
     for (zone, cutoff, code) in [
         ("Mars/Olympus", "17:00", "time_zone_invalid"),
         ("Asia/Tokyo", "25:00", "cutoff_invalid"),
         ("Asia/Tokyo", "00:00", "cutoff_invalid"),
     ] {
-        let refused = tally_recon::days::set_settings(store, zone, cutoff, ACTOR).await.unwrap_err();
+        let refused = tally_recon::days::set_settings(recon, zone, cutoff, ACTOR).await.unwrap_err();
         assert_eq!(refused.code(), code);
     }
-    tally_recon::days::set_settings(store, "Asia/Tokyo", "17:00", ACTOR).await.expect("settings");
+    tally_recon::days::set_settings(recon, "Asia/Tokyo", "17:00", ACTOR).await.expect("settings");
     let bank = ledger.open("bank", BalanceRule::Unrestricted).await;
     let alice = ledger.open("alice", BalanceRule::NoOverdraft).await;
     // 16:59 in Tokyo on the 10th is the 10th; 17:00 is the 11th.
@@ -208,7 +207,7 @@ async fn days_follow_the_time_zone_and_cut_off_and_cannot_change_once_closed() {
     assert_eq!(next.transfers, 1);
     assert_eq!(next.currencies[0].closing_credits_posted, "3.00");
 
-    let locked = tally_recon::days::set_settings(store, "UTC", "24:00", ACTOR).await.unwrap_err();
+    let locked = tally_recon::days::set_settings(recon, "UTC", "24:00", ACTOR).await.unwrap_err();
     assert_eq!(locked.code(), "day_definition_locked");
 }
 
@@ -240,7 +239,7 @@ async fn closing_skips_no_day_and_an_empty_day_closes_with_the_balances_it_inher
 #[tokio::test]
 async fn a_daylight_saving_day_has_twenty_three_hours_and_the_next_one_starts_where_it_ended() {
     let ledger = ledger().await;
-    tally_recon::days::set_settings(&ledger.db.store, "Europe/Berlin", "24:00", ACTOR).await.expect("settings");
+    tally_recon::days::set_settings(&ledger.recon, "Europe/Berlin", "24:00", ACTOR).await.expect("settings");
     let bank = ledger.open("bank", BalanceRule::Unrestricted).await;
     let alice = ledger.open("alice", BalanceRule::NoOverdraft).await;
     // 01:30 and 03:30 Berlin time on the 29th: one hour apart, two hour buckets apart on the clock.

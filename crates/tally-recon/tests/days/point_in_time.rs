@@ -9,7 +9,7 @@ async fn balances(
     account: tally_core::AccountId,
     when: OffsetDateTime,
 ) -> (i128, i128, Option<String>) {
-    let point = balance_as_of(&ledger.db.store, account.0, at(when)).await.expect("balance as of");
+    let point = balance_as_of(&ledger.recon, account.0, at(when)).await.expect("balance as of");
     (point.balance(), point.debits_pending, point.snapshot_day)
 }
 
@@ -64,9 +64,9 @@ async fn a_balance_as_of_the_future_or_of_a_missing_account_is_refused() {
     let ledger = ledger().await;
     let alice = ledger.open("alice", BalanceRule::NoOverdraft).await;
     ledger.clock(datetime!(2026-03-13 12:00 UTC));
-    let future = balance_as_of(&ledger.db.store, alice.0, at(datetime!(2026-03-13 12:10 UTC))).await.unwrap_err();
+    let future = balance_as_of(&ledger.recon, alice.0, at(datetime!(2026-03-13 12:10 UTC))).await.unwrap_err();
     assert_eq!(future.code(), "as_of_in_future");
     let missing =
-        balance_as_of(&ledger.db.store, uuid::Uuid::now_v7(), at(datetime!(2026-03-13 11:00 UTC))).await.unwrap_err();
+        balance_as_of(&ledger.recon, uuid::Uuid::now_v7(), at(datetime!(2026-03-13 11:00 UTC))).await.unwrap_err();
     assert_eq!(missing.code(), "account_not_found");
 }

@@ -5,9 +5,9 @@
 use crate::support::*;
 use rust_decimal::Decimal;
 use tally_core::{AccountId, BalanceRule, TransferId, TransferKind, TransferResult};
+use tally_engine::Submission;
 use tally_recon::balance::balance_as_of;
 use tally_recon::report::RunStatus;
-use tally_store::Submission;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -34,7 +34,7 @@ async fn brute_force(ledger: &Ledger, account: AccountId, at: OffsetDateTime) ->
 async fn check_every_instant(ledger: &Ledger, accounts: &[AccountId], instants: &[OffsetDateTime], closed: &str) {
     for &instant in instants {
         for &account in accounts {
-            let point = balance_as_of(&ledger.db.store, account.0, at(instant)).await.expect("as of");
+            let point = balance_as_of(&ledger.recon, account.0, at(instant)).await.expect("as of");
             let found = [point.debits_posted, point.credits_posted, point.debits_pending, point.credits_pending];
             assert_eq!(
                 found,

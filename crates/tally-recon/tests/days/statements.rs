@@ -58,7 +58,7 @@ async fn books(ledger: &Ledger) -> Books {
 }
 
 async fn import(ledger: &Ledger, bytes: &[u8], options: &ImportOptions) -> tally_recon::statement::ImportOutcome {
-    import_statement(&ledger.db.store, "bank-eur", bytes, options, ACTOR).await.expect("import")
+    import_statement(&ledger.recon, "bank-eur", bytes, options, ACTOR).await.expect("import")
 }
 
 /// What every format of the fixture must come to against `books`.
@@ -124,7 +124,7 @@ async fn a_camt053_statement_imports_and_matches_and_a_second_import_changes_not
 
     // Another file under the same statement id is refused, and writes nothing.
     let text = String::from_utf8(bytes).unwrap().replace("Kontoführungsgebühr", "Kontogebühr");
-    let refused = import_statement(&ledger.db.store, "bank-eur", text.as_bytes(), &ImportOptions::default(), ACTOR)
+    let refused = import_statement(&ledger.recon, "bank-eur", text.as_bytes(), &ImportOptions::default(), ACTOR)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), "statement_exists_with_different_content");
@@ -194,15 +194,14 @@ async fn broken_or_foreign_statements_are_refused_with_their_place_and_write_not
     ];
     let before = ledger.db.row_counts().await;
     for (account, text, code, place) in cases {
-        let error = import_statement(&ledger.db.store, account, text.as_bytes(), &ImportOptions::default(), ACTOR)
+        let error = import_statement(&ledger.recon, account, text.as_bytes(), &ImportOptions::default(), ACTOR)
             .await
             .unwrap_err();
         assert_eq!(error.code(), code, "{error}");
         assert!(error.to_string().contains(place), "{code}: {error} names {place}");
     }
-    let missing = import_statement(&ledger.db.store, "nobody", camt.as_bytes(), &ImportOptions::default(), ACTOR)
-        .await
-        .unwrap_err();
+    let missing =
+        import_statement(&ledger.recon, "nobody", camt.as_bytes(), &ImportOptions::default(), ACTOR).await.unwrap_err();
     assert_eq!(missing.code(), "account_not_found");
     assert_eq!(ledger.db.row_counts().await, before);
     let client = ledger.db.connect().await;

@@ -3,9 +3,10 @@
 use tally_core::{
     AccountId, BalanceRule, MinorUnits, Timestamp, TransferId, TransferKind, TransferRequest, TransferResult,
 };
-use tally_engine::{Engine, EngineConfig};
+use tally_engine::{Engine, EngineConfig, Submission};
+use tally_recon::Recon;
 use tally_recon::report::{DayReport, Finding};
-use tally_store::{NewAccount, Submission};
+use tally_store::NewAccount;
 use tally_testkit::TestDb;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ pub const ACTOR: &str = "test:recon";
 pub struct Ledger {
     pub db: TestDb,
     pub engine: Engine,
+    pub recon: Recon,
 }
 
 /// A ledger whose holds expire only when a test says so.
@@ -22,7 +24,8 @@ pub async fn ledger() -> Ledger {
     let db = tally_testkit::fresh_database().await;
     let engine =
         Engine::start(db.store.clone(), EngineConfig { expiry_sweep_interval: None, ..EngineConfig::default() });
-    Ledger { db, engine }
+    let recon = Recon::new(&db.store, tally_recon::POOL_SIZE_MIN);
+    Ledger { db, engine, recon }
 }
 
 pub fn at(when: OffsetDateTime) -> Timestamp {
@@ -68,7 +71,7 @@ impl Ledger {
     /// Runs the end of day for `day` as of `now`.
     pub async fn end_of_day(&self, now: OffsetDateTime, day_text: &str) -> DayReport {
         self.clock(now);
-        tally_recon::eod::run_end_of_day(&self.db.store, day(day_text), ACTOR, &tally_recon::Quiet)
+        tally_recon::eod::run_end_of_day(&self.recon, day(day_text), ACTOR, &tally_recon::Quiet)
             .await
             .expect("end of day")
     }

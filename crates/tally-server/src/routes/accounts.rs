@@ -266,7 +266,7 @@ pub async fn balance(
     let record = readable(&state, &principal, &id_or_code).await?;
     if let Some(as_of) = query.as_of {
         let at = tally_recon::parse_time(&as_of)?;
-        let point = tally_recon::balance::balance_as_of(&state.store, record.account.id.0, at).await?;
+        let point = tally_recon::balance::balance_as_of(&state.recon, record.account.id.0, at).await?;
         let s = point.scale;
         return Ok(axum::Json(BalanceView {
             account_id: point.account_id,

@@ -94,10 +94,10 @@ pub async fn run(
     principal.require(EVENT_READERS)?;
     let day = tally_recon::days::parse_day(&body.date)?;
     let run_id = Uuid::now_v7();
-    let store = state.store.clone();
+    let recon = state.recon.clone();
     let actor = principal.actor();
     let mut task = tokio::spawn(async move {
-        tally_recon::eod::run_end_of_day_as(&store, run_id, day, &actor, &tally_recon::Quiet).await
+        tally_recon::eod::run_end_of_day_as(&recon, run_id, day, &actor, &tally_recon::Quiet).await
     });
     let text = tally_recon::days::format_day(day);
     let wait = RECONCILIATION_WAIT_MAX.min(state.config.request_timeout / 2);
@@ -133,7 +133,7 @@ pub async fn show(
     let format = query.report_format()?;
     let day = tally_recon::days::parse_day(&date)?;
     let text = tally_recon::days::format_day(day);
-    let run = tally_recon::eod::latest_report(&state.store, day).await?.ok_or_else(|| {
+    let run = tally_recon::eod::latest_report(&state.recon, day).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "reconciliation_not_found", format!("{text} was never reconciled"))
     })?;
     match (format, &run.report) {

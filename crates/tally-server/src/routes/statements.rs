@@ -74,7 +74,7 @@ pub async fn import(
         options.rules.date_window_days = days;
     }
     let outcome =
-        import_statement(&state.store, &record.account.id.to_string(), &body, &options, &principal.actor()).await?;
+        import_statement(&state.recon, &record.account.id.to_string(), &body, &options, &principal.actor()).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     let view = StatementView {
         statement_id: outcome.statement_id,
@@ -97,6 +97,6 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
-    let report = statement_report(&state.store, id).await?;
+    let report = statement_report(&state.recon, id).await?;
     Ok(rendered(render_statement(&report, format), format))
 }

@@ -18,7 +18,8 @@ use tally_core::{
     AccountId, BATCH_SIZE_MAX, Transfer, TransferId, TransferKind, TransferRequest, TransferResult,
     parse_positive_amount,
 };
-use tally_store::{JournalRow, Outcome, Role, Submission, TransferFilter};
+use tally_engine::{Outcome, Submission};
+use tally_store::{JournalRow, Role, TransferFilter};
 use utoipa::IntoParams;
 use uuid::Uuid;
 

@@ -97,8 +97,8 @@ async fn reconciliation_requests_that_cannot_be_served_get_their_codes() {
 async fn the_scheduler_reconciles_each_day_once_after_the_delay() {
     let api = api().await;
     let after = std::time::Duration::from_secs(600);
-    let store = api.db.store.clone();
-    let due = async || tally_server::scheduler::run_due(&store, after).await;
+    let recon = api.state.recon.clone();
+    let due = async || tally_server::scheduler::run_due(&recon, after).await;
     // An empty ledger has nothing to reconcile.
     api.db.store.set_clock(Timestamp(MARCH_10_AT_10));
     assert!(due().await.unwrap().is_none());

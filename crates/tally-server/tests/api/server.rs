@@ -229,7 +229,7 @@ async fn shutdown_is_bounded_and_a_stuck_transfer_is_answered_outcome_unknown() 
         let to = server.api.db.store.require_account("shop").await.unwrap().account.id;
         tally_core::TransferRequest::posted(tally_core::TransferId(id), from, to, 700)
     };
-    let outcome = engine.submit_one(tally_store::Submission { request, actor: "test".into() }).await.unwrap();
+    let outcome = engine.submit_one(tally_engine::Submission { request, actor: "test".into() }).await.unwrap();
     assert_eq!(outcome.result, tally_core::TransferResult::Ok);
     engine.shutdown().await;
     server.api.assert_consistent().await;

@@ -16,8 +16,7 @@ use uuid::Uuid;
 pub struct Api {
     pub db: TestDb,
     pub engine: Engine,
-    /// The router's state (its metrics, limits and caches).
-    #[allow(dead_code)]
+    /// The router's state (its metrics, limits, caches and reconciliation).
     pub state: AppState,
     pub router: Router,
     pub admin: String,
@@ -137,7 +136,7 @@ impl Api {
 
     /// The books balance, every account agrees with its journal, audit and events complete.
     pub async fn assert_consistent(&self) {
-        let report = tally_recon::check_ledger(&self.db.store).await.expect("reconcile");
+        let report = tally_recon::check_ledger(&self.state.recon).await.expect("reconcile");
         assert!(report.is_clean(), "{report:?}");
     }
 }
