@@ -15,6 +15,7 @@ pub mod journal;
 pub mod migrate;
 pub mod posting;
 pub mod queries;
+pub mod server;
 pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
@@ -23,6 +24,7 @@ pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate};
 pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow, Outcome, Submission};
 pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
+pub use server::{create_database_if_missing, drop_database_if_exists};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
@@ -71,7 +73,9 @@ impl Store {
     }
 
     /// Moves this store's clock (and every clone's) so that `now()` reads `at` at this moment and
-    /// runs on from there. For tests, which need transfers on past days; nothing in Tally calls it.
+    /// runs on from there. For tests, which need transfers on past days, and the end-of-day
+    /// benchmark's generator, which writes past days through a store of its own; the ledger
+    /// never calls it.
     pub fn set_clock(&self, at: tally_core::Timestamp) {
         let offset = at.0 - convert::now().0;
         self.clock_offset_micros.store(offset, std::sync::atomic::Ordering::Relaxed);
