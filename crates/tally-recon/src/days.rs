@@ -121,6 +121,12 @@ pub async fn bounds(client: &impl GenericClient, day: Date) -> Result<DayBounds,
     Ok(DayBounds { day, starts_at: row.get(0), ends_at: row.get(1) })
 }
 
+/// The bounds of `day` under the current settings, on a connection of the store's.
+pub async fn day_bounds(store: &Store, day: Date) -> Result<DayBounds, ReconError> {
+    let client = store.client().await?;
+    bounds(&client, day).await
+}
+
 /// The ledger day an instant belongs to.
 pub async fn day_of(client: &impl GenericClient, at: SystemTime) -> Result<Date, ReconError> {
     let row = client
