@@ -1,12 +1,11 @@
 //! The benchmark's result: a table for people, JSON for programs, an SVG chart.
 
-use anyhow::Result;
+use crate::BenchError;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
-use tally_store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -72,41 +71,22 @@ pub struct BenchReport {
     pub command: String,
 }
 
-pub async fn pg_settings(store: &Store) -> Result<Vec<(String, String)>> {
-    let names = [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "wal_level",
-        "shared_buffers",
-        "max_wal_size",
-        "checkpoint_timeout",
-        "wal_compression",
-    ];
-    let client = store.client().await?;
-    let mut settings = Vec::new();
-    for name in names {
-        let value: String = client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0);
-        settings.push((name.to_owned(), value));
-    }
-    Ok(settings)
+/// A WAL position as PostgreSQL prints it (`16/B374D848`: the high and low 32 bits in hex).
+fn parse_lsn(lsn: &str) -> Option<u64> {
+    let (high, low) = lsn.split_once('/')?;
+    let high = u32::from_str_radix(high, 16).ok()?;
+    let low = u32::from_str_radix(low, 16).ok()?;
+    Some(u64::from(high) << 32 | u64::from(low))
 }
 
-pub async fn wal_lsn(store: &Store) -> Result<String> {
-    Ok(store.client().await?.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0))
-}
-
-pub async fn wal_per_transfer(store: &Store, before: &str, after: &str, transfers: u64) -> Result<Option<f64>> {
+/// WAL bytes written between two positions, per committed transfer. `None` when nothing
+/// committed or a position is not an LSN.
+pub fn wal_per_transfer(before: &str, after: &str, transfers: u64) -> Option<f64> {
     if transfers == 0 {
-        return Ok(None);
+        return None;
     }
-    let row = store
-        .client()
-        .await?
-        .query_one("SELECT pg_wal_lsn_diff($2::text::pg_lsn, $1::text::pg_lsn)::float8", &[&before, &after])
-        .await?;
-    Ok(Some(row.get::<_, f64>(0) / transfers as f64))
+    let bytes = parse_lsn(after)?.checked_sub(parse_lsn(before)?)?;
+    Some(bytes as f64 / transfers as f64)
 }
 
 pub fn machine() -> String {
@@ -225,13 +205,17 @@ impl BenchReport {
         }
     }
 
-    pub fn write_json(&self, path: &Path) -> Result<()> {
+    pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
         Ok(())
     }
 
     /// Two panels: throughput per second over the run, and the latency distribution.
-    pub fn write_svg(&self, path: &Path) -> Result<()> {
+    pub fn write_svg(&self, path: &Path) -> Result<(), BenchError> {
+        self.draw(path).map_err(|error| BenchError::Chart(error.to_string()))
+    }
+
+    fn draw(&self, path: &Path) -> Result<(), Box<dyn std::error::Error + 'static>> {
         let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(520);
@@ -259,5 +243,23 @@ impl BenchReport {
         latency.draw_series(LineSeries::new(points, &RED))?;
         root.present()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_per_transfer_from_two_positions() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("16"), None);
+        assert_eq!(parse_lsn("G/0"), None);
+        // Across the 4 GiB boundary of the low half.
+        assert_eq!(wal_per_transfer("0/FFFFFF00", "1/100", 2), Some(256.0));
+        assert_eq!(wal_per_transfer("1/0", "1/3E8", 10), Some(100.0));
+        assert_eq!(wal_per_transfer("1/0", "1/3E8", 0), None);
+        assert_eq!(wal_per_transfer("2/0", "1/0", 10), None, "positions never go back");
     }
 }
