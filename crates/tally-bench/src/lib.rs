@@ -25,7 +25,7 @@ mod workload;
 pub use eod::{ACCOUNTS_MAX as EOD_ACCOUNTS_MAX, TRANSFERS_PER_DAY_MAX};
 pub use eod::{DAYS_MAX, DayTiming, EOD_BENCH_DB, EodBenchReport, EodConfig, run_eod};
 pub use error::BenchError;
-pub use report::{BenchReport, Latency, wal_per_transfer};
+pub use report::{BenchReport, Latency, cpu_us_per_transfer, wal_per_transfer};
 pub use throughput::{BENCH_DB, BenchConfig, BenchMode, CONCURRENCY_MAX, Distribution, run_bench};
 
 use tally_pg::{EmbeddedPg, StartOutcome};

@@ -54,6 +54,13 @@ pub struct BenchReport {
     pub wal_bytes_per_transfer: Option<f64>,
     pub cpu_seconds_tally: f64,
     pub cpu_seconds_postgres: Option<f64>,
+    /// Tally's CPU (this process: engine, server and clients alike) per committed transfer, in
+    /// µs; null when nothing committed.
+    pub tally_cpu_us_per_transfer: Option<f64>,
+    /// PostgreSQL's CPU (every server process) per committed transfer, in µs; null when the
+    /// server's CPU could not be measured (it runs where /proc cannot see it) or nothing
+    /// committed.
+    pub postgres_cpu_us_per_transfer: Option<f64>,
     pub peak_rss_mib_tally: f64,
     pub peak_rss_mib_postgres: Option<f64>,
     /// Wall-clock seconds the batch commits spent per stage, summed over all batches.
@@ -69,6 +76,15 @@ pub struct BenchReport {
     pub postgres_settings: Vec<(String, String)>,
     pub machine: String,
     pub command: String,
+}
+
+/// CPU seconds per committed transfer, in µs: `cpu_seconds` × 1e6 ÷ `committed`. `None` when the
+/// CPU time is unknown or nothing committed.
+pub fn cpu_us_per_transfer(cpu_seconds: Option<f64>, committed: u64) -> Option<f64> {
+    match (cpu_seconds, committed) {
+        (Some(seconds), 1..) => Some(seconds * 1e6 / committed as f64),
+        _ => None,
+    }
 }
 
 /// A WAL position as PostgreSQL prints it (`16/B374D848`: the high and low 32 bits in hex).
@@ -163,6 +179,14 @@ impl BenchReport {
                 format!("{:.1} / {}", self.cpu_seconds_tally, opt(self.cpu_seconds_postgres, "")),
             ),
             (
+                "CPU per transfer: tally / postgres",
+                format!(
+                    "{} / {}",
+                    opt(self.tally_cpu_us_per_transfer, " µs"),
+                    opt(self.postgres_cpu_us_per_transfer, " µs")
+                ),
+            ),
+            (
                 "peak RSS: tally / postgres",
                 format!("{:.0} MiB / {}", self.peak_rss_mib_tally, opt(self.peak_rss_mib_postgres, " MiB")),
             ),
@@ -249,6 +273,16 @@ impl BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_transfer_is_microseconds_per_committed_transfer() {
+        assert_eq!(cpu_us_per_transfer(Some(71.7), 1_000_000), Some(71.7));
+        assert_eq!(cpu_us_per_transfer(Some(2.0), 4), Some(500_000.0));
+        let figure = cpu_us_per_transfer(Some(20.7), 1_580_220).expect("measured");
+        assert!((figure - 13.099_442).abs() < 1e-5, "{figure}");
+        assert_eq!(cpu_us_per_transfer(None, 1_000), None, "not measured");
+        assert_eq!(cpu_us_per_transfer(Some(1.5), 0), None, "nothing committed");
+    }
 
     #[test]
     fn wal_per_transfer_from_two_positions() {

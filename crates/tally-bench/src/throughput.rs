@@ -209,6 +209,8 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
         wal_bytes_per_transfer: report::wal_per_transfer(&wal_before, &wal_after, committed),
         cpu_seconds_tally,
         cpu_seconds_postgres,
+        tally_cpu_us_per_transfer: report::cpu_us_per_transfer(Some(cpu_seconds_tally), committed),
+        postgres_cpu_us_per_transfer: report::cpu_us_per_transfer(cpu_seconds_postgres, committed),
         peak_rss_mib_tally: system::own_rss_mib().1,
         peak_rss_mib_postgres: measured.peak_pg_rss_mib,
         commit_stages_seconds,

@@ -77,7 +77,7 @@ fn short_run(mode: BenchMode) -> BenchConfig {
 }
 
 #[tokio::test]
-async fn a_short_bench_commits_and_balances() {
+async fn a_short_bench_reports_cpu_per_transfer() {
     let db = tally_testkit::fresh_database().await;
     let report =
         tally_bench::run_bench(&Database::Url(db.conninfo.clone()), &short_run(BenchMode::Engine)).await.expect("run");
@@ -85,6 +85,14 @@ async fn a_short_bench_commits_and_balances() {
     assert_eq!(report.refused_valid, 0);
     assert!(report.conservation_ok, "{:?}", report.findings);
     assert!(report.wal_bytes_per_transfer.expect("measured") > 0.0);
+    // The test server runs on this machine, so its processes are measured too.
+    let postgres = report.cpu_seconds_postgres.expect("the server's CPU is measured");
+    assert_eq!(report.postgres_cpu_us_per_transfer, Some(postgres * 1e6 / report.committed as f64));
+    assert_eq!(report.tally_cpu_us_per_transfer, Some(report.cpu_seconds_tally * 1e6 / report.committed as f64));
+    let json = serde_json::to_value(&report).expect("json");
+    assert!(json["postgres_cpu_us_per_transfer"].as_f64().expect("a number") > 0.0);
+    assert!(json["tally_cpu_us_per_transfer"].as_f64().expect("a number") > 0.0);
+    assert!(report.table().contains("CPU per transfer: tally / postgres"));
 }
 
 #[tokio::test]
