@@ -20,7 +20,7 @@ use tally_core::{AccountId, BalanceRule, TransferId, TransferRequest, TransferRe
 use tally_engine::{Engine, EngineConfig, EngineError};
 use tally_recon::days::DayBounds;
 use tally_store::convert::from_system_time;
-use tally_store::{NewAccount, Outcome, Store, Submission};
+use tally_store::{Outcome, Store, Submission};
 use time::Date;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -30,8 +30,6 @@ pub const BATCH_ROWS: usize = 8_000;
 /// Batches handed to the engine at once: enough to keep its committers busy while the next
 /// batch is built.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// Accounts opened per SQL transaction.
-const ACCOUNT_CHUNK: usize = tally_store::accounts::ACCOUNT_BULK_MAX;
 /// The last batch of a day is placed this long before the day ends: the engine stamps a batch
 /// when it decides it, a moment after the generator set the clock.
 const DAY_END_MARGIN: Duration = Duration::from_secs(600);
@@ -59,7 +57,8 @@ pub async fn ledger(
             .progress_chars("=> "),
     );
     bar.set_message("opening accounts");
-    let ids = open_accounts(store, usize::try_from(accounts).expect("positive"), &bar).await?;
+    let count = usize::try_from(accounts).expect("positive");
+    let ids = crate::open_accounts(store, count, BalanceRule::Unrestricted, &bar).await?;
     // A store of its own, whose clock moves through the days; `store` keeps the real time.
     let writer = Store::connect(conninfo, WRITER_POOL_SIZE)?;
     // A batch holds one submission: a generated batch is written as one batch.
@@ -83,26 +82,6 @@ pub async fn ledger(
     store.vacuum_analyze().await?;
     bar.finish_and_clear();
     Ok(())
-}
-
-/// Opens `count` unrestricted accounts, `ACCOUNT_CHUNK` per SQL transaction.
-async fn open_accounts(store: &Store, count: usize, bar: &ProgressBar) -> Result<Vec<AccountId>, BenchError> {
-    let ids: Vec<AccountId> = (0..count).map(|_| AccountId(Uuid::now_v7())).collect();
-    for chunk in ids.chunks(ACCOUNT_CHUNK) {
-        let news: Vec<NewAccount> = chunk
-            .iter()
-            .map(|id| NewAccount {
-                id: Some(*id),
-                code: None,
-                currency: "USD".into(),
-                rule: BalanceRule::Unrestricted,
-                metadata: None,
-            })
-            .collect();
-        store.create_accounts(&news, BENCH_ACTOR).await?;
-        bar.inc(chunk.len() as u64);
-    }
-    Ok(ids)
 }
 
 /// Submits one day's transfers, `BATCH_ROWS` per batch, each batch at its place in the day.

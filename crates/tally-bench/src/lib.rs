@@ -28,12 +28,18 @@ pub use error::BenchError;
 pub use report::{BenchReport, Latency, cpu_us_per_transfer, wal_per_transfer};
 pub use throughput::{BENCH_DB, BenchConfig, BenchMode, CONCURRENCY_MAX, Distribution, run_bench};
 
+use indicatif::ProgressBar;
+use tally_core::{AccountId, BalanceRule};
 use tally_pg::{EmbeddedPg, StartOutcome};
+use tally_store::{NewAccount, Store};
+use uuid::Uuid;
 
 /// The embedded server's maintenance database, where the benchmarks' databases are created.
 const ADMIN_DB: &str = "postgres";
 /// The actor the benchmarks' transfers, accounts and reports are recorded under.
 pub const BENCH_ACTOR: &str = "bench";
+/// Accounts are opened this many per SQL transaction.
+const ACCOUNT_CHUNK: usize = 5_000;
 
 /// Where a benchmark runs.
 pub enum Database {
@@ -70,4 +76,24 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// Opens `count` USD accounts under `rule` (ids UUIDv7), `ACCOUNT_CHUNK` per SQL transaction,
+/// each with its audit row and event; moves `bar` by the accounts opened.
+async fn open_accounts(
+    store: &Store,
+    count: usize,
+    rule: BalanceRule,
+    bar: &ProgressBar,
+) -> Result<Vec<AccountId>, BenchError> {
+    let ids: Vec<AccountId> = (0..count).map(|_| AccountId(Uuid::now_v7())).collect();
+    for chunk in ids.chunks(ACCOUNT_CHUNK) {
+        let news: Vec<NewAccount> = chunk
+            .iter()
+            .map(|id| NewAccount { id: Some(*id), code: None, currency: "USD".into(), rule, metadata: None })
+            .collect();
+        store.create_accounts(&news, BENCH_ACTOR).await?;
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(ids)
 }

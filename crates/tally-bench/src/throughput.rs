@@ -25,8 +25,6 @@ pub const BENCH_DB: &str = "tally_bench";
 const FUNDING_PER_ACCOUNT: i128 = 1_000_000_000_000_000;
 /// Clients at most; each is a tokio task.
 pub const CONCURRENCY_MAX: usize = 100_000;
-/// Accounts are opened this many per SQL transaction.
-const ACCOUNT_CHUNK: usize = 5_000;
 /// The server settings the report records.
 const SETTINGS: [&str; 9] = [
     "server_version",
@@ -245,21 +243,7 @@ async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>, Ben
     let bank =
         NewAccount { id: None, code: None, currency: "USD".into(), rule: BalanceRule::Unrestricted, metadata: None };
     let bank_id = db.store.create_account(&bank, BENCH_ACTOR).await?.0.account.id;
-    let ids: Vec<AccountId> = (0..count).map(|_| AccountId(Uuid::now_v7())).collect();
-    for chunk in ids.chunks(ACCOUNT_CHUNK) {
-        let news: Vec<NewAccount> = chunk
-            .iter()
-            .map(|id| NewAccount {
-                id: Some(*id),
-                code: None,
-                currency: "USD".into(),
-                rule: BalanceRule::NoOverdraft,
-                metadata: None,
-            })
-            .collect();
-        db.store.create_accounts(&news, BENCH_ACTOR).await?;
-        progress.inc(chunk.len() as u64);
-    }
+    let ids = crate::open_accounts(&db.store, count, BalanceRule::NoOverdraft, &progress).await?;
     progress.set_message("funding accounts");
     for chunk in ids.chunks(BATCH_SIZE_MAX) {
         let submissions: Vec<Submission> = chunk
