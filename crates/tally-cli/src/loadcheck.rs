@@ -99,12 +99,10 @@ async fn rounds(
     Ok((reports, passed))
 }
 
+/// Drops the load check's database, if a round left one, and creates it empty.
 async fn recreate_database(pg: &tally_pg::EmbeddedPg) -> Result<()> {
-    let (client, connection) =
-        tokio_postgres::connect(&pg.connection_string("postgres"), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    // The name is a constant; identifiers cannot be bind parameters.
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {LOADCHECK_DB} WITH (FORCE)")).await?;
-    client.batch_execute(&format!("CREATE DATABASE {LOADCHECK_DB}")).await?;
+    let admin = pg.connection_string("postgres");
+    tally_store::drop_database_if_exists(&admin, LOADCHECK_DB).await?;
+    tally_store::create_database_if_missing(&admin, LOADCHECK_DB).await?;
     Ok(())
 }

@@ -43,20 +43,10 @@ async fn run(cli: Cli) -> Result<()> {
         return pg(&cli, &out, command).await;
     }
     if let Command::Bench(args) = &cli.command {
-        let report = bench::run(&cli, args).await?;
-        report.write_json(&args.json_out)?;
-        report.write_svg(&args.svg_out)?;
-        out.value(&serde_json::to_value(&report)?, || {
-            format!("{}\nwrote {} and {}", report.table(), args.json_out.display(), args.svg_out.display())
-        });
-        return Ok(());
+        return bench::bench(&cli, &out, args).await;
     }
     if let Command::BenchEod(args) = &cli.command {
-        let report = bench::eod::run(&cli, args).await?;
-        let json = serde_json::to_value(&report)?;
-        std::fs::write(&args.json_out, serde_json::to_string_pretty(&json)?)?;
-        out.value(&json, || format!("{}\nwrote {}", report.table(), args.json_out.display()));
-        return Ok(());
+        return bench::bench_eod(&cli, &out, args).await;
     }
     if let Command::Loadcheck(args) = &cli.command {
         let (_, passed) = loadcheck::run(&cli, args).await?;

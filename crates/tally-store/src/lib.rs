@@ -10,22 +10,21 @@
 pub mod accounts;
 pub mod api;
 pub mod convert;
-pub mod database;
 pub mod error;
-pub mod generate;
 pub mod journal;
 pub mod migrate;
 pub mod posting;
 pub mod queries;
+pub mod server;
 pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
-pub use database::create_database_if_missing;
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate, migrate_through};
 pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow};
 pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
+pub use server::{create_database_if_missing, drop_database_if_exists};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
@@ -84,7 +83,9 @@ impl Store {
     }
 
     /// Moves this store's clock (and every clone's) so that `now()` reads `at` at this moment and
-    /// runs on from there. For tests, which need transfers on past days; nothing in Tally calls it.
+    /// runs on from there. For tests, which need transfers on past days, and the end-of-day
+    /// benchmark's generator, which writes past days through a store of its own; the ledger
+    /// never calls it.
     pub fn set_clock(&self, at: tally_core::Timestamp) {
         let offset = at.0 - convert::now().0;
         self.clock_offset_micros.store(offset, std::sync::atomic::Ordering::Relaxed);

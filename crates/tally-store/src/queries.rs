@@ -250,11 +250,6 @@ impl Store {
         Ok(self.client().await?.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0))
     }
 
-    /// How many accounts the ledger has, in any status.
-    pub async fn account_count(&self) -> Result<i64, StoreError> {
-        Ok(self.client().await?.query_one("SELECT count(*) FROM accounts", &[]).await?.get(0))
-    }
-
     /// Every account with a balance rule (not `unrestricted`), in id order.
     pub async fn restricted_account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
         let rows =

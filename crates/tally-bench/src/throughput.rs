@@ -1,22 +1,16 @@
 //! `tally bench`: opens N funded accounts, runs clients against the engine (or one SQL
-//! transaction per transfer, `--mode direct`) for a fixed time, and reports throughput, latency,
-//! batch sizes, WAL volume, CPU split, memory, and whether the books still balance.
+//! transaction per transfer, `BenchMode::Direct`, or the HTTP API) for a fixed time, and reports
+//! throughput, latency, batch sizes, WAL volume, CPU split, memory, and whether the books still
+//! balance.
 //!
 //! Every generated transfer is valid (accounts are funded far beyond what a run can spend), so
 //! any refusal is counted as `refused_valid` and is a defect.
 
-pub mod eod;
-mod http;
-mod report;
-mod system;
-mod workload;
-
-use crate::args::{BenchArgs, BenchMode, Distribution};
-use crate::connect;
-use anyhow::{Context, Result, bail};
+use crate::report::{self, BenchReport};
+use crate::workload::{AccountPicker, Client};
+use crate::{BENCH_ACTOR, BenchError, Database, http, system};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-pub use report::BenchReport;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,65 +18,156 @@ use tally_core::{AccountId, BATCH_SIZE_MAX, BalanceRule, TransferId, TransferReq
 use tally_engine::{Engine, Submission};
 use tally_store::{NewAccount, Store};
 use uuid::Uuid;
-use workload::{AccountPicker, Client};
 
 /// The database the embedded server runs benchmarks in, recreated on every run.
-const BENCH_DB: &str = "tally_bench";
+pub const BENCH_DB: &str = "tally_bench";
 /// Each account starts with this many minor units, far beyond what a run can spend.
 const FUNDING_PER_ACCOUNT: i128 = 1_000_000_000_000_000;
-/// The actor the benchmark's transfers are recorded under.
-const BENCH_ACTOR: &str = "bench";
 /// Clients at most; each is a tokio task.
 pub const CONCURRENCY_MAX: usize = 100_000;
-/// Accounts are opened this many per SQL transaction.
-const ACCOUNT_CHUNK: usize = 5_000;
+/// The server settings the report records.
+const SETTINGS: [&str; 9] = [
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_level",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "wal_compression",
+];
 
-pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport> {
-    validate(args)?;
-    let duration = humantime::parse_duration(&args.duration).context("--duration")?;
-    let (conninfo, embedded) = match &cli.database_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let pg = connect::embedded(cli)?;
-            let outcome = connect::start_embedded(&pg).await?;
-            recreate_database(&pg).await?;
-            (pg.connection_string(BENCH_DB), Some((pg, outcome)))
+/// How clients reach the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchMode {
+    /// Batched through the posting engine.
+    Engine,
+    /// One SQL transaction per transfer, through the same store code.
+    Direct,
+    /// Through the HTTP API, served in this process on a loopback port (posted transfers only).
+    Http,
+}
+
+/// How clients pick accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    Uniform,
+    Zipf,
+}
+
+/// What to run: the flags of `tally bench`.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub mode: BenchMode,
+    /// Accounts to open and fund before the run.
+    pub accounts: usize,
+    pub duration: Duration,
+    pub distribution: Distribution,
+    pub zipf_exponent: f64,
+    /// Concurrent clients; each sends a request and waits for its answer before the next.
+    pub concurrency: usize,
+    /// Transfers per client request.
+    pub batch_size: usize,
+    /// Share of transfers that are holds; each is posted or voided in the client's next request.
+    pub pending_percent: u8,
+    /// Batches the engine commits at once.
+    pub committers: usize,
+    /// The engine's speculative pipelining (off: lock accounts for the whole batch).
+    pub speculative: bool,
+    /// How long the engine lets a batch fill.
+    pub linger: Duration,
+    /// Seed for the clients' random choices (random when absent).
+    pub seed: Option<u64>,
+}
+
+impl BenchConfig {
+    /// Checks every setting against its bounds.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let invalid = |message: String| Err(BenchError::Invalid(message));
+        if self.committers == 0 || self.committers > tally_engine::COMMITTERS_MAX {
+            return invalid(format!("--committers must be 1 to {}", tally_engine::COMMITTERS_MAX));
         }
-    };
-    let pool_size = args.concurrency.clamp(4, tally_store::POOL_SIZE_MAX);
-    let store = Store::connect(&conninfo, pool_size)?;
+        if self.linger > tally_engine::BATCH_LINGER_MAX {
+            return invalid(format!("--linger-us must be at most {}", tally_engine::BATCH_LINGER_MAX.as_micros()));
+        }
+        if self.accounts < 2 {
+            return invalid("--accounts must be at least 2".into());
+        }
+        if self.batch_size == 0 || self.batch_size > BATCH_SIZE_MAX {
+            return invalid(format!("--batch-size must be 1 to {BATCH_SIZE_MAX}"));
+        }
+        if self.concurrency == 0 || self.concurrency > CONCURRENCY_MAX {
+            return invalid(format!("--concurrency must be 1 to {CONCURRENCY_MAX}"));
+        }
+        if self.pending_percent > 100 {
+            return invalid("--pending-percent must be 0 to 100".into());
+        }
+        if self.mode == BenchMode::Http && self.pending_percent > 0 {
+            return invalid("--mode http sends posted transfers only: --pending-percent must be 0".into());
+        }
+        if !(self.zipf_exponent > 0.0 && self.zipf_exponent <= 5.0) {
+            return invalid("--zipf-exponent must be in (0, 5]".into());
+        }
+        Ok(())
+    }
+
+    fn engine_config(&self) -> tally_engine::EngineConfig {
+        tally_engine::EngineConfig {
+            committers: self.committers,
+            batch_linger: self.linger,
+            speculative: self.speculative,
+            expiry_sweep_interval: None,
+            ..tally_engine::EngineConfig::default()
+        }
+    }
+}
+
+/// Runs `tally bench` in `database` (on the embedded server: a fresh database `tally_bench`,
+/// and the server stopped again if this run started it).
+pub async fn run_bench(database: &Database, config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    config.validate()?;
+    let (conninfo, started) = database.prepare(BENCH_DB, true).await?;
+    let report = measure(&conninfo, config).await;
+    database.stop_if_started(started)?;
+    report
+}
+
+async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    let pool_size = config.concurrency.clamp(4, tally_store::POOL_SIZE_MAX);
+    let store = Store::connect(conninfo, pool_size)?;
     store.migrate().await?;
-    let engine = Engine::start(store.clone(), engine_config(args));
+    let engine = Engine::start(store.clone(), config.engine_config());
     let mut db = Handles { store: store.clone(), engine, http: None };
 
-    let accounts = open_accounts(&db, args.accounts).await?;
-    let server = match args.mode {
+    let accounts = open_accounts(&db, config.accounts).await?;
+    let server = match config.mode {
         BenchMode::Http => {
-            let server = http::start(&store, &db.engine, args.concurrency).await?;
+            let server = http::start(&store, &db.engine, config.concurrency).await?;
             db.http = Some(server.target.clone());
             Some(server)
         }
         _ => None,
     };
-    let picker = match args.distribution {
+    let picker = match config.distribution {
         Distribution::Uniform => AccountPicker::uniform(accounts),
-        Distribution::Zipf => AccountPicker::zipf(accounts, args.zipf_exponent),
+        Distribution::Zipf => AccountPicker::zipf(accounts, config.zipf_exponent),
     };
-    let settings = report::pg_settings(&store).await?;
-    let backend_pid: i32 = store.backend_pid().await?;
+    let settings = store.server_settings(&SETTINGS).await?;
+    let backend_pid = store.backend_pid().await?;
     let pg_server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
 
-    let wal_before = report::wal_lsn(&store).await?;
+    let wal_before = store.wal_lsn().await?;
     let cpu_before = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
     let stats_before = db.engine.stats();
     let stages_before = store.stage_times();
-    let measured = drive(&db, args, Arc::new(picker), duration).await?;
+    let measured = drive(&db, config, Arc::new(picker), pg_server.as_ref()).await?;
     let elapsed = measured.elapsed;
     let cpu_after = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
     if let Some(server) = server {
         server.stop().await?;
     }
-    let wal_after = report::wal_lsn(&store).await?;
+    let wal_after = store.wal_lsn().await?;
     let stats_after = db.engine.stats();
     let commit_stages_seconds = store
         .stage_times()
@@ -99,15 +184,17 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
     let batches = stats_after.batches - stats_before.batches;
     let batched = stats_after.transfers - stats_before.transfers;
     let committed = measured.committed;
+    let cpu_seconds_tally = cpu_after.0 - cpu_before.0;
+    let cpu_seconds_postgres = cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b);
     let report = BenchReport {
-        mode: format!("{:?}", args.mode).to_lowercase(),
-        accounts: args.accounts,
-        distribution: format!("{:?}", args.distribution).to_lowercase(),
-        zipf_exponent: args.zipf_exponent,
+        mode: format!("{:?}", config.mode).to_lowercase(),
+        accounts: config.accounts,
+        distribution: format!("{:?}", config.distribution).to_lowercase(),
+        zipf_exponent: config.zipf_exponent,
         hottest_account_share: measured.hottest_share,
-        concurrency: args.concurrency,
-        batch_size: args.batch_size,
-        pending_percent: args.pending_percent,
+        concurrency: config.concurrency,
+        batch_size: config.batch_size,
+        pending_percent: config.pending_percent,
         duration_seconds: elapsed.as_secs_f64(),
         transfers_per_second: committed as f64 / elapsed.as_secs_f64(),
         committed,
@@ -117,9 +204,11 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         latency_ms: report::Latency::from_histogram(&measured.latency_us),
         mean_batch_size: if batches == 0 { 0.0 } else { batched as f64 / batches as f64 },
         speculation_reruns: stats_after.reruns - stats_before.reruns,
-        wal_bytes_per_transfer: report::wal_per_transfer(&store, &wal_before, &wal_after, committed).await?,
-        cpu_seconds_tally: cpu_after.0 - cpu_before.0,
-        cpu_seconds_postgres: cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b),
+        wal_bytes_per_transfer: report::wal_per_transfer(&wal_before, &wal_after, committed),
+        cpu_seconds_tally,
+        cpu_seconds_postgres,
+        tally_cpu_us_per_transfer: report::cpu_us_per_transfer(Some(cpu_seconds_tally), committed),
+        postgres_cpu_us_per_transfer: report::cpu_us_per_transfer(cpu_seconds_postgres, committed),
         peak_rss_mib_tally: system::own_rss_mib().1,
         peak_rss_mib_postgres: measured.peak_pg_rss_mib,
         commit_stages_seconds,
@@ -133,11 +222,6 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     db.engine.shutdown().await;
-    drop(db);
-    drop(store);
-    if let Some((pg, tally_pg::StartOutcome::Started)) = embedded {
-        pg.stop()?;
-    }
     Ok(report)
 }
 
@@ -146,59 +230,12 @@ pub async fn run(cli: &crate::args::Cli, args: &BenchArgs) -> Result<BenchReport
 struct Handles {
     store: Store,
     engine: Engine,
-    /// The API server, in `--mode http`.
+    /// The API server, in `BenchMode::Http`.
     http: Option<http::HttpTarget>,
 }
 
-fn engine_config(args: &BenchArgs) -> tally_engine::EngineConfig {
-    tally_engine::EngineConfig {
-        committers: args.committers,
-        batch_linger: Duration::from_micros(args.linger_us),
-        speculative: !args.no_speculation,
-        expiry_sweep_interval: None,
-        ..tally_engine::EngineConfig::default()
-    }
-}
-
-fn validate(args: &BenchArgs) -> Result<()> {
-    if args.committers == 0 || args.committers > tally_engine::COMMITTERS_MAX {
-        bail!("--committers must be 1 to {}", tally_engine::COMMITTERS_MAX);
-    }
-    if Duration::from_micros(args.linger_us) > tally_engine::BATCH_LINGER_MAX {
-        bail!("--linger-us must be at most {}", tally_engine::BATCH_LINGER_MAX.as_micros());
-    }
-    if args.accounts < 2 {
-        bail!("--accounts must be at least 2");
-    }
-    if args.batch_size == 0 || args.batch_size > BATCH_SIZE_MAX {
-        bail!("--batch-size must be 1 to {BATCH_SIZE_MAX}");
-    }
-    if args.concurrency == 0 || args.concurrency > CONCURRENCY_MAX {
-        bail!("--concurrency must be 1 to {CONCURRENCY_MAX}");
-    }
-    if args.pending_percent > 100 {
-        bail!("--pending-percent must be 0 to 100");
-    }
-    if matches!(args.mode, BenchMode::Http) && args.pending_percent > 0 {
-        bail!("--mode http sends posted transfers only: --pending-percent must be 0");
-    }
-    if !(args.zipf_exponent > 0.0 && args.zipf_exponent <= 5.0) {
-        bail!("--zipf-exponent must be in (0, 5]");
-    }
-    Ok(())
-}
-
-async fn recreate_database(pg: &tally_pg::EmbeddedPg) -> Result<()> {
-    let (client, connection) =
-        tokio_postgres::connect(&pg.connection_string("postgres"), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")).await?;
-    client.batch_execute(&format!("CREATE DATABASE {BENCH_DB}")).await?;
-    Ok(())
-}
-
 /// Opens the accounts and funds each from an unrestricted bank account, through the engine.
-async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>> {
+async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>, BenchError> {
     let progress = ProgressBar::new(count as u64 * 2).with_style(
         ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec})").expect("valid template"),
     );
@@ -206,21 +243,7 @@ async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>> {
     let bank =
         NewAccount { id: None, code: None, currency: "USD".into(), rule: BalanceRule::Unrestricted, metadata: None };
     let bank_id = db.store.create_account(&bank, BENCH_ACTOR).await?.0.account.id;
-    let ids: Vec<AccountId> = (0..count).map(|_| AccountId(Uuid::now_v7())).collect();
-    for chunk in ids.chunks(ACCOUNT_CHUNK) {
-        let news: Vec<NewAccount> = chunk
-            .iter()
-            .map(|id| NewAccount {
-                id: Some(*id),
-                code: None,
-                currency: "USD".into(),
-                rule: BalanceRule::NoOverdraft,
-                metadata: None,
-            })
-            .collect();
-        db.store.create_accounts(&news, BENCH_ACTOR).await?;
-        progress.inc(chunk.len() as u64);
-    }
+    let ids = crate::open_accounts(&db.store, count, BalanceRule::NoOverdraft, &progress).await?;
     progress.set_message("funding accounts");
     for chunk in ids.chunks(BATCH_SIZE_MAX) {
         let submissions: Vec<Submission> = chunk
@@ -232,7 +255,7 @@ async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>> {
             .collect();
         let outcomes = db.engine.submit(submissions).await?;
         if let Some(bad) = outcomes.iter().find(|o| o.result != TransferResult::Ok) {
-            bail!("funding failed: {}", bad.result.code());
+            return Err(BenchError::FundingFailed(bad.result.code()));
         }
         progress.inc(chunk.len() as u64);
     }
@@ -254,29 +277,34 @@ struct Measured {
 }
 
 /// Runs the clients until the deadline and gathers what they saw.
-async fn drive(db: &Handles, args: &BenchArgs, picker: Arc<AccountPicker>, duration: Duration) -> Result<Measured> {
+async fn drive(
+    db: &Handles,
+    config: &BenchConfig,
+    picker: Arc<AccountPicker>,
+    pg_server: Option<&system::PgServer>,
+) -> Result<Measured, BenchError> {
     let committed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut clients = tokio::task::JoinSet::new();
     let start = Instant::now();
-    for index in 0..args.concurrency {
-        let client = Client::new(seed.wrapping_add(index as u64), args.pending_percent);
+    for index in 0..config.concurrency {
+        let client = Client::new(seed.wrapping_add(index as u64), config.pending_percent);
         clients.spawn(run_client(
             db.clone(),
-            args.mode,
-            args.batch_size,
+            config.mode,
+            config.batch_size,
             client,
             picker.clone(),
             committed.clone(),
             stop.clone(),
         ));
     }
-    let sampled = sample(db, &committed, duration, &stop).await?;
+    let sampled = sample(pg_server, &committed, config.duration, &stop).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = ClientTotals::new();
     while let Some(joined) = clients.join_next().await {
-        total.merge(joined.context("a benchmark client panicked")??);
+        total.merge(joined.map_err(|e| BenchError::ClientPanicked(e.to_string()))??);
     }
     Ok(Measured {
         elapsed: start.elapsed(),
@@ -299,9 +327,12 @@ struct Sampled {
 }
 
 /// Once a second: record throughput and PostgreSQL's memory, and move the progress bar.
-async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &AtomicBool) -> Result<Sampled> {
-    let backend_pid: i32 = db.store.backend_pid().await?;
-    let server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
+async fn sample(
+    server: Option<&system::PgServer>,
+    committed: &AtomicU64,
+    duration: Duration,
+    stop: &AtomicBool,
+) -> Sampled {
     let progress = ProgressBar::new(duration.as_secs()).with_style(
         ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len}s {msg}").expect("valid template"),
     );
@@ -317,7 +348,7 @@ async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &
         let rate = (now - last) as f64;
         last = now;
         per_second.push(rate);
-        if let Some(server) = &server {
+        if let Some(server) = server {
             let rss = server.rss_mib();
             peak_pg_rss_mib = Some(peak_pg_rss_mib.map_or(rss, |p: f64| p.max(rss)));
         }
@@ -330,7 +361,7 @@ async fn sample(db: &Handles, committed: &AtomicU64, duration: Duration, stop: &
         }
     }
     progress.finish_and_clear();
-    Ok(Sampled { per_second, tally_rss_mib, peak_pg_rss_mib })
+    Sampled { per_second, tally_rss_mib, peak_pg_rss_mib }
 }
 
 struct ClientTotals {
@@ -369,7 +400,7 @@ async fn run_client(
     picker: Arc<AccountPicker>,
     committed: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> Result<ClientTotals> {
+) -> Result<ClientTotals, BenchError> {
     let mut totals = ClientTotals::new();
     let http = db.http.as_ref().map(http::HttpTarget::client);
     while !stop.load(Ordering::Relaxed) {
@@ -418,4 +449,45 @@ async fn direct(db: &Handles, submissions: Vec<Submission>) -> Result<Vec<Transf
         results.push(outcome.result);
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BenchConfig {
+        BenchConfig {
+            mode: BenchMode::Engine,
+            accounts: 100,
+            duration: Duration::from_secs(1),
+            distribution: Distribution::Zipf,
+            zipf_exponent: 1.0,
+            concurrency: 4,
+            batch_size: 1,
+            pending_percent: 0,
+            committers: 3,
+            speculative: true,
+            linger: Duration::from_millis(1),
+            seed: Some(1),
+        }
+    }
+
+    #[test]
+    fn settings_out_of_bounds_are_refused() {
+        assert!(config().validate().is_ok());
+        let bad = [
+            BenchConfig { committers: 0, ..config() },
+            BenchConfig { accounts: 1, ..config() },
+            BenchConfig { batch_size: BATCH_SIZE_MAX + 1, ..config() },
+            BenchConfig { concurrency: 0, ..config() },
+            BenchConfig { pending_percent: 101, ..config() },
+            BenchConfig { mode: BenchMode::Http, pending_percent: 10, ..config() },
+            BenchConfig { zipf_exponent: 0.0, ..config() },
+            BenchConfig { linger: tally_engine::BATCH_LINGER_MAX + Duration::from_micros(1), ..config() },
+        ];
+        for config in bad {
+            let error = config.validate().expect_err("refused");
+            assert_eq!(error.code(), "bench_settings_invalid", "{config:?}");
+        }
+    }
 }

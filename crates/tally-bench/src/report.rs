@@ -1,12 +1,11 @@
 //! The benchmark's result: a table for people, JSON for programs, an SVG chart.
 
-use anyhow::Result;
+use crate::BenchError;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
-use tally_store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -55,6 +54,13 @@ pub struct BenchReport {
     pub wal_bytes_per_transfer: Option<f64>,
     pub cpu_seconds_tally: f64,
     pub cpu_seconds_postgres: Option<f64>,
+    /// Tally's CPU (this process: engine, server and clients alike) per committed transfer, in
+    /// µs; null when nothing committed.
+    pub tally_cpu_us_per_transfer: Option<f64>,
+    /// PostgreSQL's CPU (every server process) per committed transfer, in µs; null when the
+    /// server's CPU could not be measured (it runs where /proc cannot see it) or nothing
+    /// committed.
+    pub postgres_cpu_us_per_transfer: Option<f64>,
     pub peak_rss_mib_tally: f64,
     pub peak_rss_mib_postgres: Option<f64>,
     /// Wall-clock seconds the batch commits spent per stage, summed over all batches.
@@ -72,36 +78,31 @@ pub struct BenchReport {
     pub command: String,
 }
 
-pub async fn pg_settings(store: &Store) -> Result<Vec<(String, String)>> {
-    let names = [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "wal_level",
-        "shared_buffers",
-        "max_wal_size",
-        "checkpoint_timeout",
-        "wal_compression",
-    ];
-    let mut settings = Vec::new();
-    for name in names {
-        let value: String = store.server_setting(name).await?;
-        settings.push((name.to_owned(), value));
+/// CPU seconds per committed transfer, in µs: `cpu_seconds` × 1e6 ÷ `committed`. `None` when the
+/// CPU time is unknown or nothing committed.
+pub fn cpu_us_per_transfer(cpu_seconds: Option<f64>, committed: u64) -> Option<f64> {
+    match (cpu_seconds, committed) {
+        (Some(seconds), 1..) => Some(seconds * 1e6 / committed as f64),
+        _ => None,
     }
-    Ok(settings)
 }
 
-pub async fn wal_lsn(store: &Store) -> Result<String> {
-    Ok(store.wal_lsn().await?)
+/// A WAL position as PostgreSQL prints it (`16/B374D848`: the high and low 32 bits in hex).
+fn parse_lsn(lsn: &str) -> Option<u64> {
+    let (high, low) = lsn.split_once('/')?;
+    let high = u32::from_str_radix(high, 16).ok()?;
+    let low = u32::from_str_radix(low, 16).ok()?;
+    Some(u64::from(high) << 32 | u64::from(low))
 }
 
-pub async fn wal_per_transfer(store: &Store, before: &str, after: &str, transfers: u64) -> Result<Option<f64>> {
+/// WAL bytes written between two positions, per committed transfer. `None` when nothing
+/// committed or a position is not an LSN.
+pub fn wal_per_transfer(before: &str, after: &str, transfers: u64) -> Option<f64> {
     if transfers == 0 {
-        return Ok(None);
+        return None;
     }
-    let bytes = store.wal_bytes_between(before, after).await?;
-    Ok(Some(bytes / transfers as f64))
+    let bytes = parse_lsn(after)?.checked_sub(parse_lsn(before)?)?;
+    Some(bytes as f64 / transfers as f64)
 }
 
 pub fn machine() -> String {
@@ -178,6 +179,14 @@ impl BenchReport {
                 format!("{:.1} / {}", self.cpu_seconds_tally, opt(self.cpu_seconds_postgres, "")),
             ),
             (
+                "CPU per transfer: tally / postgres",
+                format!(
+                    "{} / {}",
+                    opt(self.tally_cpu_us_per_transfer, " µs"),
+                    opt(self.postgres_cpu_us_per_transfer, " µs")
+                ),
+            ),
+            (
                 "peak RSS: tally / postgres",
                 format!("{:.0} MiB / {}", self.peak_rss_mib_tally, opt(self.peak_rss_mib_postgres, " MiB")),
             ),
@@ -220,13 +229,17 @@ impl BenchReport {
         }
     }
 
-    pub fn write_json(&self, path: &Path) -> Result<()> {
+    pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
         Ok(())
     }
 
     /// Two panels: throughput per second over the run, and the latency distribution.
-    pub fn write_svg(&self, path: &Path) -> Result<()> {
+    pub fn write_svg(&self, path: &Path) -> Result<(), BenchError> {
+        self.draw(path).map_err(|error| BenchError::Chart(error.to_string()))
+    }
+
+    fn draw(&self, path: &Path) -> Result<(), Box<dyn std::error::Error + 'static>> {
         let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(520);
@@ -254,5 +267,33 @@ impl BenchReport {
         latency.draw_series(LineSeries::new(points, &RED))?;
         root.present()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_transfer_is_microseconds_per_committed_transfer() {
+        assert_eq!(cpu_us_per_transfer(Some(71.7), 1_000_000), Some(71.7));
+        assert_eq!(cpu_us_per_transfer(Some(2.0), 4), Some(500_000.0));
+        let figure = cpu_us_per_transfer(Some(20.7), 1_580_220).expect("measured");
+        assert!((figure - 13.099_442).abs() < 1e-5, "{figure}");
+        assert_eq!(cpu_us_per_transfer(None, 1_000), None, "not measured");
+        assert_eq!(cpu_us_per_transfer(Some(1.5), 0), None, "nothing committed");
+    }
+
+    #[test]
+    fn wal_per_transfer_from_two_positions() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("16"), None);
+        assert_eq!(parse_lsn("G/0"), None);
+        // Across the 4 GiB boundary of the low half.
+        assert_eq!(wal_per_transfer("0/FFFFFF00", "1/100", 2), Some(256.0));
+        assert_eq!(wal_per_transfer("1/0", "1/3E8", 10), Some(100.0));
+        assert_eq!(wal_per_transfer("1/0", "1/3E8", 0), None);
+        assert_eq!(wal_per_transfer("2/0", "1/0", 10), None, "positions never go back");
     }
 }

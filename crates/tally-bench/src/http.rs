@@ -1,8 +1,8 @@
-//! `tally bench --mode http`: the API server runs in this process on a loopback port, and the
+//! `BenchMode::Http` (`tally bench --mode http`): the API server runs in this process on a loopback port, and the
 //! clients reach it over TCP, each with its own keep-alive HTTP/1.1 connection (as independent
 //! clients would), sending `POST /v1/transfers` (batch size 1) or `POST /v1/transfers/batch`.
 
-use anyhow::{Context, Result, bail};
+use crate::{BENCH_ACTOR, BenchError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -37,7 +37,11 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<tally_server::Shutdown>>,
 }
 
-pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer> {
+fn http_error(error: impl std::fmt::Display) -> BenchError {
+    BenchError::Http(error.to_string())
+}
+
+pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer, BenchError> {
     let generated = generate_key();
     let key = NewApiKey {
         name: format!("bench-{}", &generated.prefix[4..]),
@@ -46,7 +50,7 @@ pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result
         prefix: generated.prefix,
         accounts: Vec::new(),
     };
-    store.create_api_key(&key, super::BENCH_ACTOR).await?;
+    store.create_api_key(&key, BENCH_ACTOR).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let config = ServerConfig {
@@ -65,10 +69,16 @@ pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result
 
 impl RunningServer {
     /// Stops the server gracefully (which also shuts the engine down).
-    pub async fn stop(self) -> Result<()> {
+    pub async fn stop(self) -> Result<(), BenchError> {
         let _ = self.stop.send(());
-        let shutdown = self.task.await.context("the server task")??;
-        anyhow::ensure!(shutdown == tally_server::Shutdown::Complete, "the server stopped at its shutdown timeout");
+        let shutdown = self
+            .task
+            .await
+            .map_err(|error| BenchError::Server(format!("the server task: {error}")))?
+            .map_err(|error| BenchError::Server(error.to_string()))?;
+        if shutdown != tally_server::Shutdown::Complete {
+            return Err(BenchError::Server("the server stopped at its shutdown timeout".into()));
+        }
         Ok(())
     }
 }
@@ -95,20 +105,21 @@ impl HttpTarget {
 }
 
 impl HttpClient {
-    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), BenchError> {
         let request = hyper::Request::post(format!("http://{}{path}", self.target.addr))
             .header("authorization", &self.target.authorization)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-        let response = self.client.request(request).await?;
+            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))
+            .map_err(http_error)?;
+        let response = self.client.request(request).await.map_err(http_error)?;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response.into_body().collect().await.map_err(http_error)?.to_bytes();
         Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
     /// Sends the transfers (one request) and returns their results; `Ok(None)` when the server
     /// answered 503 (overloaded).
-    pub async fn submit(&self, requests: &[TransferRequest]) -> Result<Option<Vec<TransferResult>>> {
+    pub async fn submit(&self, requests: &[TransferRequest]) -> Result<Option<Vec<TransferResult>>, BenchError> {
         if let [single] = requests {
             let (status, body) = self.post("/v1/transfers", &body_of(single)).await?;
             return Ok(match status {
@@ -118,7 +129,7 @@ impl HttpClient {
                     let code = body["error"]["code"].as_str().unwrap_or("");
                     match TransferResult::from_code(code) {
                         Some(result) => Some(vec![result]),
-                        None => bail!("the server answered {status}: {body}"),
+                        None => return Err(http_error(format!("the server answered {status}: {body}"))),
                     }
                 }
             });
@@ -128,17 +139,17 @@ impl HttpClient {
         match status {
             200 => {}
             503 => return Ok(None),
-            _ => bail!("the server answered {status}: {body}"),
+            _ => return Err(http_error(format!("the server answered {status}: {body}"))),
         }
         let results = body["results"]
             .as_array()
-            .context("a batch answer has results")?
+            .ok_or_else(|| http_error(format!("a batch answer without results: {body}")))?
             .iter()
             .map(|item| {
                 let code = item["result"].as_str().unwrap_or("");
-                TransferResult::from_code(code).with_context(|| format!("unknown result {code}"))
+                TransferResult::from_code(code).ok_or_else(|| http_error(format!("unknown result {code}")))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(results))
     }
 }

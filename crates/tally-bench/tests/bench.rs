@@ -1,0 +1,134 @@
+//! The benchmarks against a real PostgreSQL: a short `tally bench`, the end-of-day benchmark's
+//! generated ledger (which must reconcile clean), and the store functions they use to read the
+//! server.
+
+use std::time::Duration;
+use tally_bench::{BenchConfig, BenchMode, Database, Distribution, EodConfig};
+
+/// A database name no other test uses.
+fn unique_name() -> String {
+    format!("tally_bench_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The test server's maintenance database (a later `dbname` overrides the first).
+fn admin_conninfo(db: &tally_testkit::TestDb) -> String {
+    format!("{} dbname=postgres", db.conninfo)
+}
+
+#[tokio::test]
+async fn databases_are_created_once_and_dropped_if_they_exist() {
+    let db = tally_testkit::fresh_database().await;
+    let admin = admin_conninfo(&db);
+    let name = unique_name();
+    let conninfo = format!("{} dbname={name}", db.conninfo);
+    let connects = || async { tally_store::Store::connect(&conninfo, 1).expect("pool").backend_pid().await };
+    assert!(connects().await.is_err(), "the database does not exist yet");
+    tally_store::create_database_if_missing(&admin, &name).await.expect("create");
+    tally_store::create_database_if_missing(&admin, &name).await.expect("a second time: nothing to do");
+    assert!(connects().await.expect("it exists now") > 0);
+    tally_store::drop_database_if_exists(&admin, &name).await.expect("drop");
+    tally_store::drop_database_if_exists(&admin, &name).await.expect("a second time: nothing to do");
+    assert!(connects().await.is_err(), "dropped");
+    let refused = tally_store::create_database_if_missing(&admin, "x\"; DROP DATABASE postgres; --").await;
+    assert_eq!(refused.expect_err("not a plain name").code(), "invalid_input");
+}
+
+#[tokio::test]
+async fn the_store_reports_the_server_it_runs_on() {
+    let db = tally_testkit::fresh_database().await;
+    let store = &db.store;
+    assert!(store.backend_pid().await.expect("pid") > 0);
+    let settings = store.server_settings(&["server_version", "fsync"]).await.expect("settings");
+    assert_eq!(settings[0].0, "server_version");
+    assert!(settings[0].1.starts_with("18"), "{settings:?}");
+    assert_eq!(settings[1], ("fsync".to_owned(), "on".to_owned()));
+    assert!(store.server_settings(&["no_such_setting"]).await.is_err());
+    assert_eq!(store.account_count().await.expect("count"), 0);
+    let before = store.wal_lsn().await.expect("lsn");
+    let new = tally_store::NewAccount {
+        id: None,
+        code: None,
+        currency: "USD".into(),
+        rule: tally_core::BalanceRule::Unrestricted,
+        metadata: None,
+    };
+    store.create_accounts(&[new.clone(), new], "test:bench").await.expect("accounts");
+    assert_eq!(store.account_count().await.expect("count"), 2);
+    let after = store.wal_lsn().await.expect("lsn");
+    let written = tally_bench::wal_per_transfer(&before, &after, 1).expect("two positions");
+    assert!(written > 0.0, "{before} -> {after}");
+}
+
+fn short_run(mode: BenchMode) -> BenchConfig {
+    BenchConfig {
+        mode,
+        accounts: 200,
+        duration: Duration::from_secs(2),
+        distribution: Distribution::Zipf,
+        zipf_exponent: 1.0,
+        concurrency: 8,
+        batch_size: 5,
+        pending_percent: 0,
+        committers: 3,
+        speculative: true,
+        linger: Duration::from_millis(1),
+        seed: Some(7),
+    }
+}
+
+#[tokio::test]
+async fn a_short_bench_reports_cpu_per_transfer() {
+    let db = tally_testkit::fresh_database().await;
+    let report =
+        tally_bench::run_bench(&Database::Url(db.conninfo.clone()), &short_run(BenchMode::Engine)).await.expect("run");
+    assert!(report.committed > 0);
+    assert_eq!(report.refused_valid, 0);
+    assert!(report.conservation_ok, "{:?}", report.findings);
+    assert!(report.wal_bytes_per_transfer.expect("measured") > 0.0);
+    // The test server runs on this machine, so its processes are measured too.
+    let postgres = report.cpu_seconds_postgres.expect("the server's CPU is measured");
+    assert_eq!(report.postgres_cpu_us_per_transfer, Some(postgres * 1e6 / report.committed as f64));
+    assert_eq!(report.tally_cpu_us_per_transfer, Some(report.cpu_seconds_tally * 1e6 / report.committed as f64));
+    let json = serde_json::to_value(&report).expect("json");
+    assert!(json["postgres_cpu_us_per_transfer"].as_f64().expect("a number") > 0.0);
+    assert!(json["tally_cpu_us_per_transfer"].as_f64().expect("a number") > 0.0);
+    assert!(report.table().contains("CPU per transfer: tally / postgres"));
+}
+
+#[tokio::test]
+async fn the_generated_ledger_reconciles_clean_day_by_day() {
+    let db = tally_testkit::fresh_database().await;
+    let database = Database::Url(db.conninfo.clone());
+    let sizes = vec![20_000, 0, 8_001];
+    let config = EodConfig { accounts: 300, day_sizes: sizes.clone(), reuse: false };
+    let report = tally_bench::run_eod(&database, &config).await.expect("generate and reconcile");
+    assert_eq!(report.days.len(), 3);
+    let mut history = 0;
+    for (day, size) in report.days.iter().zip(&sizes) {
+        assert_eq!(day.status, "clean", "{day:?}");
+        assert_eq!(day.findings, 0);
+        assert_eq!(day.transfers, *size, "{day:?}");
+        assert_eq!(day.history_before, history);
+        history += size;
+    }
+    assert_eq!(db.store.account_count().await.expect("count"), 300);
+    // The whole ledger agrees with itself too: trial balance, every account against its
+    // journal, audit and event completeness.
+    let ledger = tally_recon::check_ledger(&tally_recon::Recon::new(&db.store, tally_recon::POOL_SIZE_MIN))
+        .await
+        .expect("check");
+    assert!(ledger.is_clean(), "{:?}", ledger.findings);
+    // Every transfer went through the engine: one batch audit row per 8,000 transfers at most.
+    let client = db.connect().await;
+    let batches: i64 = client
+        .query_one("SELECT count(*) FROM audit_log WHERE action = 'transfer.batch'", &[])
+        .await
+        .expect("batches")
+        .get(0);
+    assert_eq!(batches, 3 + 2, "20,000 transfers in 3 batches, 8,001 in 2");
+
+    let again = tally_bench::run_eod(&database, &EodConfig { reuse: true, ..config.clone() }).await.expect("reuse");
+    assert!(again.days.iter().all(|d| d.status == "clean"), "{:?}", again.days);
+    let refused = tally_bench::run_eod(&database, &config).await.expect_err("not empty");
+    assert_eq!(refused.code(), "bench_database_not_empty");
+}
