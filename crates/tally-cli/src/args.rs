@@ -12,7 +12,7 @@ pub struct Cli {
     pub database_url: Option<String>,
 
     /// Data directory of the embedded PostgreSQL.
-    #[arg(long, global = true, env = "TALLY_DATA_DIR", default_value = "tally-data")]
+    #[arg(long, global = true, env = "TALLY_DATA_DIR", hide_env_values = true, default_value = "tally-data")]
     pub data_dir: PathBuf,
 
     /// Print machine-readable JSON instead of tables.
@@ -405,6 +405,8 @@ pub struct TransferArgs {
     /// With --pending: the hold expires after this long, e.g. 60s, 15m, 2h.
     #[arg(long, requires = "pending")]
     pub timeout: Option<String>,
+    /// Your own reference for the transfer (an invoice or order number; at most 256 bytes),
+    /// kept in the journal and matched against bank statements.
     #[arg(long)]
     pub reference: Option<String>,
     /// JSON metadata (at most 4 KiB).

@@ -22,6 +22,10 @@ pub const SERVER_POOL_SIZE: usize = 32;
 const CLI_RECON_POOL_SIZE: usize = tally_recon::POOL_SIZE_MIN;
 
 /// An open, migrated ledger.
+/// How long `Database::close` lets the command's connections close before stopping the server
+/// anyway.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Database {
     pub store: Store,
     pub engine: Engine,
@@ -76,13 +80,15 @@ impl Database {
         })
     }
 
-    /// Stops the embedded server if this command started it.
-    pub fn close(self) -> Result<()> {
-        drop(self.engine);
-        drop(self.recon);
-        drop(self.store);
+    /// Stops the embedded server if this command started it, after closing this command's own
+    /// connections, so that none is cut by the server's shutdown.
+    pub async fn close(self) -> Result<()> {
+        self.engine.shutdown().await;
+        self.recon.close();
+        self.store.close();
+        drop((self.engine, self.recon, self.store));
         if let Some((pg, StartOutcome::Started)) = self.embedded {
-            pg.stop().context("stopping the embedded PostgreSQL")?;
+            pg.stop_when_clients_leave(CLOSE_WAIT).context("stopping the embedded PostgreSQL")?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ pub async fn run(db: &Database, out: &Output) -> Result<()> {
 
 fn step(out: &Output, text: &str) {
     if !out.json {
-        println!("\n== {text}");
+        crate::render::say(format_args!("\n== {text}"));
     }
 }
 
@@ -81,7 +81,7 @@ async fn post(db: &Database, out: &Output, request: TransferRequest) -> Result<(
             out.transfer(result, transfer, scale);
         }
         (None, TransferResult::InsufficientFunds) if !out.json => {
-            println!("refused: insufficient_funds (transfer {id})")
+            crate::render::say(format_args!("refused: insufficient_funds (transfer {id})"))
         }
         (None, result) => out.rejection(id, result),
     }

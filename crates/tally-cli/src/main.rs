@@ -29,6 +29,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(error) = runtime.block_on(run(cli)) {
@@ -95,7 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
             unreachable!("handled above")
         }
     };
-    db.close()?;
+    db.close().await?;
     result
 }
 

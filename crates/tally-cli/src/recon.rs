@@ -105,7 +105,7 @@ fn emit(rendered: &str, output: Option<&std::path::Path>, summary: &str) -> Resu
             std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("{summary}; report written to {}", path.display());
         }
-        None => println!("{rendered}"),
+        None => crate::render::say(rendered),
     }
     Ok(())
 }

@@ -46,6 +46,25 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
+/// The exit status of a command whose reader closed its output early, as a shell reports a tool
+/// that the closed pipe ended (128 + SIGPIPE).
+pub const EXIT_CLOSED_PIPE: i32 = 141;
+
+/// Prints one line of a command's answer on standard output. A reader that has gone away
+/// (`tally demo | head -3`) ends the command quietly, as it ends any Unix tool; `println!`
+/// would panic instead.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_CLOSED_PIPE);
+        }
+        eprintln!("error: writing the answer: {error}");
+        std::process::exit(1);
+    }
+}
+
 impl Output {
     pub fn note(&self, text: &str) {
         if !self.json {
@@ -55,9 +74,9 @@ impl Output {
 
     pub fn value(&self, value: &Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            say(value);
         } else {
-            println!("{}", human());
+            say(human());
         }
     }
 
@@ -134,7 +153,7 @@ impl Output {
     pub fn rejection(&self, id: TransferId, result: TransferResult) {
         let value = json!({"result": result.code(), "id": id, "transient": result.transient()});
         if self.json {
-            println!("{value}");
+            say(value);
         } else {
             eprintln!("rejected: {} (transfer {id})", result.code());
         }

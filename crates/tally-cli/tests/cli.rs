@@ -346,3 +346,73 @@ async fn migrate_upgrades_a_version_7_ledger_and_says_what_it_applied() {
     let report = cli.json(&["reconcile"]);
     assert_eq!(report["findings"], Value::Array(vec![]));
 }
+
+/// `tally demo | head -3`: the reader goes away after three lines, and the demo ends quietly (as
+/// a Unix tool ends on a closed pipe), instead of panicking on its next line.
+#[tokio::test]
+async fn a_closed_pipe_ends_a_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database-url")
+        .arg(&cli.db.conninfo)
+        .arg("demo")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tally demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..3 {
+        lines.next().expect("a line").expect("readable");
+    }
+    drop(lines);
+    let output = child.wait_with_output().expect("tally demo ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
+
+/// Logs go to standard error without colour codes when it is not a terminal.
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let cli = Cli::new().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--database-url")
+        .arg(&cli.db.conninfo)
+        .args(["account", "list"])
+        .env_remove("DATABASE_URL")
+        .env("TALLY_LOG", "debug")
+        .output()
+        .expect("run tally");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.is_empty(), "TALLY_LOG=debug logs something");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr}");
+}
+
+/// A command that starts the embedded server stops it when it ends, after closing its own
+/// connections: the server's shutdown cuts none of them, so nothing is logged about it.
+#[test]
+fn a_command_on_the_embedded_server_ends_without_warnings() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-quiet-{}", uuid::Uuid::new_v4().simple()));
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["account", "list"])
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run tally")
+    };
+    // The first run creates the server's data directory; the second finds it.
+    for attempt in 0..2 {
+        let output = run();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "run {attempt}: {stderr}");
+        assert!(!stderr.contains("WARN") && !stderr.contains("ERROR"), "run {attempt}: {stderr}");
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_tally")).arg("--data-dir").arg(&dir).args(["pg", "status"]).output();
+    assert!(String::from_utf8_lossy(&status.expect("pg status").stdout).contains("not running"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

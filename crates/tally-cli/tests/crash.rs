@@ -18,7 +18,7 @@ use tally_store::queries::JOURNAL_ROWS_IDS_MAX;
 use tally_store::{JournalRow, NewAccount, Store};
 use uuid::Uuid;
 
-/// Crashes of each kind per run (the issue asks for at least 5).
+/// Crashes of each kind per run.
 const KILLS_PER_KIND: usize = 5;
 const ACCOUNTS: usize = 200;
 

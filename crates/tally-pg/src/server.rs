@@ -184,6 +184,23 @@ impl EmbeddedPg {
         self.stop_with_mode("fast")
     }
 
+    /// Smart shutdown: waits up to `wait` (whole seconds, at least 1) for the clients to
+    /// disconnect, then stops as `stop` does. A caller that closed its own connections first
+    /// stops the server without its connections being cut (and logging that they were).
+    /// Returns `false` if no server was running.
+    pub fn stop_when_clients_leave(&self, wait: std::time::Duration) -> Result<bool, PgError> {
+        if !self.is_running()? {
+            return Ok(false);
+        }
+        let mut pg_ctl = self.pg_ctl("stop")?;
+        pg_ctl.args(["-m", "smart", "-w", "-t", &wait.as_secs().max(1).to_string()]);
+        if run_ok(&mut pg_ctl).is_ok() {
+            tracing::info!(data_dir = %self.data_dir.display(), mode = "smart", "stopped PostgreSQL");
+            return Ok(true);
+        }
+        self.stop_with_mode("fast")
+    }
+
     /// Immediate shutdown: no checkpoint, like a crash; the next start runs
     /// WAL recovery. Returns `false` if no server was running.
     pub fn stop_immediate(&self) -> Result<bool, PgError> {

@@ -73,6 +73,11 @@ impl Recon {
         Recon { pool, store: store.clone() }
     }
 
+    /// Closes reconciliation's pool (see `Store::close`).
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// The store this reconciles: its clock and its account lookups.
     pub fn store(&self) -> &Store {
         &self.store

@@ -76,6 +76,12 @@ impl Store {
         self.config.clone()
     }
 
+    /// Closes the pool: idle connections close now, busy ones when they come back; no new ones
+    /// open. For a process about to end, or to stop the server it started.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// The time Tally stamps on what it writes now: the system clock, plus the offset a test set.
     pub fn now(&self) -> tally_core::Timestamp {
         let offset = self.clock_offset_micros.load(std::sync::atomic::Ordering::Relaxed);
