@@ -95,11 +95,12 @@ pub struct ReconcileArgs {
     #[arg(long)]
     pub date: Option<String>,
     /// How to show the report: a table on the terminal, or json, csv (the findings) or html (a
-    /// self-contained page with a chart of the day's volume by hour).
-    #[arg(long, value_enum, default_value = "table")]
+    /// self-contained page with a chart of the day's volume by hour). With --date: the check of
+    /// the whole ledger without it prints a table (or --json).
+    #[arg(long, value_enum, default_value = "table", requires = "date")]
     pub format: ReportFormatArg,
-    /// Write the report to this file instead of standard output.
-    #[arg(long)]
+    /// Write the report to this file instead of standard output. With --date.
+    #[arg(long, requires = "date")]
     pub output: Option<PathBuf>,
 }
 
@@ -384,7 +385,7 @@ pub struct TransferArgs {
     #[arg(long, required = true)]
     pub to: Option<String>,
     /// Decimal amount in the accounts' currency, e.g. 12.34.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, allow_hyphen_values = true)]
     pub amount: Option<String>,
     /// Must equal the accounts' currency when given.
     #[arg(long)]
@@ -419,7 +420,7 @@ pub enum TransferAction {
     /// Capture a pending transfer, fully or partly (--amount).
     Post {
         pending_id: uuid::Uuid,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         #[arg(long)]
         id: Option<uuid::Uuid>,

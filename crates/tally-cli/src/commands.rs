@@ -2,7 +2,7 @@
 
 use crate::args::{AccountCommand, CurrencyCommand, StatusArg, StatusChangeArgs, TransferAction, TransferArgs};
 use crate::connect::Database;
-use crate::render::Output;
+use crate::render::{Malformed, Output};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tally_core::{
@@ -20,9 +20,10 @@ pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Re
             let rule = match (unrestricted, overdraft_limit) {
                 (true, _) => BalanceRule::Unrestricted,
                 (false, None) => BalanceRule::NoOverdraft,
-                (false, Some(limit)) => {
-                    BalanceRule::from_parts(false, parse_amount(&limit, scale).context("--overdraft-limit")?)
-                }
+                (false, Some(limit)) => BalanceRule::from_parts(
+                    false,
+                    parse_amount(&limit, scale).map_err(|e| Malformed::amount("--overdraft-limit", &limit, &e))?,
+                ),
             };
             let new = NewAccount {
                 id: id.map(tally_core::AccountId),
@@ -83,7 +84,10 @@ pub async fn transfer(db: &Database, out: &Output, args: TransferArgs) -> Result
         Some(TransferAction::Show { transfer_id }) => return show_transfer(db, out, transfer_id).await,
         Some(TransferAction::Post { pending_id, amount, id }) => {
             let amount = match amount {
-                Some(text) => Some(parse_positive_amount(&text, scale_of_transfer(db, pending_id).await?)?),
+                Some(text) => Some(
+                    parse_positive_amount(&text, scale_of_transfer(db, pending_id).await?)
+                        .map_err(|e| Malformed::amount("--amount", &text, &e))?,
+                ),
                 None => None,
             };
             TransferRequest::acting_on(transfer_id(id), TransferKind::PostPending, TransferId(pending_id), amount)
@@ -106,7 +110,8 @@ async fn new_transfer(db: &Database, args: TransferArgs) -> Result<TransferReque
     };
     let debit = db.store.require_account(&from).await?;
     let credit = db.store.require_account(&to).await?;
-    let amount: MinorUnits = parse_positive_amount(&amount, debit.scale).context("--amount")?;
+    let amount: MinorUnits =
+        parse_positive_amount(&amount, debit.scale).map_err(|e| Malformed::amount("--amount", &amount, &e))?;
     let timeout_seconds = match args.timeout {
         Some(text) => {
             let duration = humantime::parse_duration(&text).context("--timeout")?;

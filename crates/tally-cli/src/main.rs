@@ -34,7 +34,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(error) = runtime.block_on(run(cli)) {
         eprintln!("error: {error:#}");
-        std::process::exit(1);
+        let malformed = error.downcast_ref::<render::Malformed>().is_some();
+        std::process::exit(if malformed { render::EXIT_MALFORMED } else { 1 });
     }
 }
 
@@ -55,6 +56,15 @@ async fn run(cli: Cli) -> Result<()> {
             std::process::exit(recon::EXIT_FINDINGS);
         }
         return Ok(());
+    }
+    if matches!(cli.command, Command::Serve(_)) && cli.json {
+        // A flag that does not apply is refused, not ignored.
+        return Err(render::Malformed {
+            flag: "--json",
+            value: String::new(),
+            problem: "tally serve answers over HTTP in JSON already; it prints no JSON of its own".into(),
+        }
+        .into());
     }
     let db = match &cli.command {
         Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,

@@ -46,6 +46,39 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
+/// The exit status of a request malformed on the command line (README: "2, the request is
+/// malformed"): nothing was sent, nothing was written.
+pub const EXIT_MALFORMED: i32 = 2;
+
+/// A malformed value on the command line, named by its flag: `--amount 1.5: has more than 0
+/// decimal places`. `main` exits with `EXIT_MALFORMED` for it.
+#[derive(Debug)]
+pub struct Malformed {
+    pub flag: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl Malformed {
+    /// An amount the core refused to parse; its message already names the amount.
+    pub fn amount(flag: &'static str, value: &str, error: &tally_core::AmountError) -> Malformed {
+        let message = error.to_string();
+        let problem = message.strip_prefix("amount ").unwrap_or(&message).to_owned();
+        Malformed { flag, value: value.to_owned(), problem }
+    }
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value.as_str() {
+            "" => write!(f, "{}: {}", self.flag, self.problem),
+            value => write!(f, "{} {value}: {}", self.flag, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for Malformed {}
+
 /// The exit status of a command whose reader closed its output early, as a shell reports a tool
 /// that the closed pipe ended (128 + SIGPIPE).
 pub const EXIT_CLOSED_PIPE: i32 = 141;

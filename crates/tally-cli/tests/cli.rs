@@ -90,17 +90,21 @@ async fn rejections_have_stable_codes_and_exit_statuses() {
     assert_eq!(body["result"], "insufficient_funds");
     assert_eq!(body["transient"], true);
 
-    for (amount, message) in
-        [("1.5", "more than 0 decimal places"), ("-5", "sign"), ("1e3", "exponent"), ("NaN", "not a number")]
-    {
-        let flag = format!("--amount={amount}");
-        let output = cli.run(&["transfer", "--from", "yen-bank", "--to", "yen-wallet", &flag]);
-        assert_eq!(output.status.code(), Some(1), "{amount}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains(message),
-            "{amount}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    // A malformed amount is a malformed request: exit status 2, named once by its flag.
+    for (amount, message) in [
+        ("1.5", "--amount 1.5: has more than 0 decimal places"),
+        ("-5", "--amount -5: must not carry a sign"),
+        ("1e3", "--amount 1e3: must not use exponent notation"),
+        ("NaN", "--amount NaN: is not a number"),
+    ] {
+        for args in [vec![format!("--amount={amount}")], vec!["--amount".to_owned(), amount.to_owned()]] {
+            let mut all = vec!["transfer", "--from", "yen-bank", "--to", "yen-wallet"];
+            all.extend(args.iter().map(String::as_str));
+            let output = cli.run(&all);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.trim(), format!("error: {message}"), "{args:?}");
+        }
     }
     let missing = cli.run(&["balance", "nobody"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -415,4 +419,23 @@ fn a_command_on_the_embedded_server_ends_without_warnings() {
     let status = Command::new(env!("CARGO_BIN_EXE_tally")).arg("--data-dir").arg(&dir).args(["pg", "status"]).output();
     assert!(String::from_utf8_lossy(&status.expect("pg status").stdout).contains("not running"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A flag that does not apply to a command is refused (exit status 2), never silently ignored.
+#[tokio::test]
+async fn flags_that_do_not_apply_are_refused() {
+    let cli = Cli::new().await;
+    for args in [
+        vec!["reconcile", "--format", "html"],
+        vec!["reconcile", "--output", "report.html"],
+        vec!["--json", "serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let output = cli.run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--date") || stderr.contains("--json"), "{args:?}: {stderr}");
+    }
+    assert!(!std::path::Path::new("report.html").exists());
+    // With --date they work (and without it, the whole-ledger check runs as before).
+    assert!(cli.run(&["reconcile"]).status.success());
 }
