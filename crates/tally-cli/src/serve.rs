@@ -109,7 +109,16 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'stati
 
 pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
     let config = config(args)?;
-    if db.store.active_api_keys().await? == 0 {
+    let active = db.store.active_api_keys().await?;
+    if active > 0 {
+        // Keys exist already (made with `tally key create`, or by an earlier start), and a key is
+        // shown only when it is made: say where one comes from.
+        println!(
+            "{active} active API key(s); each was shown once, when it was made. \
+             `tally key list` lists them; `tally key create --name NAME --role admin|operator|auditor|reader` makes another."
+        );
+    }
+    if active == 0 {
         let created = match create_key(db, "admin", Role::Admin, Vec::new()).await {
             Err(StoreError::KeyNameTaken(_)) => {
                 let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
