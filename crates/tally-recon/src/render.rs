@@ -152,7 +152,7 @@ fn csv_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     // Writing to a Vec cannot fail, and every row has the header's length.
     writer.write_record(header).expect("CSV header is written");
     for row in rows {
-        debug_assert_eq!(row.len(), header.len());
+        assert_eq!(row.len(), header.len());
         let cells: Vec<std::borrow::Cow<'_, str>> = row.iter().map(|cell| defuse_formula(cell)).collect();
         writer.write_record(cells.iter().map(|cell| cell.as_bytes())).expect("CSV row is written");
     }
