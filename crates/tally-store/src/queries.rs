@@ -245,11 +245,6 @@ impl Store {
         Ok(client.query_one(&statement, &[]).await?.get(0))
     }
 
-    /// Whether the journal holds any row at all.
-    pub async fn has_transfers(&self) -> Result<bool, StoreError> {
-        Ok(self.client().await?.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0))
-    }
-
     /// Every account with a balance rule (not `unrestricted`), in id order.
     pub async fn restricted_account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
         let rows =
