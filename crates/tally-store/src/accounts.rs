@@ -6,7 +6,7 @@ use crate::convert::{from_numeric, from_system_time, to_numeric};
 use crate::journal::append_audit_and_events;
 use crate::{Store, StoreError};
 use deadpool_postgres::GenericClient;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tally_core::transfer::METADATA_BYTES_MAX;
 use tally_core::{Account, AccountId, AccountStatus, BalanceRule, Timestamp};
@@ -32,8 +32,9 @@ pub struct NewAccount {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// An account with its descriptive fields.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An account with its descriptive fields (also the payload of account events and audit rows,
+/// which is why it reads back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRecord {
     #[serde(flatten)]
     pub account: Account,
