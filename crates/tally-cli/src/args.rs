@@ -198,7 +198,8 @@ pub struct StatementImportArgs {
 pub enum DaysCommand {
     /// The time zone and cut-off, and the newest closed days.
     Show,
-    /// Set the time zone and cut-off (only before the first day is closed).
+    /// Set the time zone and cut-off (until a day with transfers is closed; days before the
+    /// ledger's first transfer never close).
     Set {
         /// An IANA time zone, e.g. Europe/Berlin.
         #[arg(long, default_value = "UTC")]

@@ -2,12 +2,12 @@
 
 use crate::args::{AccountCommand, CurrencyCommand, StatusArg, StatusChangeArgs, TransferAction, TransferArgs};
 use crate::connect::Database;
-use crate::render::{Malformed, Output};
+use crate::render::{Malformed, Names, Output};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tally_core::{
-    AccountStatus, BalanceRule, Currency, MinorUnits, TransferId, TransferKind, TransferRequest, TransferResult,
-    parse_amount, parse_positive_amount,
+    AccountId, AccountStatus, BalanceRule, Currency, MinorUnits, TransferId, TransferKind, TransferRequest,
+    TransferResult, parse_amount, parse_positive_amount,
 };
 use tally_engine::Submission;
 use tally_store::{JournalRow, NewAccount, StatusChange};
@@ -108,6 +108,11 @@ async fn new_transfer(db: &Database, args: TransferArgs) -> Result<TransferReque
         (Some(from), Some(to), Some(amount)) => (from, to, amount),
         _ => bail!("--from, --to and --amount are required"),
     };
+    if let Some(currency) = &args.currency {
+        // A currency that does not exist is `currency_not_found`, as over the API, and nothing is
+        // written; one that exists but is not the accounts' is the rule's `currency_mismatch`.
+        db.store.currency_scale(currency).await?;
+    }
     let debit = db.store.require_account(&from).await?;
     let credit = db.store.require_account(&to).await?;
     let amount: MinorUnits =
@@ -138,18 +143,49 @@ async fn new_transfer(db: &Database, args: TransferArgs) -> Result<TransferReque
 
 async fn submit(db: &Database, out: &Output, request: TransferRequest) -> Result<()> {
     let id = request.id;
+    let named = (request.debit_account_id, request.credit_account_id, request.currency.clone());
     let outcome = db.engine.submit_one(Submission { request, actor: db.actor.clone() }).await?;
     match &outcome.transfer {
         Some(transfer) => {
             let scale = db.store.currency_scale(&transfer.currency).await?;
-            out.transfer(outcome.result, transfer, scale);
+            let names = names(db, [transfer.debit_account_id, transfer.credit_account_id]).await?;
+            out.transfer(outcome.result, transfer, scale, &names);
         }
-        None => out.rejection(id, outcome.result),
+        None if outcome.result == TransferResult::CurrencyMismatch => {
+            let (debit, credit, currency) = named;
+            let detail = currency_mismatch_detail(db, debit, credit, currency.as_deref()).await?;
+            out.rejection(id, outcome.result, detail.as_deref());
+        }
+        None => out.rejection(id, outcome.result, None),
     }
     if !outcome.result.is_success() {
         std::process::exit(exit_code(outcome.result));
     }
     Ok(())
+}
+
+/// The codes of these accounts, to show beside their ids.
+pub async fn names(db: &Database, ids: impl IntoIterator<Item = AccountId>) -> Result<Names> {
+    let mut ids: Vec<AccountId> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(Names::new(db.store.account_codes(&ids).await?))
+}
+
+/// Which currency each account of a refused transfer holds, beside the one the transfer names
+/// (`None` when an account is not named or does not exist).
+async fn currency_mismatch_detail(
+    db: &Database,
+    debit: Option<AccountId>,
+    credit: Option<AccountId>,
+    currency: Option<&str>,
+) -> Result<Option<String>> {
+    let (Some(debit), Some(credit)) = (debit, credit) else { return Ok(None) };
+    let debit = db.store.account(&debit.0.to_string()).await?;
+    let credit = db.store.account(&credit.0.to_string()).await?;
+    Ok(debit.zip(credit).map(|(debit, credit)| {
+        tally_server::error::currency_mismatch_message(currency, &debit.account.currency, &credit.account.currency)
+    }))
 }
 
 /// Rejected transfers exit with 3 (rule) or 2 (malformed), so scripts can tell them apart.
@@ -161,9 +197,20 @@ async fn show_transfer(db: &Database, out: &Output, id: Uuid) -> Result<()> {
     match db.store.journal_row(id).await? {
         Some(JournalRow::Applied { transfer, .. }) => {
             let scale = db.store.currency_scale(&transfer.currency).await?;
-            out.transfer(TransferResult::Ok, &transfer, scale);
+            let names = names(db, [transfer.debit_account_id, transfer.credit_account_id]).await?;
+            out.transfer(TransferResult::Ok, &transfer, scale, &names);
         }
-        Some(JournalRow::Rejected { rejection, .. }) => out.rejection(rejection.request.id, rejection.result),
+        Some(JournalRow::Rejected { rejection, .. }) => {
+            let request = &rejection.request;
+            let detail = match rejection.result {
+                TransferResult::CurrencyMismatch => {
+                    let currency = request.currency.as_deref();
+                    currency_mismatch_detail(db, request.debit_account_id, request.credit_account_id, currency).await?
+                }
+                _ => None,
+            };
+            out.rejection(request.id, rejection.result, detail.as_deref());
+        }
         None => bail!(tally_store::StoreError::TransferNotFound(id.to_string())),
     }
     Ok(())
@@ -184,7 +231,8 @@ pub async fn balance(db: &Database, out: &Output, account: &str) -> Result<()> {
 pub async fn history(db: &Database, out: &Output, account: &str, limit: i64, before: Option<i64>) -> Result<()> {
     let record = db.store.require_account(account).await?;
     let entries = db.store.history(account, before, limit).await?;
-    out.history(&record, &entries, limit);
+    let names = names(db, entries.iter().map(|e| e.other_account_id)).await?;
+    out.history(&record, &entries, limit, &names);
     Ok(())
 }
 

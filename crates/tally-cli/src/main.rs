@@ -33,10 +33,30 @@ fn main() {
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("error: {error:#}");
+        match code_of(&error) {
+            Some(code) => eprintln!("error: {error:#} ({code})"),
+            None => eprintln!("error: {error:#}"),
+        }
         let malformed = error.downcast_ref::<render::Malformed>().is_some();
         std::process::exit(if malformed { render::EXIT_MALFORMED } else { 1 });
     }
+}
+
+/// The stable code of an error that has one: the same code the HTTP API answers with.
+fn code_of(error: &anyhow::Error) -> Option<&'static str> {
+    if let Some(error) = error.downcast_ref::<tally_store::StoreError>() {
+        return Some(error.code());
+    }
+    if let Some(error) = error.downcast_ref::<tally_recon::ReconError>() {
+        return Some(error.code());
+    }
+    if let Some(error) = error.downcast_ref::<tally_engine::EngineError>() {
+        return Some(error.code());
+    }
+    if let Some(error) = error.downcast_ref::<tally_core::CurrencyError>() {
+        return Some(error.code());
+    }
+    None
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -3,7 +3,8 @@
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
-use tally_core::{Transfer, TransferId, TransferResult, format_amount};
+use std::collections::HashMap;
+use tally_core::{AccountId, Transfer, TransferId, TransferResult, format_amount};
 use tally_recon::Report;
 use tally_server::views::time;
 use tally_store::{AccountRecord, HistoryEntry};
@@ -30,14 +31,38 @@ pub fn account_json(record: &AccountRecord) -> Value {
     })
 }
 
-pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8) -> Value {
+pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8, names: &Names) -> Value {
     json!({
         "result": result.code(), "id": t.id, "kind": t.kind.as_str(), "status": t.status.as_str(),
-        "from": t.debit_account_id, "to": t.credit_account_id, "amount": format_amount(t.amount, scale),
+        "from": t.debit_account_id, "from_code": names.code(t.debit_account_id),
+        "to": t.credit_account_id, "to_code": names.code(t.credit_account_id),
+        "amount": format_amount(t.amount, scale),
         "currency": t.currency, "related_id": t.related_id, "timeout_seconds": t.timeout_seconds,
         "expires_at": t.expires_at.map(time), "reference": t.reference, "metadata": t.metadata,
         "created_at": time(t.created_at), "completed_at": t.completed_at.map(time),
     })
+}
+
+/// Account codes by id, so that output names an account by its code beside its id.
+#[derive(Debug, Default)]
+pub struct Names(HashMap<AccountId, String>);
+
+impl Names {
+    pub fn new(codes: HashMap<AccountId, String>) -> Names {
+        Names(codes)
+    }
+
+    pub fn code(&self, id: AccountId) -> Option<&str> {
+        self.0.get(&id).map(String::as_str)
+    }
+
+    /// `code (id)`, or the id of an account without a code.
+    pub fn label(&self, id: AccountId) -> String {
+        match self.code(id) {
+            Some(code) => format!("{code} ({id})"),
+            None => id.to_string(),
+        }
+    }
 }
 
 pub fn table(header: &[&str]) -> Table {
@@ -166,8 +191,8 @@ impl Output {
         });
     }
 
-    pub fn transfer(&self, result: TransferResult, transfer: &Transfer, scale: u8) {
-        let value = transfer_json(result, transfer, scale);
+    pub fn transfer(&self, result: TransferResult, transfer: &Transfer, scale: u8, names: &Names) {
+        let value = transfer_json(result, transfer, scale, names);
         self.value(&value, || {
             let replay = if result == TransferResult::Exists { " (already applied: idempotent replay)" } else { "" };
             format!(
@@ -175,31 +200,34 @@ impl Output {
                 transfer.kind.as_str(),
                 format_amount(transfer.amount, scale),
                 transfer.currency,
-                transfer.debit_account_id,
-                transfer.credit_account_id,
+                names.label(transfer.debit_account_id),
+                names.label(transfer.credit_account_id),
                 transfer.status.as_str(),
                 transfer.id
             )
         });
     }
 
-    pub fn rejection(&self, id: TransferId, result: TransferResult) {
-        let value = json!({"result": result.code(), "id": id, "transient": result.transient()});
+    /// A transfer a rule refused: its code, and `detail` (what exactly did not fit) when known.
+    pub fn rejection(&self, id: TransferId, result: TransferResult, detail: Option<&str>) {
+        let message = detail.unwrap_or_else(|| tally_server::error::describe(result));
+        let value = json!({"result": result.code(), "id": id, "transient": result.transient(), "message": message});
         if self.json {
             say(value);
         } else {
-            eprintln!("rejected: {} (transfer {id})", result.code());
+            eprintln!("rejected: {} (transfer {id}): {message}", result.code());
         }
     }
 
-    pub fn history(&self, record: &AccountRecord, entries: &[HistoryEntry], limit: i64) {
+    pub fn history(&self, record: &AccountRecord, entries: &[HistoryEntry], limit: i64, names: &Names) {
         let s = record.scale;
         let values: Vec<Value> = entries
             .iter()
             .map(|e| {
                 json!({
                     "seq": e.seq, "type": e.direction, "transfer_id": e.transfer.id, "kind": e.transfer.kind.as_str(),
-                    "other_account": e.other_account_id, "amount": format_amount(e.transfer.amount, s),
+                    "other_account": e.other_account_id, "other_account_code": names.code(e.other_account_id),
+                    "amount": format_amount(e.transfer.amount, s),
                     "status": e.transfer.status.as_str(), "created_at": time(e.transfer.created_at),
                     "actor": e.actor,
                 })
@@ -209,9 +237,11 @@ impl Output {
         let next = entries.last().map(|e| e.seq).filter(|_| full_page);
         self.value(&json!({"entries": values, "next_before": next}), || {
             let mut table = table(&["seq", "type", "kind", "amount", "other account", "status", "created_at"]);
-            for v in &values {
+            for (entry, v) in entries.iter().zip(&values) {
                 let cell = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned);
-                table.add_row(["seq", "type", "kind", "amount", "other_account", "status", "created_at"].map(cell));
+                let mut row = ["seq", "type", "kind", "amount", "other_account", "status", "created_at"].map(cell);
+                row[4] = names.label(entry.other_account_id);
+                table.add_row(row);
             }
             match next {
                 Some(seq) => format!("{table}\nolder entries: --before {seq}"),

@@ -8,7 +8,9 @@
 //! end, and per currency the totals over all accounts. The closing balances are the opening ones
 //! plus the day's journal: the cost follows the day's transfers, never the history or the
 //! number of accounts. Days close in order with no gap; the first day closed is the day of the
-//! ledger's first transfer (or the day asked for, on an empty journal).
+//! ledger's first journal row. Days before it never close: they hold nothing, and a closed day
+//! fixes what a day is (`set_settings`), so closing them would fix the settings of a ledger that
+//! has not begun.
 //!
 //! A day closes only `CLOSE_DELAY` after it ended: a batch stamps its time before it commits,
 //! and the delay is far longer than any batch may take, so every transfer of the day is in.
@@ -66,7 +68,8 @@ pub(crate) async fn settings_in(client: &impl GenericClient) -> Result<DaySettin
 }
 
 /// Changes what a day is. Refused once a day is closed: the snapshots would no longer mean
-/// what they say.
+/// what they say. Days before the ledger's first journal row never close, so the settings stay
+/// open until a day that holds transfers has closed.
 pub async fn set_settings(
     recon: &Recon,
     time_zone: &str,
@@ -227,7 +230,11 @@ pub async fn close_through(
     let first = match last_closed(&client).await? {
         Some(last) if last >= through => return Ok(Vec::new()),
         Some(last) => last.next_day().expect("dates before year 9999"),
-        None => first_day(&client, through).await?,
+        None => match first_entry_day(&client).await? {
+            Some(first) if first <= through => first,
+            // `through` precedes the ledger's first journal row (or there is none): nothing to close.
+            _ => return Ok(Vec::new()),
+        },
     };
     drop(client);
     let count = usize::try_from((through - first).whole_days() + 1).expect("first <= through");
@@ -246,13 +253,31 @@ pub async fn close_through(
     Ok(closed)
 }
 
-/// The first day to close on a ledger with no closed day: the day of its first journal row.
-async fn first_day(client: &impl GenericClient, through: Date) -> Result<Date, ReconError> {
+/// The day of the ledger's first journal row (`None` on an empty journal): the first day to
+/// close on a ledger with no closed day.
+async fn first_entry_day(client: &impl GenericClient) -> Result<Option<Date>, ReconError> {
     let first: Option<SystemTime> = client.query_one("SELECT min(created_at) FROM transfers", &[]).await?.get(0);
     match first {
-        Some(at) => Ok(day_of(client, at).await?.min(through)),
-        None => Ok(through),
+        Some(at) => Ok(Some(day_of(client, at).await?)),
+        None => Ok(None),
     }
+}
+
+/// Whether closing every day through `day` would close nothing: no day is closed yet and `day`
+/// ends before the ledger's first journal row (or the journal is empty). With a day closed the
+/// ledger has begun, and the journal is not read.
+pub async fn precedes_ledger(recon: &Recon, day: Date) -> Result<bool, ReconError> {
+    let client = recon.client().await?;
+    if last_closed(&client).await?.is_some() {
+        return Ok(false);
+    }
+    Ok(first_entry_day(&client).await?.is_none_or(|first| day < first))
+}
+
+/// Whether `day` is closed.
+pub(crate) async fn is_closed(client: &impl GenericClient, day: Date) -> Result<bool, ReconError> {
+    let text = format_day(day);
+    Ok(client.query_one("SELECT EXISTS (SELECT 1 FROM ledger_days WHERE day = $1::text::date)", &[&text]).await?.get(0))
 }
 
 /// The per-account movement of the journal in `[$1, $2)`: posted amounts and holds placed by

@@ -18,7 +18,9 @@
 //!   holds for it; `event_without_transfer`: a transfer event names no journal row of the day.
 //! - `balance_rule_broken`: an account is past its overdraft rule.
 //!
-//! Every finding names the account or transfer, its currency and the amounts. The checks run in
+//! Every finding names the account or transfer, its currency and the amounts. A day before the
+//! ledger's first journal row is never closed (see `days`): its run checks the account rows
+//! against the whole journal and reports no snapshot (`none`). The checks run in
 //! one REPEATABLE READ snapshot, after the day is closed; all but the account-row checks read
 //! only the day's rows (through BRIN indexes on creation time), so the run's cost follows the
 //! day's transfers.
@@ -65,6 +67,11 @@ pub const CHECKS: &[(&str, &str)] = &[
 /// The newest instant PostgreSQL and `SystemTime` both hold comfortably: "no upper bound".
 fn far_future() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(253_402_300_799)
+}
+
+/// 0001-01-01T00:00:00Z: "no lower bound", older than any journal row.
+fn far_past() -> SystemTime {
+    UNIX_EPOCH - Duration::from_secs(62_135_596_800)
 }
 
 pub(crate) fn rfc3339(at: SystemTime) -> String {
@@ -521,12 +528,22 @@ async fn check_day(
     let db_tx = &lanes[0];
     let bounds = days::bounds_in(db_tx, day).await?;
     let settings = days::settings_in(db_tx).await?;
-    let last = days::last_closed(db_tx).await?.expect("the day was closed");
+    // A day before the ledger's first journal row is never closed: it has no snapshot, and
+    // without a closed day the account rows are checked against the whole journal.
+    let snapshot = match (snapshot_written, days::is_closed(db_tx, day).await?) {
+        (true, _) => Snapshot::Written,
+        (false, true) => Snapshot::Verified,
+        (false, false) => Snapshot::None,
+    };
+    let last_end = match days::last_closed(db_tx).await? {
+        Some(last) => days::bounds_in(db_tx, last).await?.ends_at,
+        None => far_past(),
+    };
     let params = DayParams {
         starts_at: bounds.starts_at,
         ends_at: bounds.ends_at,
         day: format_day(day),
-        last_end: days::bounds_in(db_tx, last).await?.ends_at,
+        last_end,
         expiry_limit: bounds.ends_at - EXPIRY_GRACE,
         far: far_future(),
     };
@@ -584,10 +601,14 @@ async fn check_day(
         .iter()
         .map(|(code, description)| CheckSummary {
             check: (*code).to_owned(),
-            description: if *code == "closing_balance_mismatch" && snapshot_written {
-                format!("{description} (the snapshot was written by this run from the journal: nothing to compare)")
-            } else {
-                (*description).to_owned()
+            description: match (*code, snapshot) {
+                ("closing_balance_mismatch", Snapshot::Written) => {
+                    format!("{description} (the snapshot was written by this run from the journal: nothing to compare)")
+                }
+                ("closing_balance_mismatch", Snapshot::None) => {
+                    format!("{description} (the day precedes the ledger's first journal row: it was not closed)")
+                }
+                _ => (*description).to_owned(),
             },
             findings: counts.get(*code).copied().unwrap_or(0),
         })
@@ -603,7 +624,7 @@ async fn check_day(
         finished_at: rfc3339(to_system_time(recon.store().now())),
         actor: actor.to_owned(),
         status,
-        snapshot: if snapshot_written { "written" } else { "verified" }.to_owned(),
+        snapshot: snapshot.as_str().to_owned(),
         transfers: figures.transfers,
         rejected: figures.rejected,
         accounts_touched: figures.accounts_touched,
@@ -635,6 +656,27 @@ fn finding_from_row(row: &tokio_postgres::Row, scales: &HashMap<String, u8>) -> 
         found: found.map(|v| amount_text(v, scale)),
         difference,
         detail: row.get(7),
+    }
+}
+
+/// What a run found of the day's balance snapshot (the report's `snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Snapshot {
+    /// This run closed the day and wrote the snapshot from the journal.
+    Written,
+    /// The day was closed before; its snapshot is checked against the journal.
+    Verified,
+    /// The day precedes the ledger's first journal row: it is never closed and has no snapshot.
+    None,
+}
+
+impl Snapshot {
+    fn as_str(self) -> &'static str {
+        match self {
+            Snapshot::Written => "written",
+            Snapshot::Verified => "verified",
+            Snapshot::None => "none",
+        }
     }
 }
 
@@ -688,8 +730,10 @@ async fn summarize(
         .query_one("SELECT count(*) FROM events WHERE at >= $1 AND at < $2", &[&bounds.starts_at, &bounds.ends_at])
         .await?
         .get(0);
+    // A day before the ledger's first journal row has no row here: nothing was closed.
     let stats =
-        db_tx.query_one("SELECT transfers, accounts FROM ledger_days WHERE day = $1::text::date", &[&day]).await?;
+        db_tx.query_opt("SELECT transfers, accounts FROM ledger_days WHERE day = $1::text::date", &[&day]).await?;
+    let (transfers, accounts_touched) = stats.map_or((0, 0), |row| (row.get(0), row.get(1)));
     let currencies = db_tx
         .query(
             "SELECT currency, transfers, posted_volume, debits_posted, credits_posted, debits_pending, credits_pending
@@ -714,15 +758,7 @@ async fn summarize(
             }
         })
         .collect();
-    Ok(DayFigures {
-        transfers: stats.get(0),
-        rejected,
-        accounts_touched: stats.get(1),
-        events,
-        batches,
-        currencies,
-        hourly,
-    })
+    Ok(DayFigures { transfers, rejected, accounts_touched, events, batches, currencies, hourly })
 }
 
 /// Whether `day` has an end-of-day run that is running or finished, or one that failed after

@@ -93,7 +93,8 @@ pub struct DayReport {
     pub actor: String,
     pub status: RunStatus,
     /// `written` when this run wrote the day's balance snapshot, `verified` when it checked a
-    /// snapshot written earlier against the journal.
+    /// snapshot written earlier against the journal, `none` for a day before the ledger's first
+    /// journal row, which is never closed.
     pub snapshot: String,
     pub transfers: i64,
     pub rejected: i64,

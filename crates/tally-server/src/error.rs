@@ -290,3 +290,17 @@ pub fn describe(result: TransferResult) -> &'static str {
         OverdraftLimitExceeded => "the debit account's overdraft limit would be exceeded",
     }
 }
+
+/// What a `currency_mismatch` refusal of a new transfer means here: the currency the transfer
+/// names (if it names one) and the currency each account holds.
+pub fn currency_mismatch_message(transfer: Option<&str>, debit: &str, credit: &str) -> String {
+    let accounts = if debit == credit {
+        format!("both accounts hold {debit}")
+    } else {
+        format!("the debit account holds {debit}, the credit account {credit}")
+    };
+    match transfer {
+        Some(currency) => format!("the transfer is in {currency}; {accounts}"),
+        None => format!("the accounts' currencies differ: {accounts}"),
+    }
+}

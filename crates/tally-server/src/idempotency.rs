@@ -5,6 +5,10 @@
 //! 422 `idempotency_key_reused`; while the first still runs, 409 `request_in_progress`. Server
 //! errors (5xx) and rate limiting (429) are not stored, so a retry runs again. Keys are per
 //! principal: two callers never see each other's responses.
+//!
+//! A stored answer is read back through its view type before it is sent again: PostgreSQL's
+//! `jsonb` keeps no key order, and a replay must look like the first answer (and like a `GET` of
+//! the same thing), field for field and in the same order.
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -12,7 +16,7 @@ use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use tally_store::IdempotencyBegin;
@@ -20,8 +24,9 @@ use tally_store::IdempotencyBegin;
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Runs `run` once per idempotency key (when the request has one).
-pub async fn once<F, Fut>(
+/// Runs `run` once per idempotency key (when the request has one); `T` is the view it answers
+/// with.
+pub async fn once<T, F, Fut>(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
@@ -30,12 +35,13 @@ pub async fn once<F, Fut>(
     run: F,
 ) -> Result<Response, ApiError>
 where
+    T: Serialize + DeserializeOwned,
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
+    Fut: Future<Output = Result<(StatusCode, T), ApiError>>,
 {
     let Some(key) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
-        let (status, value) = run().await?;
-        return Ok((status, axum::Json(value)).into_response());
+        let (status, view) = run().await?;
+        return Ok((status, axum::Json(view)).into_response());
     };
     let key = key
         .to_str()
@@ -54,7 +60,11 @@ where
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay { status, response } => {
             let status = StatusCode::from_u16(status).expect("a stored HTTP status");
-            let mut response = (status, axum::Json(response)).into_response();
+            // An error body, or an answer stored by a release whose view differed, goes as stored.
+            let mut response = match T::deserialize(&response) {
+                Ok(view) if status.is_success() => (status, axum::Json(view)).into_response(),
+                _ => (status, axum::Json(response)).into_response(),
+            };
             response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
             return Ok(response);
         }
@@ -73,7 +83,7 @@ where
             ));
         }
     }
-    let (status, value) = match run().await {
+    let (status, view) = match run().await {
         Ok(answer) => answer,
         Err(error) => {
             if error.status.is_server_error() || error.status == StatusCode::TOO_MANY_REQUESTS {
@@ -84,6 +94,7 @@ where
             return Err(error);
         }
     };
+    let value = serde_json::to_value(&view).expect("views serialize");
     state.store.idempotency_finish(&principal.name, key, status.as_u16(), &value).await?;
-    Ok((status, axum::Json(value)).into_response())
+    Ok((status, axum::Json(view)).into_response())
 }

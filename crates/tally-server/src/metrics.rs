@@ -1,4 +1,9 @@
 //! Prometheus metrics: requests, latencies, results by code, and the engine's batches and queue.
+//!
+//! `prometheus-client` writes the OpenMetrics text format, where a counter family `x` is
+//! described by `# HELP x` and `# TYPE x counter` and its samples are `x_total`; the answer says
+//! so in its content type (`CONTENT_TYPE`), since the older Prometheus text format (`text/plain;
+//! version=0.0.4`) names a family by its samples and would leave every counter undescribed.
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -11,6 +16,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Instant;
+
+/// The content type of `Metrics::render`'s text: OpenMetrics 1.0.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -92,7 +100,7 @@ impl Metrics {
         self.transfer_results[result as usize].inc();
     }
 
-    /// The Prometheus text exposition, with the engine's figures read now.
+    /// The OpenMetrics text exposition (`CONTENT_TYPE`), with the engine's figures read now.
     pub fn render(&self, engine: &tally_engine::Engine) -> String {
         let stats = engine.stats();
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);

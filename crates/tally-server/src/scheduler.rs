@@ -43,17 +43,19 @@ pub async fn run(recon: Recon, after: Duration, mut shutdown: watch::Receiver<bo
     }
 }
 
-/// One look: reconciles the newest day that ended `after` (plus a minute) ago, unless the ledger
-/// is empty or the day already has a run. Returns the report of the run it made.
+/// One look: reconciles the newest day that ended `after` (plus a minute) ago, unless the day
+/// already has a run or precedes the ledger's first transfer (such a day is never closed, and
+/// the day settings stay open until a day with transfers closes). Returns the report of the run
+/// it made.
 pub async fn run_due(
     recon: &Recon,
     after: Duration,
 ) -> Result<Option<tally_recon::report::DayReport>, tally_recon::ReconError> {
     let day = tally_recon::days::last_ended(recon, tally_recon::days::CLOSE_DELAY + after).await?;
-    let any_transfer = recon.store().has_transfers().await?;
     let retry_before = tally_store::convert::to_system_time(recon.store().now()) - RETRY_AFTER;
-    let done = tally_recon::eod::has_current_run(recon, day, retry_before).await?;
-    if !any_transfer || done {
+    if tally_recon::eod::has_current_run(recon, day, retry_before).await?
+        || tally_recon::days::precedes_ledger(recon, day).await?
+    {
         return Ok(None);
     }
     Ok(Some(tally_recon::eod::run_end_of_day(recon, day, SCHEDULER_ACTOR, &tally_recon::Quiet).await?))

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::{Timestamp, Transfer, format_amount};
-use tally_store::{AccountRecord, AuditRecord, EventRecord};
+use tally_store::{AccountRecord, AuditRecord, EventRecord, EventSubject};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -12,8 +12,9 @@ pub fn time(at: Timestamp) -> String {
     humantime::format_rfc3339_micros(tally_store::convert::to_system_time(at)).to_string()
 }
 
-/// An account and its balances.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// An account and its balances: every answer that shows an account (open, look up, list,
+/// status changes, account events) shows it as this, with its fields in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
     pub id: Uuid,
     pub code: Option<String>,
@@ -200,20 +201,51 @@ impl From<AuditRecord> for AuditView {
     }
 }
 
+/// One event of the outbox, in commit order.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EventView {
+    /// The event's position: gap-free, in commit order.
     pub seq: i64,
     pub at: String,
+    /// `transfer.<kind>` (`transfer.posted`, `transfer.pending`, ...), `transfer.expired`,
+    /// `account.created|frozen|unfrozen|closed`, `currency.created`, `ledger_day.closed`,
+    /// `reconciliation.finished`, `statement.imported`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub entity_id: String,
+    /// Transfer events: the transfer as `GET /v1/transfers/{id}` shows it (its `transfer`), as the event left it
+    /// (a hold's `transfer.pending` shows it pending). Account events: the account as
+    /// `GET /v1/accounts/{id}` shows it, as the change left it. Other events: counts, days and
+    /// ids (no amounts, no times).
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: EventPayload,
 }
 
-impl From<EventRecord> for EventView {
-    fn from(e: EventRecord) -> EventView {
-        EventView { seq: e.seq, at: time(e.at), event_type: e.event_type, entity_id: e.entity_id, payload: e.payload }
+/// An event's payload, in the API's own form: amounts as decimal strings, times as RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventPayload {
+    Transfer(TransferView),
+    Account(AccountView),
+    Other(Option<Value>),
+}
+
+impl EventView {
+    /// An event as the API (and anything that relays events) presents it: the store's typed
+    /// subject (`Store::events_with_subjects`) in the views the rest of the API uses.
+    pub fn new(event: EventRecord, subject: EventSubject) -> EventView {
+        let payload = match subject {
+            EventSubject::Transfer { transfer, scale } => EventPayload::Transfer(TransferView::new(&transfer, scale)),
+            EventSubject::Account(record) => EventPayload::Account(AccountView::new(&record)),
+            EventSubject::Stored(payload) => EventPayload::Other(payload),
+        };
+        EventView {
+            seq: event.seq,
+            at: time(event.at),
+            event_type: event.event_type,
+            entity_id: event.entity_id,
+            payload,
+        }
     }
 }
 

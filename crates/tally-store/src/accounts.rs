@@ -6,7 +6,8 @@ use crate::convert::{from_numeric, from_system_time, to_numeric};
 use crate::journal::append_audit_and_events;
 use crate::{Store, StoreError};
 use deadpool_postgres::GenericClient;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tally_core::transfer::METADATA_BYTES_MAX;
 use tally_core::{Account, AccountId, AccountStatus, BalanceRule, Timestamp};
 use tokio_postgres::Row;
@@ -16,6 +17,8 @@ use uuid::Uuid;
 pub const ACCOUNT_CODE_LEN_MAX: usize = 128;
 /// The most accounts one page of `list_accounts` returns.
 pub const ACCOUNT_PAGE_SIZE_MAX: i64 = 1_000;
+/// The most ids one `account_codes` call looks up: both sides of a full page of history.
+pub const ACCOUNT_CODES_IDS_MAX: usize = 2 * crate::queries::HISTORY_PAGE_SIZE_MAX as usize;
 
 /// What a client asks for when it opens an account.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +32,9 @@ pub struct NewAccount {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// An account with its descriptive fields.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An account with its descriptive fields (also the payload of account events and audit rows,
+/// which is why it reads back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRecord {
     #[serde(flatten)]
     pub account: Account,
@@ -205,6 +209,17 @@ impl Store {
     /// Like `account`, but a missing account is an error.
     pub async fn require_account(&self, id_or_code: &str) -> Result<AccountRecord, StoreError> {
         self.account(id_or_code).await?.ok_or_else(|| StoreError::AccountNotFound(id_or_code.to_owned()))
+    }
+
+    /// The codes of these accounts (at most `ACCOUNT_CODES_IDS_MAX` ids), for showing a code
+    /// where an id would be; accounts without a code, or that do not exist, are absent.
+    pub async fn account_codes(&self, ids: &[AccountId]) -> Result<HashMap<AccountId, String>, StoreError> {
+        assert!(ids.len() <= ACCOUNT_CODES_IDS_MAX, "{} ids above ACCOUNT_CODES_IDS_MAX", ids.len());
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let client = self.client().await?;
+        let rows =
+            client.query("SELECT id, code FROM accounts WHERE id = ANY($1) AND code IS NOT NULL", &[&ids]).await?;
+        Ok(rows.iter().map(|row| (AccountId(row.get(0)), row.get(1))).collect())
     }
 
     /// A page of accounts ordered by id, after the cursor (an id), optionally filtered.

@@ -23,7 +23,7 @@ pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
 pub use error::StoreError;
 pub use migrate::{MigrationReport, migrate, migrate_through};
 pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow};
-pub use queries::{AuditRecord, Direction, EventRecord, HistoryEntry, TransferFilter};
+pub use queries::{AuditRecord, Direction, EventRecord, EventSubject, HistoryEntry, TransferFilter};
 pub use server::{create_database_if_missing, drop_database_if_exists};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

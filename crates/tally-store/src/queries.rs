@@ -1,9 +1,12 @@
-//! Read-side queries: one transfer, an account's history, event and audit pages, counts.
+//! Read-side queries: one transfer, an account's history, event and audit pages (events with
+//! their subjects, as the API presents them), counts.
 
-use crate::accounts::resolve_account_id;
+use crate::accounts::{AccountRecord, resolve_account_id};
 use crate::posting::{JournalRow, journal_row_from_row};
 use crate::{Store, StoreError};
-use tally_core::{AccountId, Timestamp, Transfer};
+use serde::Deserialize;
+use std::collections::HashMap;
+use tally_core::{AccountId, Timestamp, Transfer, TransferKind, TransferStatus};
 use uuid::Uuid;
 
 /// The most entries one page of history returns.
@@ -121,7 +124,7 @@ pub struct AuditRecord {
     pub after: Option<serde_json::Value>,
 }
 
-/// One event of the outbox.
+/// One event of the outbox, as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventRecord {
     pub seq: i64,
@@ -130,6 +133,47 @@ pub struct EventRecord {
     pub event_type: String,
     pub entity_id: String,
     pub payload: Option<serde_json::Value>,
+}
+
+/// What an event is about, read back in types: what the API (and anything that relays events)
+/// presents as the event's payload. The events table stays as written; this is how it is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventSubject {
+    /// A transfer event (`transfer.<kind>`, `transfer.expired`): the transfer as the event left
+    /// it, rebuilt from its journal row (the engine's events store no copy of it; those written
+    /// at an SQL client's commit store one in minor units, which is not used), with its
+    /// currency's scale. A hold's `transfer.pending` shows it pending, whatever became of it.
+    Transfer { transfer: Transfer, scale: u8 },
+    /// An account event (`account.*`): the account as the change left it (the stored payload).
+    Account(AccountRecord),
+    /// Any other event (its stored payload holds no amount and no time), or a transfer or
+    /// account event whose subject cannot be read back (a journal row deleted behind Tally's
+    /// back): the stored payload.
+    Stored(Option<serde_json::Value>),
+}
+
+impl EventSubject {
+    /// The subject of `event`, given the journal rows (with their currency's scale) of the
+    /// transfer events read with it.
+    fn of(event: &EventRecord, transfers: &HashMap<Uuid, (Transfer, u8)>) -> EventSubject {
+        let stored = || EventSubject::Stored(event.payload.clone());
+        if event.event_type.starts_with("transfer.") {
+            let found = Uuid::parse_str(&event.entity_id).ok().and_then(|id| transfers.get(&id));
+            let Some((transfer, scale)) = found else { return stored() };
+            let mut transfer = transfer.clone();
+            if event.event_type != "transfer.expired" && transfer.kind == TransferKind::Pending {
+                // The hold as it was placed: later posts, voids and expiry have their own events.
+                transfer.status = TransferStatus::Pending;
+                transfer.completed_at = None;
+            }
+            return EventSubject::Transfer { transfer, scale: *scale };
+        }
+        if event.event_type.starts_with("account.") {
+            let record = event.payload.as_ref().and_then(|payload| AccountRecord::deserialize(payload).ok());
+            return record.map_or_else(stored, EventSubject::Account);
+        }
+        stored()
+    }
 }
 
 impl Store {
@@ -238,16 +282,48 @@ impl Store {
             .collect())
     }
 
+    /// `events_page`, each event with its subject: what the API shows as its payload.
+    pub async fn events_with_subjects(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(EventRecord, EventSubject)>, StoreError> {
+        let events = self.events_page(after, limit).await?;
+        let ids: Vec<Uuid> = events
+            .iter()
+            .filter(|event| event.event_type.starts_with("transfer."))
+            .filter_map(|event| Uuid::parse_str(&event.entity_id).ok())
+            .collect();
+        let mut transfers = HashMap::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {}, c.scale FROM transfers t JOIN currencies c ON c.code = t.currency WHERE t.id = ANY($1)",
+                    crate::posting::TRANSFER_COLUMNS
+                ))
+                .await?;
+            for row in client.query(&statement, &[&ids]).await? {
+                if let JournalRow::Applied { transfer, .. } = journal_row_from_row(&row) {
+                    let scale = u8::try_from(row.get::<_, i16>(18)).expect("scales are 0 to 18");
+                    transfers.insert(transfer.id.0, (transfer, scale));
+                }
+            }
+        }
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let subject = EventSubject::of(&event, &transfers);
+                (event, subject)
+            })
+            .collect())
+    }
+
     /// The sequence number of the newest committed event (0 when there is none).
     pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT last_seq FROM event_sequence").await?;
         Ok(client.query_one(&statement, &[]).await?.get(0))
-    }
-
-    /// Whether the journal holds any row at all.
-    pub async fn has_transfers(&self) -> Result<bool, StoreError> {
-        Ok(self.client().await?.query_one("SELECT EXISTS (SELECT 1 FROM transfers)", &[]).await?.get(0))
     }
 
     /// Every account with a balance rule (not `unrestricted`), in id order.

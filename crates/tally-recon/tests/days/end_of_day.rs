@@ -237,6 +237,46 @@ async fn closing_skips_no_day_and_an_empty_day_closes_with_the_balances_it_inher
 }
 
 #[tokio::test]
+async fn days_before_the_first_transfer_never_close_so_the_day_settings_stay_open_until_a_day_with_transfers_closes() {
+    let ledger = ledger().await;
+    let recon = &ledger.recon;
+    let closed_days = async || -> Vec<String> {
+        let client = ledger.db.connect().await;
+        let rows = client.query("SELECT day::text FROM ledger_days ORDER BY day", &[]).await.unwrap();
+        rows.iter().map(|row| row.get(0)).collect()
+    };
+    // An empty journal: the day is checked, and nothing closes.
+    let empty = ledger.end_of_day(datetime!(2026-03-09 12:00 UTC), "2026-03-07").await;
+    assert_eq!((empty.snapshot.as_str(), empty.transfers, empty.status), ("none", 0, RunStatus::Clean));
+    let bank = ledger.open("bank", BalanceRule::Unrestricted).await;
+    let alice = ledger.open("alice", BalanceRule::NoOverdraft).await;
+    ledger.post_at(datetime!(2026-03-10 12:00 UTC), posted(bank, alice, 10_00)).await;
+
+    // A day before the first transfer: nothing closes, and the report says so.
+    let before = ledger.end_of_day(datetime!(2026-03-11 12:00 UTC), "2026-03-09").await;
+    assert_eq!((before.snapshot.as_str(), before.transfers, before.status), ("none", 0, RunStatus::Clean));
+    assert!(before.currencies.is_empty(), "{:?}", before.currencies);
+    assert_eq!(closed_days().await, Vec::<String>::new());
+    assert!(!tally_recon::days::precedes_ledger(recon, day("2026-03-10")).await.unwrap());
+    assert!(tally_recon::days::precedes_ledger(recon, day("2026-03-09")).await.unwrap());
+    // So the settings may still change (and change back).
+    tally_recon::days::set_settings(recon, "Asia/Tokyo", "17:00", ACTOR).await.expect("open before any day closed");
+    tally_recon::days::set_settings(recon, "UTC", "24:00", ACTOR).await.expect("still open");
+
+    // The first day to close is the first transfer's; from then on the settings are fixed.
+    let first = ledger.end_of_day(datetime!(2026-03-11 12:00 UTC), "2026-03-10").await;
+    assert_eq!((first.snapshot.as_str(), first.transfers, first.status), ("written", 1, RunStatus::Clean));
+    assert_eq!(closed_days().await, ["2026-03-10"]);
+    let again = ledger.end_of_day(datetime!(2026-03-11 12:00 UTC), "2026-03-10").await;
+    assert_eq!(again.snapshot, "verified");
+    let locked = tally_recon::days::set_settings(recon, "Asia/Tokyo", "17:00", ACTOR).await.unwrap_err();
+    assert_eq!(locked.code(), "day_definition_locked");
+    // A day before the closed ones is still only checked.
+    assert_eq!(ledger.end_of_day(datetime!(2026-03-11 12:00 UTC), "2026-03-08").await.snapshot, "none");
+    assert_eq!(closed_days().await, ["2026-03-10"]);
+}
+
+#[tokio::test]
 async fn a_daylight_saving_day_has_twenty_three_hours_and_the_next_one_starts_where_it_ended() {
     let ledger = ledger().await;
     tally_recon::days::set_settings(&ledger.recon, "Europe/Berlin", "24:00", ACTOR).await.expect("settings");

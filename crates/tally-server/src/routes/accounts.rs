@@ -83,7 +83,7 @@ pub async fn create(
         };
         let (record, created) = state.store.create_account(&new, &principal.actor()).await?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-        Ok((status, serde_json::to_value(AccountView::new(&record)).expect("serializes")))
+        Ok((status, AccountView::new(&record)))
     };
     idempotency::once(&state, &principal, &headers, "POST /v1/accounts", &body, run).await
 }

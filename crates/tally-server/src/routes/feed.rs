@@ -48,7 +48,8 @@ pub async fn audit(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
-    /// Events after this sequence number (the previous page's `next_cursor`).
+    /// Events after this sequence number (the previous page's `next_cursor`); one beyond the
+    /// newest event reads as the newest event's.
     #[param(minimum = 0)]
     pub after: Option<i64>,
     #[param(minimum = 1, maximum = 1000)]
@@ -76,8 +77,18 @@ async fn wait_for_event(state: &AppState, after: i64, wait: Duration) {
     }
 }
 
+/// `after` as a position in the outbox: past the newest event it is the newest event's seq (0
+/// when there is none), so that a cursor never points beyond the events that exist and the
+/// next event committed is not skipped.
+async fn position(state: &AppState, after: i64) -> Result<i64, tally_store::StoreError> {
+    Ok(after.clamp(0, state.store.last_event_seq().await?))
+}
+
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
-    responses((status = 200, body = Page<EventView>, description = "In sequence order; next_cursor is the last seq")),
+    responses((status = 200, body = Page<EventView>,
+               description = "In sequence order. next_cursor is always present: the seq of the page's last event; \
+                              on an empty page, `after`, or the newest event's seq (0 when there is none) if `after` \
+                              is beyond it. Pass it as `after` for the next page.")),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -86,20 +97,24 @@ pub async fn events(
 ) -> Result<axum::Json<Page<EventView>>, ApiError> {
     principal.require(EVENT_READERS)?;
     let limit = limit_of(query.limit)?;
-    let after = query.after.unwrap_or(0);
+    let mut after = query.after.unwrap_or(0);
     let wait = Duration::from_secs(query.wait.unwrap_or(0));
     if wait > EVENTS_WAIT_MAX {
         return Err(ApiError::bad_request("invalid_query", "wait is 0 to 30 seconds"));
     }
-    let mut rows = state.store.events_page(after, limit).await?;
-    if rows.is_empty() && !wait.is_zero() {
-        // Answer before the request timeout would.
-        let wait = wait.min(state.config.request_timeout.saturating_sub(Duration::from_secs(1)));
-        wait_for_event(&state, after, wait).await;
-        rows = state.store.events_page(after, limit).await?;
+    let mut rows = state.store.events_with_subjects(after, limit).await?;
+    if rows.is_empty() {
+        after = position(&state, after).await?;
+        if !wait.is_zero() {
+            // Answer before the request timeout would.
+            let wait = wait.min(state.config.request_timeout.saturating_sub(Duration::from_secs(1)));
+            wait_for_event(&state, after, wait).await;
+            rows = state.store.events_with_subjects(after, limit).await?;
+        }
     }
-    let next_cursor = Some(rows.last().map_or(after, |row| row.seq).to_string());
-    Ok(axum::Json(Page { data: rows.into_iter().map(EventView::from).collect(), next_cursor }))
+    let next_cursor = Some(rows.last().map_or(after, |(event, _)| event.seq).to_string());
+    let data = rows.into_iter().map(|(event, subject)| EventView::new(event, subject)).collect();
+    Ok(axum::Json(Page { data, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -149,12 +164,21 @@ pub async fn stream(
                 if *state.shutdown.borrow() {
                     return None;
                 }
-                match state.store.events_page(after, STREAM_PAGE).await {
+                match state.store.events_with_subjects(after, STREAM_PAGE).await {
                     Ok(rows) if !rows.is_empty() => {
                         // Popped from the back: store them newest first.
-                        queue = rows.into_iter().rev().map(EventView::from).collect();
+                        queue = rows.into_iter().rev().map(|(event, subject)| EventView::new(event, subject)).collect();
                     }
-                    Ok(_) => wait_for_event(&state, after, EVENTS_WAIT_MAX).await,
+                    Ok(_) => match position(&state, after).await {
+                        Ok(position) => {
+                            after = position;
+                            wait_for_event(&state, after, EVENTS_WAIT_MAX).await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(code = error.code(), %error, "event stream read failed");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(code = error.code(), %error, "event stream read failed");
                         tokio::time::sleep(Duration::from_secs(1)).await;

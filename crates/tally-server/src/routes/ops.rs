@@ -27,7 +27,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Value>, 
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text format")),
+    responses((status = 200, content_type = "application/openmetrics-text",
+               description = "OpenMetrics text (what Prometheus scrapes): a counter family `x` has `x_total` samples")),
     security(("bearer" = [])))]
 pub async fn metrics(
     State(state): State<AppState>,
@@ -35,7 +36,7 @@ pub async fn metrics(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(OPERATORS)?;
     let body = state.metrics.render(&state.engine);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body))
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",

@@ -81,8 +81,9 @@ async fn respond(state: &AppState, id: Uuid, outcome: Outcome) -> Result<Respons
     responses((status = 201, body = TransferView, description = "Applied"),
               (status = 200, body = TransferView, description = "Already applied under this id (Idempotent-Replayed: true)"),
               (status = 400, description = "A malformed transfer; nothing written, the id stays free"),
+              (status = 404, description = "currency_not_found (no such currency), account_not_found (a code that names no account); nothing written"),
               (status = 409, description = "version_conflict, exists_with_different_fields"),
-              (status = 422, description = "Refused by a rule (insufficient_funds, account_frozen, ...); recorded under its id"),
+              (status = 422, description = "Refused by a rule (insufficient_funds, account_frozen, currency_mismatch with the currencies in its details, ...); recorded under its id"),
               (status = 503, description = "overloaded: retry with the same id")),
     security(("bearer" = [])))]
 pub async fn create(
@@ -92,8 +93,35 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(MOVERS)?;
     let request = request_of(&state, &body).await?;
+    let accounts = (request.debit_account_id, request.credit_account_id);
     let outcome = state.engine.submit_one(Submission { request, actor: principal.actor() }).await?;
+    if outcome.result == TransferResult::CurrencyMismatch {
+        state.metrics.count_result(outcome.result);
+        return Err(currency_mismatch(&state, body.id, &body.currency, accounts).await?);
+    }
     respond(&state, body.id, outcome).await
+}
+
+/// A `currency_mismatch` that says which currency the transfer names and which each account
+/// holds (in its message and as `currency`, `from_currency` and `to_currency` in its details).
+async fn currency_mismatch(
+    state: &AppState,
+    id: Uuid,
+    currency: &str,
+    accounts: (Option<AccountId>, Option<AccountId>),
+) -> Result<ApiError, ApiError> {
+    let error = ApiError::from_result(TransferResult::CurrencyMismatch, id);
+    let (Some(debit), Some(credit)) = accounts else { return Ok(error) };
+    let debit = state.store.account(&debit.0.to_string()).await?;
+    let credit = state.store.account(&credit.0.to_string()).await?;
+    let Some((debit, credit)) = debit.zip(credit) else { return Ok(error) };
+    let (debit, credit) = (debit.account.currency, credit.account.currency);
+    let mut details = error.details.clone();
+    details["currency"] = json!(currency);
+    details["from_currency"] = json!(debit);
+    details["to_currency"] = json!(credit);
+    let message = crate::error::currency_mismatch_message(Some(currency), &debit, &credit);
+    Ok(ApiError { message, ..error.with_details(details) })
 }
 
 #[utoipa::path(operation_id = "create_transfer_batch", post, path = "/v1/transfers/batch", tag = "transfers", request_body = BatchBody,

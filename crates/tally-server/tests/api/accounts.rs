@@ -166,3 +166,31 @@ async fn balance_and_history_newest_first_with_a_cursor() {
     assert_eq!(entries[0]["transfer"]["amount"], "1.00");
     assert_eq!(entries[1]["direction"], "credit", "the funding transfer");
 }
+
+/// An account opened, looked up and replayed (`Idempotency-Key`) reads as the same JSON, byte
+/// for byte: the same fields in the same order.
+#[tokio::test]
+async fn an_account_reads_the_same_from_its_creation_a_replay_and_a_look_up() {
+    let api = api().await;
+    let body = json!({"code": "wallet:alice", "currency": "EUR", "overdraft_limit": "50.00", "metadata": {"tier": 2}});
+    let create = || {
+        axum::http::Request::post("/v1/accounts")
+            .header("authorization", format!("Bearer {}", api.admin))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "open-alice")
+            .body(axum::body::Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    };
+    let created = api.raw(create()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(created.text.starts_with(r#"{"id":"#), "{}", created.text);
+    let replayed = api.raw(create()).await;
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    let found = api.get("/v1/accounts/wallet:alice", &api.operator).await;
+    let listed = api.get("/v1/accounts", &api.operator).await;
+    let listed = listed.text.strip_prefix(r#"{"data":["#).and_then(|rest| rest.split_once("]"));
+    for (what, text) in [("replay", replayed.text.as_str()), ("GET", found.text.as_str())] {
+        assert_eq!(text, created.text, "{what}");
+    }
+    assert_eq!(listed.map(|(first, _)| first), Some(created.text.as_str()), "the listing");
+}

@@ -94,7 +94,7 @@ async fn reconciliation_requests_that_cannot_be_served_get_their_codes() {
 }
 
 #[tokio::test]
-async fn the_scheduler_reconciles_each_day_once_after_the_delay() {
+async fn the_scheduler_reconciles_each_day_once_after_the_delay_and_never_a_day_before_the_first_transfer() {
     let api = api().await;
     let after = std::time::Duration::from_secs(600);
     let recon = api.state.recon.clone();
@@ -103,15 +103,20 @@ async fn the_scheduler_reconciles_each_day_once_after_the_delay() {
     api.db.store.set_clock(Timestamp(MARCH_10_AT_10));
     assert!(due().await.unwrap().is_none());
     api.funded("wallet", "5.00").await;
-    // 00:05 on the 11th: the 10th ended, but not ten minutes (and one) ago.
+    // 00:05 on the 11th: the 10th ended, but not ten minutes (and one) ago; the 9th, the newest
+    // day that did, precedes the ledger's first transfer, so nothing is closed and the day
+    // settings may still change.
     api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 14 * HOUR + 5 * 60_000_000));
-    let report = due().await.unwrap().expect("the 9th, the newest day that ended long enough ago");
-    assert_eq!((report.day.as_str(), report.transfers), ("2026-03-09", 0));
-    // 00:12: the 10th is due, once.
+    assert!(due().await.unwrap().is_none());
+    let settings = tally_recon::days::set_settings(&recon, "UTC", "24:00", "test").await.expect("settings are open");
+    assert_eq!(settings.time_zone, "UTC");
+    // 00:12: the 10th is due, once; it holds the ledger's transfers, so the settings are fixed.
     api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 14 * HOUR + 12 * 60_000_000));
     let report = due().await.unwrap().expect("the 10th");
     assert_eq!((report.day.as_str(), report.transfers, report.actor.as_str()), ("2026-03-10", 1, "scheduler"));
     assert!(due().await.unwrap().is_none());
+    let locked = tally_recon::days::set_settings(&recon, "Europe/Berlin", "24:00", "test").await.unwrap_err();
+    assert_eq!(locked.code(), "day_definition_locked");
     let stored = api.get("/v1/reconciliations/2026-03-10", &api.auditor).await;
     assert_eq!(
         (stored.body["status"].as_str(), stored.body["report"]["actor"].as_str()),

@@ -104,6 +104,59 @@ async fn serves_http1_and_http2_and_batches_concurrent_single_transfers() {
     api.assert_consistent().await;
 }
 
+/// What a Prometheus server reads: `/metrics` from a real server, parsed by the reference
+/// parser (Python's `prometheus_client`, which scripts/test installs) for the format its content
+/// type declares; every sample belongs to a family described by `# HELP` and `# TYPE`.
+const CHECK_EXPOSITION: &str = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families as prometheus_text
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_text
+content_type, text = sys.argv[1], sys.stdin.read()
+parse = openmetrics_text if content_type.startswith("application/openmetrics-text") else prometheus_text
+names = []
+for family in parse(text):
+    for sample in family.samples:
+        names.append(sample.name)
+        assert family.type != "unknown" and family.documentation, \
+            f"sample {sample.name} is in no family with HELP and TYPE (family {family.name}, type {family.type})"
+assert "tally_http_requests_total" in names and "tally_transfer_results_total" in names, names
+print(len(names))
+"#;
+
+#[tokio::test]
+async fn the_metrics_exposition_parses_and_describes_every_sample() {
+    use std::io::Write;
+    let server = running().await;
+    let api = &server.api;
+    api.funded("alice", "10.00").await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let (status, _) = send(&client, server.addr, &api.operator, "/v1/accounts/alice/balance", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = Request::get(format!("http://{}/metrics", server.addr))
+        .header("authorization", format!("Bearer {}", api.auditor))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", CHECK_EXPOSITION, &content_type])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs prometheus-client)");
+    python.stdin.take().unwrap().write_all(&text).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{content_type}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&text)
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_answers_every_request_in_flight_and_loses_nothing() {
     let mut server = running().await;

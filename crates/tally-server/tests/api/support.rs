@@ -30,6 +30,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as sent, for what parsing loses (key order).
+    pub text: String,
 }
 
 impl Reply {
@@ -81,12 +83,13 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(text.clone()))
         };
-        Reply { status, headers, body }
+        Reply { status, headers, body, text }
     }
 
     pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Reply {

@@ -215,3 +215,35 @@ async fn lists_transfers_by_account_status_and_time_newest_first() {
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_query"), "{bad}");
     }
 }
+
+/// A currency that does not exist is 404 `currency_not_found` and writes nothing; one that exists
+/// but is not the accounts' is the rule's `currency_mismatch`, whose message and details say
+/// which currency the transfer names and which each account holds.
+#[tokio::test]
+async fn currency_errors_name_the_currencies_and_an_unknown_currency_writes_nothing() {
+    let api = api().await;
+    api.funded("alice", "10.00").await;
+    api.open("euro", "EUR", json!({})).await;
+    let body = |from: &str, to: &str, currency: &str| json!({"id": Uuid::now_v7(), "from": from, "to": to, "amount": "1.00", "currency": currency});
+    let before = api.db.row_counts().await;
+    let unknown = api.post("/v1/transfers", &api.operator, body("bank-alice", "alice", "XYZ")).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "currency_not_found"), "{}", unknown.body);
+    assert_eq!(api.db.row_counts().await, before, "nothing written");
+
+    let other = api.post("/v1/transfers", &api.operator, body("bank-alice", "alice", "EUR")).await;
+    assert_eq!((other.status, other.code()), (StatusCode::UNPROCESSABLE_ENTITY, "currency_mismatch"));
+    assert_eq!(other.body["error"]["message"], "the transfer is in EUR; both accounts hold USD");
+    let details = &other.body["error"]["details"];
+    assert_eq!(
+        (details["currency"].as_str(), details["from_currency"].as_str(), details["to_currency"].as_str()),
+        (Some("EUR"), Some("USD"), Some("USD"))
+    );
+    let mixed = api.post("/v1/transfers", &api.operator, body("alice", "euro", "USD")).await;
+    assert_eq!(mixed.code(), "currency_mismatch");
+    assert_eq!(
+        mixed.body["error"]["message"],
+        "the transfer is in USD; the debit account holds USD, the credit account EUR"
+    );
+    assert_eq!(api.balance("alice").await, "10.00");
+    api.assert_consistent().await;
+}
