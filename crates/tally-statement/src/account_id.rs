@@ -72,11 +72,13 @@ mod tests {
 
     #[test]
     fn ibans_are_checked() {
-        for valid in ["DE89370400440532013000", "NL91ABNA0417164300", "PL61109010140000071219812874", "GB82WEST12345698765432"]
+        for valid in
+            ["DE89370400440532013000", "NL91ABNA0417164300", "PL61109010140000071219812874", "GB82WEST12345698765432"]
         {
             assert!(iban_is_valid(valid), "{valid}");
         }
-        for invalid in ["DE89370400440532013001", "NL91ABNA041716430", "de89370400440532013000", "DE8937040044053201300X0"]
+        for invalid in
+            ["DE89370400440532013001", "NL91ABNA041716430", "de89370400440532013000", "DE8937040044053201300X0"]
         {
             assert!(!iban_is_valid(invalid), "{invalid}");
         }

@@ -137,7 +137,10 @@ pub fn parse_camt(bytes: &[u8], options: &ParseOptions<'_>) -> Result<StatementF
     if statements.is_empty() {
         let element = MESSAGES.iter().find(|(known, ..)| *known == format).map_or("Stmt", |(_, _, _, element)| element);
         let path = if document_path.is_empty() { "Document".to_owned() } else { document_path };
-        return Err(StatementError::malformed(format!("{path} (line {document_line})"), format!("missing element {element}")));
+        return Err(StatementError::malformed(
+            format!("{path} (line {document_line})"),
+            format!("missing element {element}"),
+        ));
     }
     Ok(StatementFile {
         format,
@@ -535,7 +538,13 @@ struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    fn new(format: Format, scales: Scales<'s>, statement_path: String, statement_line: usize, entries_in_file: usize) -> Self {
+    fn new(
+        format: Format,
+        scales: Scales<'s>,
+        statement_path: String,
+        statement_line: usize,
+        entries_in_file: usize,
+    ) -> Self {
         Builder {
             format,
             scales,
@@ -615,7 +624,11 @@ impl<'s> Builder<'s> {
         let currency = currency.trim().to_owned();
         self.check_currency(&currency, &location)?;
         let scale = self.scales.of(&currency, &location)?;
-        if positive { amount_positive(amt.text(), scale, &location) } else { amount_minor(amt.text(), scale, &location) }
+        if positive {
+            amount_positive(amt.text(), scale, &location)
+        } else {
+            amount_minor(amt.text(), scale, &location)
+        }
     }
 
     /// An amount beside the booked one (instructed amount, charges), in any currency: minor units
@@ -684,7 +697,10 @@ impl<'s> Builder<'s> {
         if let Some(status) = Self::status(ntry) {
             // Pending and informational entries are not booked: the balances do not include them,
             // and no ledger posting answers them yet.
-            let detail = format!("entry status {:?}: only booked entries (BOOK) are imported; skipped", crate::text::clip(status));
+            let detail = format!(
+                "entry status {:?}: only booked entries (BOOK) are imported; skipped",
+                crate::text::clip(status)
+            );
             push_note(&mut self.notes, Note::new("entry_not_booked", location, detail));
             return Ok(());
         }
@@ -788,7 +804,8 @@ impl<'s> Builder<'s> {
                     .or(optional_text(tx, "AddtlTxInf", tx_path, false)?)
                     .or(additional_info);
                 if let Some(instructed) = tx.descend(&["AmtDtls", "InstdAmt", "Amt"]) {
-                    entry.original_amount = Some(self.other_amount(instructed, &format!("{tx_path}/AmtDtls/InstdAmt/Amt"))?);
+                    entry.original_amount =
+                        Some(self.other_amount(instructed, &format!("{tx_path}/AmtDtls/InstdAmt/Amt"))?);
                 }
                 if let Some(charges) = self.charges(tx, tx_path)? {
                     entry.charges = Some(charges);
@@ -1183,8 +1200,14 @@ mod tests {
         let stmt = format!("{HEAD}{}{}", closing("198.50", "CRDT"), entry("98.50", "CRDT", tx));
         let entry = parse(&stmt).unwrap().entries.remove(0);
         assert_eq!((entry.end_to_end_id.as_deref(), entry.reference.as_deref()), (Some("E2E-1"), Some("E2E-1")));
-        assert_eq!((entry.counterparty.as_deref(), entry.counterparty_iban.as_deref()), (Some("Anna"), Some("NL91ABNA0417164300")));
-        assert_eq!(entry.original_amount.as_ref().map(|a| (a.amount.as_str(), a.minor)), Some(("100.00", Some(10_000))));
+        assert_eq!(
+            (entry.counterparty.as_deref(), entry.counterparty_iban.as_deref()),
+            (Some("Anna"), Some("NL91ABNA0417164300"))
+        );
+        assert_eq!(
+            entry.original_amount.as_ref().map(|a| (a.amount.as_str(), a.minor)),
+            Some(("100.00", Some(10_000)))
+        );
         assert_eq!(entry.charges.as_ref().and_then(|a| a.minor), Some(150));
         assert_eq!(entry.amount_before_charges(), Some(10_000));
     }

@@ -87,7 +87,10 @@ fn known<'b>(bytes: &'b [u8], encoding: &'static Encoding, name: &'static str) -
         // same bytes in every set read here, so lines of its output are lines of the file.
         let (replaced, _) = encoding.decode_without_bom_handling(bytes);
         let at = replaced.find('\u{FFFD}').unwrap_or(0);
-        StatementError::malformed(format!("line {}", line_at(replaced.as_bytes(), at)), format!("text is not valid {name}"))
+        StatementError::malformed(
+            format!("line {}", line_at(replaced.as_bytes(), at)),
+            format!("text is not valid {name}"),
+        )
     })?;
     Ok(Decoded { text, encoding: name, note: None })
 }

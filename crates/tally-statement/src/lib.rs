@@ -252,7 +252,10 @@ impl Scales<'_> {
             Scales::Lookup(lookup) => lookup(currency),
         };
         let scale = scale.ok_or_else(|| {
-            StatementError::unsupported(location, format!("currency {} is not known to the ledger", text::clip(currency)))
+            StatementError::unsupported(
+                location,
+                format!("currency {} is not known to the ledger", text::clip(currency)),
+            )
         })?;
         if scale > tally_core::amount::SCALE_MAX {
             return Err(StatementError::unsupported(
@@ -336,7 +339,13 @@ pub(crate) fn push_note(notes: &mut Vec<Note>, note: Note) {
         }
         _ => {
             let last = notes.last_mut().expect("NOTES_MAX notes are kept");
-            let omitted = last.detail.trim_end_matches(" more").rsplit(' ').next().and_then(|count| count.parse::<u64>().ok()).unwrap_or(0);
+            let omitted = last
+                .detail
+                .trim_end_matches(" more")
+                .rsplit(' ')
+                .next()
+                .and_then(|count| count.parse::<u64>().ok())
+                .unwrap_or(0);
             last.detail = format!("further notes are omitted: {} more", omitted + 1);
         }
     }
@@ -646,7 +655,8 @@ mod tests {
         open_ended.opening = None;
         assert_eq!(open_ended.balance_difference(), None);
 
-        let other = |minor: i128| Some(OtherAmount { currency: "EUR".into(), amount: String::new(), minor: Some(minor) });
+        let other =
+            |minor: i128| Some(OtherAmount { currency: "EUR".into(), amount: String::new(), minor: Some(minor) });
         let foreign = Some(OtherAmount { currency: "USD".into(), amount: "1.00".into(), minor: None });
         let with = |amount: i128, original: Option<OtherAmount>, charges: Option<OtherAmount>| Entry {
             original_amount: original,

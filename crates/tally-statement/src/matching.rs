@@ -325,9 +325,8 @@ impl<'a> Matcher<'a> {
                     keys.push(key);
                 }
             }
-            let candidates = || {
-                keys.iter().flat_map(|key| index.get(key).map(Vec::as_slice).unwrap_or(&[]).iter().copied())
-            };
+            let candidates =
+                || keys.iter().flat_map(|key| index.get(key).map(Vec::as_slice).unwrap_or(&[]).iter().copied());
             if let Some(j) = self.best_by_reference(candidates(), entry.amount, entry.booking_date, &[]) {
                 self.record(MatchRule::Reference, vec![i], vec![j]);
             } else if let Some(gross) = entry.amount_before_charges()

@@ -40,6 +40,9 @@ const BOOKING_VALUE_DAYS_MAX: i64 = 200;
 /// The fields of an MT940 message; any other tag is skipped with a note.
 const MT940_TAGS: [&str; 13] = ["20", "21", "25", "28", "28C", "60F", "60M", "61", "86", "62F", "62M", "64", "65"];
 
+/// Customer references that only point to where the reference is: the `:86:` code that holds it.
+const POINTER_REFERENCES: [&str; 4] = ["EREF", "PREF", "MARF", "IREF"];
+
 /// Parses an MT940 file: every statement it holds, pages joined.
 pub fn parse_mt940(bytes: &[u8], options: &ParseOptions<'_>) -> Result<StatementFile, StatementError> {
     check_size(bytes)?;
@@ -153,7 +156,10 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
             if let Some(open) = &block4 {
                 return Err(StatementError::malformed(
                     format!("line {number}"),
-                    format!("a new SWIFT block starts, but block 4 opened on line {} is not closed by \"-}}\"", open.line),
+                    format!(
+                        "a new SWIFT block starts, but block 4 opened on line {} is not closed by \"-}}\"",
+                        open.line
+                    ),
                 ));
             }
             finish_message(&mut current, &mut messages)?;
@@ -167,7 +173,10 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
                     }
                 }
                 None => {
-                    push_note(notes, Note::new("envelope_skipped", format!("line {number}"), "SWIFT blocks outside block 4 skipped"));
+                    push_note(
+                        notes,
+                        Note::new("envelope_skipped", format!("line {number}"), "SWIFT blocks outside block 4 skipped"),
+                    );
                     continue;
                 }
             }
@@ -199,7 +208,11 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
                     };
                     push_note(
                         notes,
-                        Note::new("header_skipped", format!("line {number}"), format!("{what} before a message skipped: {:?}", clip(trimmed))),
+                        Note::new(
+                            "header_skipped",
+                            format!("line {number}"),
+                            format!("{what} before a message skipped: {:?}", clip(trimmed)),
+                        ),
                     );
                 }
             },
@@ -224,7 +237,10 @@ fn end_at(current: &mut Option<Message<'_>>, number: usize) {
 }
 
 /// Moves the message being read, if any, to the finished ones.
-fn finish_message<'t>(current: &mut Option<Message<'t>>, messages: &mut Vec<Message<'t>>) -> Result<(), StatementError> {
+fn finish_message<'t>(
+    current: &mut Option<Message<'t>>,
+    messages: &mut Vec<Message<'t>>,
+) -> Result<(), StatementError> {
     if let Some(message) = current.take() {
         if messages.len() >= STATEMENTS_PER_FILE_MAX {
             return Err(StatementError::too_large(
@@ -267,7 +283,8 @@ fn swift_blocks(text: &str, number: usize) -> Result<Option<&str>, StatementErro
         if let Some(body) = rest.strip_prefix("{4:") {
             return Ok(Some(body));
         }
-        let end = block_end(rest.as_bytes()).ok_or_else(|| StatementError::malformed(location(), "unterminated SWIFT block"))?;
+        let end = block_end(rest.as_bytes())
+            .ok_or_else(|| StatementError::malformed(location(), "unterminated SWIFT block"))?;
         rest = rest[end..].trim_start();
     }
 }
@@ -496,7 +513,8 @@ fn join_pages(pages: Vec<Page>) -> Result<Vec<Statement>, StatementError> {
     let mut assemblies: Vec<Assembly> = Vec::new();
     for page in pages {
         let key = (normalize_account(&page.account), page.currency.clone());
-        let continues = page.opening_intermediate
+        let continues = page
+            .opening_intermediate
             .then(|| assemblies.iter().rposition(|assembly| assembly.open && assembly.key == key))
             .flatten();
         match continues {
@@ -536,7 +554,11 @@ fn join_pages(pages: Vec<Page>) -> Result<Vec<Statement>, StatementError> {
     let mut statements = Vec::with_capacity(assemblies.len());
     for mut assembly in assemblies {
         if assembly.open {
-            let location = assembly.statement.entries.last().map_or_else(|| "end of file".to_owned(), |entry| entry.location.clone());
+            let location = assembly
+                .statement
+                .entries
+                .last()
+                .map_or_else(|| "end of file".to_owned(), |entry| entry.location.clone());
             push_note(
                 &mut assembly.statement.notes,
                 Note::new(
@@ -617,7 +639,8 @@ fn sequence_gap(previous: Option<&str>, next: Option<&str>) -> Option<String> {
         Some((statement.trim().parse().ok()?, page.trim().parse().ok()?))
     };
     let (previous, next) = (previous?, next?);
-    let (Some((statement_before, page_before)), Some((statement_now, page_now))) = (parse(previous), parse(next)) else {
+    let (Some((statement_before, page_before)), Some((statement_now, page_now))) = (parse(previous), parse(next))
+    else {
         return None;
     };
     let follows = statement_before == statement_now && page_before.checked_add(1) == Some(page_now);
@@ -767,13 +790,19 @@ fn entry(
         None => Narrative::default(),
     };
     let end_to_end_id = details.end_to_end;
-    let reference = reference_field(customer_reference, &location, ":61: customer reference")?.or(end_to_end_id.clone());
+    // Dutch banks write the code of the :86: field that holds the reference (`EREF`) in its place.
+    let customer_reference =
+        if POINTER_REFERENCES.contains(&customer_reference.trim()) { "" } else { customer_reference };
+    let reference =
+        reference_field(customer_reference, &location, ":61: customer reference")?.or(end_to_end_id.clone());
     let bank_reference = match bank_reference {
         Some(bank) => reference_field(bank, &location, ":61: bank reference")?,
         None => None,
     };
     let narrative_location = narrative.map_or_else(|| location.clone(), Field::location);
-    let other = |pair: Option<(String, String)>, at: &str, notes: &mut Vec<Note>| other_amount(pair, currency, scale, at, notes);
+    let other = |pair: Option<(String, String)>, at: &str, notes: &mut Vec<Note>| {
+        other_amount(pair, currency, scale, at, notes)
+    };
     let original_amount = match other(supplementary.original_amount, &location, notes) {
         Some(amount) => Some(amount),
         None => other(details.original_amount, &narrative_location, notes),
@@ -831,11 +860,17 @@ fn other_amount(
     let (other_currency, text) = pair?;
     let decimal = text.strip_suffix(',').unwrap_or(&text).replace(',', ".");
     let valid_currency = other_currency.len() == 3 && other_currency.bytes().all(|b| b.is_ascii_uppercase());
-    let readable = valid_currency && !decimal.is_empty() && tally_core::parse_amount(&decimal, tally_core::amount::SCALE_MAX).is_ok();
+    let readable = valid_currency
+        && !decimal.is_empty()
+        && tally_core::parse_amount(&decimal, tally_core::amount::SCALE_MAX).is_ok();
     if !readable {
         push_note(
             notes,
-            Note::new("amount_unreadable", location, format!("the amount {:?} cannot be read: left out", clip(&format!("{other_currency}{text}")))),
+            Note::new(
+                "amount_unreadable",
+                location,
+                format!("the amount {:?} cannot be read: left out", clip(&format!("{other_currency}{text}"))),
+            ),
         );
         return None;
     }
@@ -845,7 +880,11 @@ fn other_amount(
             Err(_) => {
                 push_note(
                     notes,
-                    Note::new("amount_unreadable", location, format!("the amount {decimal} {currency} has more decimals than {currency}: left out")),
+                    Note::new(
+                        "amount_unreadable",
+                        location,
+                        format!("the amount {decimal} {currency} has more decimals than {currency}: left out"),
+                    ),
                 );
                 return None;
             }
@@ -960,7 +999,10 @@ mod tests {
         let statement = parse_owned(&lines).unwrap();
         let [charged, dutch, foreign] = statement.entries.as_slice() else { panic!("three entries expected") };
         let original = charged.original_amount.as_ref().unwrap();
-        assert_eq!((original.currency.as_str(), original.amount.as_str(), original.minor), ("EUR", "100.00", Some(10000)));
+        assert_eq!(
+            (original.currency.as_str(), original.amount.as_str(), original.minor),
+            ("EUR", "100.00", Some(10000))
+        );
         assert_eq!(charged.charges.as_ref().unwrap().minor, Some(150));
         assert_eq!((charged.description.as_deref(), charged.amount_before_charges()), (None, Some(10000)));
         assert_eq!(dutch.counterparty_iban.as_deref(), Some("NL91ABNA0417164300"));
@@ -972,7 +1014,10 @@ mod tests {
 
     #[test]
     fn unreadable_other_amounts_are_noted_not_refused() {
-        let lines = with(&[":61:260302C5,00NTRFX", "/OCMT/EURfive/", ":61:260302C5,00NTRFY", "/CHGS/EUR0,001/"], ":62F:C260302EUR110,00");
+        let lines = with(
+            &[":61:260302C5,00NTRFX", "/OCMT/EURfive/", ":61:260302C5,00NTRFY", "/CHGS/EUR0,001/"],
+            ":62F:C260302EUR110,00",
+        );
         let statement = parse_owned(&lines).unwrap();
         assert!(statement.entries.iter().all(|entry| entry.original_amount.is_none() && entry.charges.is_none()));
         let codes: Vec<(&str, &str)> = statement.notes.iter().map(|n| (n.code, n.location.as_str())).collect();
@@ -1072,7 +1117,11 @@ mod tests {
         let run_on = twice.replace("-\n", "");
         assert_eq!(file(&run_on).unwrap().statements.len(), 2);
 
-        let wrapped_twice = format!("{}{}", message(&with(&[], ":62F:C260302EUR100,00").iter().map(String::as_str).collect::<Vec<_>>()), message(&HEAD[..]));
+        let wrapped_twice = format!(
+            "{}{}",
+            message(&with(&[], ":62F:C260302EUR100,00").iter().map(String::as_str).collect::<Vec<_>>()),
+            message(&HEAD[..])
+        );
         assert_eq!(file(&wrapped_twice).unwrap_err().code(), "statement_malformed");
 
         let unterminated = message(&HEAD).replace("-}", "");
@@ -1093,9 +1142,16 @@ mod tests {
         let notes: Vec<(&str, &str)> = parsed.notes.iter().map(|n| (n.code, n.location.as_str())).collect();
         assert_eq!(
             notes,
-            [("header_skipped", "line 2"), ("header_skipped", "line 3"), ("header_skipped", "line 4"), ("header_skipped", "line 9"), ("header_skipped", "line 10")]
+            [
+                ("header_skipped", "line 2"),
+                ("header_skipped", "line 3"),
+                ("header_skipped", "line 4"),
+                ("header_skipped", "line 9"),
+                ("header_skipped", "line 10")
+            ]
         );
-        let skipped: Vec<(&str, &str)> = parsed.statements[1].notes.iter().map(|n| (n.code, n.location.as_str())).collect();
+        let skipped: Vec<(&str, &str)> =
+            parsed.statements[1].notes.iter().map(|n| (n.code, n.location.as_str())).collect();
         assert_eq!(skipped, [("tag_skipped", "line 14")]);
         assert_eq!(parsed.statements[0].bank_account_keys(), ["PL61109010140000071219812874"]);
     }
@@ -1122,7 +1178,10 @@ mod tests {
         let broken = text.replace(":60M:C260302EUR110,00", ":60M:C260302EUR111,00").replace("5/3", "5/4");
         let joined = file(&broken).unwrap().statements.remove(0);
         let notes: Vec<(&str, Option<i128>)> = joined.notes.iter().map(|n| (n.code, n.amount)).collect();
-        assert_eq!(notes, [("page_chain_break", Some(100)), ("page_does_not_add_up", Some(-100)), ("page_sequence_gap", None)]);
+        assert_eq!(
+            notes,
+            [("page_chain_break", Some(100)), ("page_does_not_add_up", Some(-100)), ("page_sequence_gap", None)]
+        );
         assert_eq!(joined.balance_difference(), Some(0));
 
         // A page whose predecessor is not in the file, and a statement whose last page is missing.

@@ -15,9 +15,9 @@
 //!   `/CHGS/` and the others of [`CODES`].
 //! - **Free text** otherwise: the lines joined with a space.
 
+use crate::StatementError;
 use crate::account_id::{iban_in, normalize_account};
 use crate::text::{field, reference_field};
-use crate::StatementError;
 
 /// What `:86:` says about one entry. Amounts stay text here (`EUR`, `525,15`): their scale is
 /// the caller's to apply.
@@ -163,7 +163,8 @@ pub(crate) fn coded_narrative(text: &str, location: &str) -> Result<Option<Narra
         return Ok(None);
     }
     let values = |wanted: &str| codes.iter().find(|(code, _)| *code == wanted).map(|(_, values)| values.as_slice());
-    let first_value = |wanted: &str| values(wanted).and_then(|parts| parts.iter().copied().find(|part| !part.is_empty()));
+    let first_value =
+        |wanted: &str| values(wanted).and_then(|parts| parts.iter().copied().find(|part| !part.is_empty()));
     let joined = |parts: &[&str]| parts.iter().copied().filter(|part| !part.is_empty()).collect::<Vec<_>>().join("/");
     let name = match (values("NAME"), values("CNTP")) {
         (Some(name), _) => joined(name),
