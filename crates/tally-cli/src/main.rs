@@ -33,7 +33,7 @@ fn main() {
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", render::error_line(&error));
         let malformed = error.downcast_ref::<render::Malformed>().is_some();
         std::process::exit(if malformed { render::EXIT_MALFORMED } else { 1 });
     }

@@ -241,7 +241,7 @@ pub enum Scales<'a> {
     /// Every currency has this scale (for a caller that knows the file's only currency).
     Fixed(u8),
     /// A lookup; `None` refuses the currency as unknown.
-    Lookup(&'a dyn Fn(&str) -> Option<u8>),
+    Lookup(&'a (dyn Fn(&str) -> Option<u8> + Sync)),
 }
 
 impl Scales<'_> {
@@ -461,6 +461,28 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of `amount` booked on `booking_date`, found at `location`, with nothing else
+    /// known yet.
+    pub fn booked(location: impl Into<String>, booking_date: Date, amount: i128) -> Entry {
+        Entry {
+            location: location.into(),
+            booking_date,
+            value_date: None,
+            amount,
+            reversal: false,
+            reference: None,
+            bank_reference: None,
+            end_to_end_id: None,
+            counterparty: None,
+            counterparty_iban: None,
+            description: None,
+            bank_code: None,
+            original_amount: None,
+            charges: None,
+            details: Vec::new(),
+        }
+    }
+
     /// The entry's amount before the bank's charges, signed like `amount`, when the statement
     /// says so in its own currency: the original amount, else the amount plus the charges. For
     /// money in, charges were deducted (98.50 booked, 1.50 charges: 100.00); for money out they
@@ -628,23 +650,7 @@ mod tests {
     }
 
     fn entry(amount: i128) -> Entry {
-        Entry {
-            location: "line 2".to_owned(),
-            booking_date: date!(2026 - 03 - 02),
-            value_date: None,
-            amount,
-            reversal: false,
-            reference: None,
-            bank_reference: None,
-            end_to_end_id: None,
-            counterparty: None,
-            counterparty_iban: None,
-            description: None,
-            bank_code: None,
-            original_amount: None,
-            charges: None,
-            details: Vec::new(),
-        }
+        Entry::booked("line 2", date!(2026 - 03 - 02), amount)
     }
 
     #[test]

@@ -655,22 +655,11 @@ mod tests {
     use time::macros::date;
 
     fn statement_entry(amount: i128, day: u8, reference: Option<&str>, counterparty: Option<&str>) -> Entry {
+        let booking_date = date!(2026 - 03 - 01).replace_day(day).unwrap_or(date!(2026 - 03 - 01));
         Entry {
-            location: String::new(),
-            booking_date: date!(2026 - 03 - 01).replace_day(day).unwrap_or(date!(2026 - 03 - 01)),
-            value_date: None,
-            amount,
-            reversal: false,
             reference: reference.map(str::to_owned),
-            bank_reference: None,
-            end_to_end_id: None,
             counterparty: counterparty.map(str::to_owned),
-            counterparty_iban: None,
-            description: None,
-            bank_code: None,
-            original_amount: None,
-            charges: None,
-            details: Vec::new(),
+            ..Entry::booked(String::new(), booking_date, amount)
         }
     }
 
@@ -744,17 +733,19 @@ mod tests {
         ledger[1].reference = Some("INV-9".to_owned());
         ledger[2].counterparty_iban = Some("NL91ABNA0417164300".to_owned());
         let outcome = match_entries(&statement, &ledger, &MatchRules::default());
-        let found: Vec<(MatchRule, Vec<usize>, Vec<usize>, i128, bool)> = outcome
-            .matches
-            .iter()
-            .map(|m| (m.rule, m.statement_entries.clone(), m.ledger_entries.clone(), m.difference, m.before_charges))
-            .collect();
+        let matched = |rule, i: usize, j: usize, difference, before_charges| Match {
+            rule,
+            statement_entries: vec![i],
+            ledger_entries: vec![j],
+            difference,
+            before_charges,
+        };
         assert_eq!(
-            found,
+            outcome.matches,
             [
-                (MatchRule::Reference, vec![0], vec![0], 0, false),
-                (MatchRule::Reference, vec![1], vec![1], -150, true),
-                (MatchRule::AmountDateCounterparty, vec![2], vec![2], 0, false),
+                matched(MatchRule::Reference, 0, 0, 0, false),
+                matched(MatchRule::Reference, 1, 1, -150, true),
+                matched(MatchRule::AmountDateCounterparty, 2, 2, 0, false),
             ]
         );
         // Different IBANs never pair, whatever the names say.

@@ -136,22 +136,13 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
         if trimmed.is_empty() {
             continue;
         }
-        if block4.is_some() && trimmed.starts_with("-}") {
+        // SWIFT blocks on this line: after the `-}` that closes block 4 (trailers such as
+        // `{5:…}`, or the next message's headers), or opening a message.
+        let blocks = if block4.is_some() && trimmed.starts_with("-}") {
             end_at(&mut current, number);
             finish_message(&mut current, &mut messages)?;
             block4 = None;
-            // Trailer blocks ({5:…}), or the next message's header blocks on the same line.
-            match swift_blocks(&trimmed[2..], number)? {
-                Some(rest) => {
-                    block4 = Some(Block4 { line: number });
-                    line = rest;
-                    trimmed = rest.trim();
-                    if trimmed.is_empty() {
-                        continue;
-                    }
-                }
-                None => continue,
-            }
+            Some((&trimmed[2..], false))
         } else if trimmed.starts_with('{') {
             if let Some(open) = &block4 {
                 return Err(StatementError::malformed(
@@ -163,7 +154,12 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
                 ));
             }
             finish_message(&mut current, &mut messages)?;
-            match swift_blocks(trimmed, number)? {
+            Some((trimmed, true))
+        } else {
+            None
+        };
+        if let Some((text, note_blocks_only)) = blocks {
+            match swift_blocks(text, number)? {
                 Some(rest) => {
                     block4 = Some(Block4 { line: number });
                     line = rest;
@@ -173,10 +169,14 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
                     }
                 }
                 None => {
-                    push_note(
-                        notes,
-                        Note::new("envelope_skipped", format!("line {number}"), "SWIFT blocks outside block 4 skipped"),
-                    );
+                    if note_blocks_only {
+                        let note = Note::new(
+                            "envelope_skipped",
+                            format!("line {number}"),
+                            "SWIFT blocks outside block 4 skipped",
+                        );
+                        push_note(notes, note);
+                    }
                     continue;
                 }
             }

@@ -15,23 +15,7 @@ const CSV: &[u8] = include_bytes!("fixtures/statement.csv");
 
 /// An entry with the fields every format has; the rest is filled in per test.
 fn entry(location: &str, booking_date: Date, value_date: Date, amount: i128) -> Entry {
-    Entry {
-        location: location.to_owned(),
-        booking_date,
-        value_date: Some(value_date),
-        amount,
-        reversal: false,
-        reference: None,
-        bank_reference: None,
-        end_to_end_id: None,
-        counterparty: None,
-        counterparty_iban: None,
-        description: None,
-        bank_code: None,
-        original_amount: None,
-        charges: None,
-        details: Vec::new(),
-    }
+    Entry { value_date: Some(value_date), ..Entry::booked(location, booking_date, amount) }
 }
 
 fn options() -> ParseOptions<'static> {
