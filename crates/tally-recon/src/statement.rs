@@ -41,7 +41,9 @@
 //!   of the next day, and the statement's period starts there.
 //!
 //! Everything one import writes (file, statements, entries, reports, audit rows) commits in one
-//! SQL transaction.
+//! SQL transaction. The import plans and matches before it opens that transaction, and checks the
+//! plan again inside it under advisory locks (per account and per file): a write transaction
+//! never waits for a pool connection or anything else PostgreSQL cannot see.
 
 use crate::Recon;
 use crate::days::{self, format_day};
@@ -374,29 +376,118 @@ pub async fn import_file(
     let content_digests: Vec<Vec<u8>> = file.statements.iter().map(content_digest).collect();
     let digest: Vec<u8> = Sha256::digest(bytes).to_vec();
 
-    let mut client = recon.client().await?;
-    let db_tx = client.transaction().await?;
-    // One importer per file and per account at a time, so that the checks below are final; in
-    // a fixed order, so that two imports cannot wait on each other.
-    let mut lock_keys: Vec<String> = mapped.accounts.iter().map(|record| record.account.id.0.to_string()).collect();
-    lock_keys.sort();
-    lock_keys.push(hex_of(&digest));
-    for key in &lock_keys {
-        db_tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", &[key]).await?;
-    }
-    let existing_file: Option<Uuid> =
-        db_tx.query_opt("SELECT id FROM statement_files WHERE digest = $1", &[&digest]).await?.map(|row| row.get(0));
+    let statements =
+        Planned { file: &file, mapped: &mapped, refs: &refs, content_digests: &content_digests, digest: &digest };
+    // Plan and match without holding a write transaction (matching reads the journal and
+    // balances on connections of its own), then write in one transaction that checks the plan
+    // again under the locks: nothing inside it waits on anything PostgreSQL cannot see.
+    for _ in 0..IMPORT_ATTEMPTS_MAX {
+        let (existing_file, plans) = {
+            let client = recon.client().await?;
+            plan_statements(&client, &statements).await?
+        };
+        // The same file with nothing new to record: its last report, and nothing written.
+        let nothing_new = !plans.iter().any(|plan| matches!(plan, Plan::New { .. }));
+        if nothing_new && let Some(file_id) = existing_file {
+            let client = recon.client().await?;
+            let report = latest_file_report(&client, file_id).await?;
+            let report = report.ok_or_else(|| ReconError::StatementNotFound(file_id.to_string()))?;
+            return Ok(ImportOutcome { file_id, created: false, report });
+        }
+        let started_at = to_system_time(recon.store().now());
+        let file_id = existing_file.unwrap_or_else(Uuid::now_v7);
+        let reports = match_new_statements(recon, &statements, &plans, &options.rules, file_id, actor).await?;
+        let report = build_file_report(&FileContext {
+            file: &file,
+            file_id,
+            digest: &digest,
+            refs: &refs,
+            plans: &plans,
+            mapped: &mapped,
+            reports,
+            started_at,
+            finished_at: to_system_time(recon.store().now()),
+            actor,
+        });
 
+        let mut client = recon.client().await?;
+        let db_tx = client.transaction().await?;
+        // One writer per file and per account at a time; in a fixed order, so that two imports
+        // cannot wait on each other.
+        let mut lock_keys: Vec<String> = mapped.accounts.iter().map(|record| record.account.id.0.to_string()).collect();
+        lock_keys.sort();
+        lock_keys.push(hex_of(&digest));
+        for key in &lock_keys {
+            db_tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", &[key]).await?;
+        }
+        let (file_now, plans_now) = plan_statements(&db_tx, &statements).await?;
+        if file_now != existing_file || !same_plans(&plans, &plans_now) {
+            // Another import recorded some of these statements meanwhile: plan again.
+            db_tx.rollback().await?;
+            continue;
+        }
+        if existing_file.is_none() {
+            insert_file(&db_tx, file_id, &file, &digest, bytes.len(), started_at, actor).await?;
+        }
+        for (ord, plan) in plans.iter().enumerate() {
+            if let Plan::New { id, account } = plan {
+                let row = StatementRow {
+                    id: *id,
+                    file_id,
+                    ord,
+                    reference: &refs[ord],
+                    digest: &digest,
+                    content_digest: &content_digests[ord],
+                    account_id: mapped.accounts[*account].account.id.0,
+                    imported_at: started_at,
+                };
+                insert_statement(&db_tx, &row, &file.statements[ord], actor).await?;
+            }
+        }
+        for statement_report in report.statements.iter().filter_map(|statement| statement.report.as_ref()) {
+            store_statement_run(&db_tx, statement_report, actor).await?;
+        }
+        store_file_run(&db_tx, &report, file_id, started_at, actor).await?;
+        db_tx.commit().await?;
+        return Ok(ImportOutcome { file_id, created: true, report });
+    }
+    Err(ReconError::RunInProgress(format!("an import of the statements of file {}", hex_of(&digest))))
+}
+
+/// How often an import plans again when another import recorded some of its statements
+/// between its plan and its write.
+const IMPORT_ATTEMPTS_MAX: usize = 3;
+
+/// A parsed file with what identifies each statement.
+struct Planned<'a> {
+    file: &'a StatementFile,
+    mapped: &'a Mapped,
+    refs: &'a [String],
+    content_digests: &'a [Vec<u8>],
+    digest: &'a [u8],
+}
+
+/// The file's row, if it was imported before, and what becomes of each statement.
+async fn plan_statements(
+    client: &impl deadpool_postgres::GenericClient,
+    planned: &Planned<'_>,
+) -> Result<(Option<Uuid>, Vec<Plan>), ReconError> {
+    let (file, refs, content_digests) = (planned.file, planned.refs, planned.content_digests);
+    let existing_file: Option<Uuid> = client
+        .query_opt("SELECT id FROM statement_files WHERE digest = $1", &[&planned.digest])
+        .await?
+        .map(|row| row.get(0));
+    let targets = &planned.mapped.targets;
     let mut plans: Vec<Plan> = Vec::with_capacity(file.statements.len());
-    for (ord, target) in mapped.targets.iter().enumerate() {
+    for (ord, target) in targets.iter().enumerate() {
         let Some(index) = *target else {
             plans.push(Plan::Unmapped);
             continue;
         };
-        let account_id = mapped.accounts[index].account.id.0;
+        let account_id = planned.mapped.accounts[index].account.id.0;
         // Earlier in this same file: the same statement twice is one statement.
         let earlier = (0..ord).find(|before| {
-            mapped.targets[*before] == Some(index)
+            targets[*before] == Some(index)
                 && refs[*before] == refs[ord]
                 && file.statements[*before].format == file.statements[ord].format
         });
@@ -411,13 +502,19 @@ pub async fn import_file(
             plans.push(Plan::Already { id, account: index });
             continue;
         }
-        let row = db_tx
+        let row = client
             .query_opt(
                 "SELECT id, content_digest = $4 OR (content_digest IS NULL AND digest = $5)
                  FROM statements
                  WHERE account_id = $1 AND ((format = $2 AND statement_ref = $3) OR (file_id IS NULL AND digest = $5))
                  ORDER BY (format = $2 AND statement_ref = $3) DESC LIMIT 1",
-                &[&account_id, &file.statements[ord].format.as_str(), &refs[ord], &content_digests[ord], &digest],
+                &[
+                    &account_id,
+                    &file.statements[ord].format.as_str(),
+                    &refs[ord],
+                    &content_digests[ord],
+                    &planned.digest,
+                ],
             )
             .await?;
         match row {
@@ -426,80 +523,52 @@ pub async fn import_file(
             None => plans.push(Plan::New { id: Uuid::now_v7(), account: index }),
         }
     }
+    Ok((existing_file, plans))
+}
 
-    // The same file with nothing new to record: its last report, and nothing written.
-    let nothing_new = !plans.iter().any(|plan| matches!(plan, Plan::New { .. }));
-    if nothing_new && let Some(file_id) = existing_file {
-        let stored = latest_file_report(&db_tx, file_id).await?;
-        db_tx.rollback().await?;
-        let report = stored.ok_or_else(|| ReconError::StatementNotFound(file_id.to_string()))?;
-        return Ok(ImportOutcome { file_id, created: false, report });
-    }
+/// Whether two plans of the same file agree (new statements' ids are made anew by each plan).
+fn same_plans(before: &[Plan], now: &[Plan]) -> bool {
+    before.len() == now.len()
+        && before.iter().zip(now).all(|pair| match pair {
+            (Plan::Unmapped, Plan::Unmapped) => true,
+            (Plan::Already { id: a, account: x }, Plan::Already { id: b, account: y }) => a == b && x == y,
+            (Plan::New { account: x, .. }, Plan::New { account: y, .. }) => x == y,
+            _ => false,
+        })
+}
 
-    let started_at = to_system_time(recon.store().now());
-    let file_id = existing_file.unwrap_or_else(Uuid::now_v7);
-    if existing_file.is_none() {
-        insert_file(&db_tx, file_id, &file, &digest, bytes.len(), started_at, actor).await?;
-    }
-    for (ord, plan) in plans.iter().enumerate() {
-        if let Plan::New { id, account } = plan {
-            let record = &mapped.accounts[*account];
-            let row = StatementRow {
-                id: *id,
-                file_id,
-                ord,
-                reference: &refs[ord],
-                digest: &digest,
-                content_digest: &content_digests[ord],
-                account_id: record.account.id.0,
-                imported_at: started_at,
-            };
-            insert_statement(&db_tx, &row, &file.statements[ord], actor).await?;
-        }
-    }
-
-    // Matching: the statements of each account together, in file order.
-    let mut reports: Vec<Option<StatementReport>> = vec![None; file.statements.len()];
-    for (index, record) in mapped.accounts.iter().enumerate() {
-        let ords: Vec<usize> = plans
+/// The reports of the statements `plans` records anew: the statements of each account matched
+/// together, in file order.
+async fn match_new_statements(
+    recon: &Recon,
+    planned: &Planned<'_>,
+    plans: &[Plan],
+    rules: &MatchRules,
+    file_id: Uuid,
+    actor: &str,
+) -> Result<Vec<Option<StatementReport>>, ReconError> {
+    let mut reports: Vec<Option<StatementReport>> = vec![None; plans.len()];
+    for (index, record) in planned.mapped.accounts.iter().enumerate() {
+        let new: Vec<(usize, Uuid)> = plans
             .iter()
             .enumerate()
-            .filter(|(_, plan)| matches!(plan, Plan::New { account, .. } if *account == index))
-            .map(|(ord, _)| ord)
-            .collect();
-        if ords.is_empty() {
-            continue;
-        }
-        let context = AccountContext { record, rules: &options.rules, file_id, actor };
-        let statements: Vec<(Uuid, &Statement, &str)> = ords
-            .iter()
-            .map(|ord| match plans[*ord] {
-                Plan::New { id, .. } => (id, &file.statements[*ord], refs[*ord].as_str()),
-                _ => unreachable!("filtered to new statements"),
+            .filter_map(|(ord, plan)| match plan {
+                Plan::New { id, account } if *account == index => Some((ord, *id)),
+                _ => None,
             })
             .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let context = AccountContext { record, rules, file_id, actor };
+        let statements: Vec<(Uuid, &Statement, &str)> =
+            new.iter().map(|(ord, id)| (*id, &planned.file.statements[*ord], planned.refs[*ord].as_str())).collect();
         let account_reports = match_account(recon, &context, &statements).await?;
-        for (ord, report) in ords.into_iter().zip(account_reports) {
-            store_statement_run(&db_tx, &report, actor).await?;
+        for ((ord, _), report) in new.into_iter().zip(account_reports) {
             reports[ord] = Some(report);
         }
     }
-
-    let report = build_file_report(&FileContext {
-        file: &file,
-        file_id,
-        digest: &digest,
-        refs: &refs,
-        plans: &plans,
-        mapped: &mapped,
-        reports,
-        started_at,
-        finished_at: to_system_time(recon.store().now()),
-        actor,
-    });
-    store_file_run(&db_tx, &report, file_id, started_at, actor).await?;
-    db_tx.commit().await?;
-    Ok(ImportOutcome { file_id, created: true, report })
+    Ok(reports)
 }
 
 /// Imports a file whose statements all belong to `account` (id or code): [`import_file`] with

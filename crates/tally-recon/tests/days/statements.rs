@@ -458,3 +458,25 @@ async fn pages_and_days_of_one_account_with_one_account_named() {
     let first = outcome.report.statements[0].report.as_ref().expect("matched");
     assert_eq!((first.pages, first.unmatched_statement), (3, 5));
 }
+
+#[tokio::test]
+async fn the_same_file_imported_twice_at_once_is_recorded_once() {
+    let ledger = ledger().await;
+    dutch_books(&ledger).await;
+    let bytes = fixture("mt940_dutch.sta");
+    let options = dutch_mapping();
+    let (first, second) = tokio::join!(
+        import_file(&ledger.recon, &bytes, &options, ACTOR),
+        import_file(&ledger.recon, &bytes, &options, ACTOR)
+    );
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    assert_eq!(first.file_id, second.file_id);
+    assert_eq!([first.created, second.created].iter().filter(|created| **created).count(), 1);
+    assert_eq!(first.report, second.report);
+    let client = ledger.db.connect().await;
+    let row = client
+        .query_one("SELECT (SELECT count(*) FROM statements), (SELECT count(*) FROM statement_files)", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (3, 1));
+}
