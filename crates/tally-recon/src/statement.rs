@@ -399,6 +399,7 @@ pub async fn import_file(
         let reports = match_new_statements(recon, &statements, &plans, &options.rules, file_id, actor).await?;
         let report = build_file_report(&FileContext {
             file: &file,
+            scales: &scales,
             file_id,
             digest: &digest,
             refs: &refs,
@@ -457,6 +458,7 @@ pub async fn import_file(
 /// How often an import plans again when another import recorded some of its statements
 /// between its plan and its write.
 const IMPORT_ATTEMPTS_MAX: usize = 3;
+const _: () = assert!(IMPORT_ATTEMPTS_MAX >= 2 && IMPORT_ATTEMPTS_MAX <= 10);
 
 /// A parsed file with what identifies each statement.
 struct Planned<'a> {
@@ -1145,6 +1147,8 @@ async fn store_file_run(
 /// What the file report is made of.
 struct FileContext<'a> {
     file: &'a StatementFile,
+    /// The ledger's currencies and their scales.
+    scales: &'a HashMap<String, u8>,
     file_id: Uuid,
     digest: &'a [u8],
     refs: &'a [String],
@@ -1173,9 +1177,9 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
             Plan::New { .. } => imported += 1,
         }
         let record = account.map(|index| &context.mapped.accounts[index]);
-        // Amounts in the statement's own scale: the mapped account's, else the currency's as the
-        // statement was read.
-        let scale = record.map(|r| r.scale).unwrap_or(2);
+        // Amounts at the scale the statement was read at: its currency's.
+        let scale = statement.currency.as_ref().and_then(|currency| context.scales.get(currency).copied());
+        let scale = record.map(|r| r.scale).or(scale).unwrap_or(0);
         let amount_text = |value: i128| format_amount(value, scale);
         let (first, last) = period(statement);
         if let Plan::Unmapped = plan {
@@ -1189,11 +1193,12 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
                 found: None,
                 difference: None,
                 detail: format!(
-                    "statement {} of bank account {} ({} entries, {} to {}) maps to no Tally account and was neither \
+                    "statement {} of bank account {} ({} {}, {} to {}) maps to no Tally account and was neither \
                      imported nor matched: map it with --map {}=ACCOUNT",
                     context.refs[ord],
                     statement.account,
                     statement.entries.len(),
+                    if statement.entries.len() == 1 { "entry" } else { "entries" },
                     first.map(format_day).unwrap_or_else(|| "?".into()),
                     last.map(format_day).unwrap_or_else(|| "?".into()),
                     normalize_account(&statement.account)
@@ -1210,18 +1215,17 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
             entries: i64::try_from(statement.entries.len()).expect("bounded"),
             period_from: first.map(format_day),
             period_to: last.map(format_day),
-            // Unmapped statements were read at their currency's scale; their amounts are shown
-            // in minor units only through the report of a mapped one.
-            opening: record.and(statement.opening).map(|b| amount_text(b.amount)),
-            closing: record.and(statement.closing).map(|b| amount_text(b.amount)),
-            balance_difference: record.and(statement.balance_difference()).map(amount_text),
+            opening: statement.opening.map(|b| amount_text(b.amount)),
+            closing: statement.closing.map(|b| amount_text(b.amount)),
+            balance_difference: statement.balance_difference().map(amount_text),
             statement: id.map(|id| id.to_string()),
             account_id: record.map(|r| r.account.id.0.to_string()),
             account_code: record.and_then(|r| r.code.clone()),
             report: context.reports[ord].clone(),
         });
     }
-    let mut notes = note_lines(&file.notes, 2);
+    // File notes carry no amounts.
+    let mut notes = note_lines(&file.notes, 0);
     for bank in &context.mapped.unused {
         notes.push(NoteLine {
             code: "mapping_unused".to_owned(),

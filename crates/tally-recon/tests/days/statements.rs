@@ -314,6 +314,11 @@ async fn a_file_for_several_bank_accounts_is_mapped_matched_and_reported_whole()
     let [unmapped] = report.findings.as_slice() else { panic!("{:#?}", report.findings) };
     assert_eq!((unmapped.check.as_str(), unmapped.subject.as_str()), ("unmapped_statement", "NL75ABNA0555555555"));
     assert!(unmapped.detail.contains("--map NL75ABNA0555555555=ACCOUNT"), "{}", unmapped.detail);
+    let left_out = &report.statements[3];
+    assert_eq!(
+        (left_out.closing.as_deref(), left_out.entries, left_out.statement.as_deref()),
+        (Some("200.00"), 1, None)
+    );
     let header_notes = report.notes.iter().filter(|n| n.code == "header_skipped").count();
     assert_eq!(header_notes, 12);
 
