@@ -5,7 +5,9 @@
 //! next `:20:`, at a `-` line, at the `-}` that closes its SWIFT block 4, or at the end of the
 //! file. Around messages, SWIFT header and trailer blocks (`{1:…}{2:…}{3:…}{4:` and `-}{5:…}`),
 //! blank lines, `:940:` lines and bank header records (`0000 01<BIC>…`, `940 00`, a bare BIC)
-//! are skipped with a note; a header record after a message's closing balance ends that message.
+//! are skipped with a note. The balances after the entries (`:62F:`, `:62M:`, `:64:`, `:65:`) are
+//! one line each, so a line that follows one and is no tag ends the message (and is skipped with a
+//! note); so does a header record after the closing balance and a statement-level `:86:`.
 //!
 //! Each message is split into fields at lines that start with a tag (`:61:`); other lines continue
 //! the field before them. Fields must come in the standard order: `:20:`, optional `:21:`,
@@ -93,21 +95,32 @@ struct Message<'t> {
     /// Whether a closing balance (`:62F:`/`:62M:`) has been read: after it, a header record ends
     /// the message instead of continuing its last field.
     closed: bool,
+    /// Whether the last field is a balance after the entries (`:62F:`, `:62M:`, `:64:`, `:65:`):
+    /// those are one line each, so any line that is not a tag ends the message.
+    in_closing_balance: bool,
 }
 
 impl<'t> Message<'t> {
     fn starting_with(line: Line<'t>) -> Self {
-        let mut message = Message { lines: Vec::new(), end_line: line.number, closed: false };
+        let mut message =
+            Message { lines: Vec::new(), end_line: line.number, closed: false, in_closing_balance: false };
         message.push(line);
         message
     }
 
     fn push(&mut self, line: Line<'t>) {
-        if matches!(tag_of(line.text), Some(("62F" | "62M", _))) {
-            self.closed = true;
+        if let Some((tag, _)) = tag_of(line.text) {
+            self.closed |= matches!(tag, "62F" | "62M");
+            self.in_closing_balance = matches!(tag, "62F" | "62M" | "64" | "65");
         }
         self.end_line = line.number;
         self.lines.push(line);
+    }
+
+    /// Whether a line that is no tag continues the message's last field, rather than ending the
+    /// message.
+    fn continues_with(&self, trimmed: &str) -> bool {
+        !(self.in_closing_balance || (self.closed && is_header_record(trimmed)))
     }
 }
 
@@ -198,13 +211,13 @@ fn split_messages<'t>(text: &'t str, notes: &mut Vec<Note>) -> Result<Vec<Messag
                 None => current = Some(Message::starting_with(line)),
             },
             None => match &mut current {
-                Some(message) if !(message.closed && is_header_record(trimmed)) => message.push(line),
+                Some(message) if message.continues_with(trimmed) => message.push(line),
                 _ => {
                     finish_message(&mut current, &mut messages)?;
                     let what = if trimmed.starts_with(":940:") || trimmed == "940" {
                         "a :940: line"
                     } else {
-                        "a bank header record"
+                        "a line outside any message (a bank header record)"
                     };
                     push_note(
                         notes,
@@ -1154,6 +1167,21 @@ mod tests {
             parsed.statements[1].notes.iter().map(|n| (n.code, n.location.as_str())).collect();
         assert_eq!(skipped, [("tag_skipped", "line 14")]);
         assert_eq!(parsed.statements[0].bank_account_keys(), ["PL61109010140000071219812874"]);
+    }
+
+    #[test]
+    fn lines_after_a_closing_balance_end_the_message() {
+        // ABN AMRO-style headers between run-on messages, with no "-": the closing balance is one
+        // line, so what follows it is not part of the message.
+        let text = ":20:A\n:25:X\n:60F:C260302EUR1,00\n:62F:C260302EUR1,00\nABNANL2A\n940\nABNANL2A\n\
+                    :20:B\n:25:X\n:60F:C260303EUR1,00\n:62F:C260303EUR1,00\n:64:C260303EUR1,00\nstray text\n";
+        let parsed = file(text).unwrap();
+        assert_eq!(parsed.statements.len(), 2);
+        let skipped: Vec<&str> = parsed.notes.iter().map(|note| note.location.as_str()).collect();
+        assert_eq!(skipped, ["line 5", "line 6", "line 7", "line 13"]);
+        // A statement-level :86: after the balances may run over several lines.
+        let narrative = ":20:A\n:25:X\n:60F:C260302EUR1,00\n:62F:C260302EUR1,00\n:86:closing note\ncontinued\n";
+        assert!(file(narrative).unwrap().notes.is_empty());
     }
 
     #[test]
