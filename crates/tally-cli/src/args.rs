@@ -58,7 +58,8 @@ pub enum Command {
     /// Reconcile: without --date, check the whole ledger agrees with itself; with --date, run
     /// the end of day for that ledger day (close it, check it, store the report).
     Reconcile(ReconcileArgs),
-    /// Import bank statements (camt.053, MT940, CSV) and match them against an account's journal.
+    /// Import bank statement files (camt.053/052/054, MT940, CSV) and match each statement against
+    /// the journal of the account that mirrors its bank account.
     #[command(subcommand)]
     Statement(StatementCommand),
     /// Show or set what a ledger day is (time zone and cut-off), and list the closed days.
@@ -114,12 +115,13 @@ pub enum ReportFormatArg {
 
 #[derive(Debug, Subcommand)]
 pub enum StatementCommand {
-    /// Import a statement file for an account, match it against the account's journal and
-    /// compare its balances with Tally's. Importing the same file again changes nothing.
+    /// Import a statement file of one or several statements, map each to the Tally account that
+    /// mirrors its bank account, match it against that account's journal and compare its
+    /// balances with Tally's. Importing the same file again changes nothing.
     Import(Box<StatementImportArgs>),
-    /// Show the report of an imported statement.
+    /// Show the report of an imported statement, or of an imported file.
     Show {
-        /// The statement's id, as `import` printed it.
+        /// The statement's or the file's id, as `import` printed it.
         id: uuid::Uuid,
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormatArg,
@@ -130,9 +132,11 @@ pub enum StatementCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatementFormatArg {
-    /// camt.053 or MT940, recognized by content (CSV must be named).
+    /// camt.053/052/054 or MT940, recognized by content (CSV must be named).
     Auto,
     Camt053,
+    Camt052,
+    Camt054,
     Mt940,
     Csv,
 }
@@ -141,9 +145,23 @@ pub enum StatementFormatArg {
 pub struct StatementImportArgs {
     /// The statement file.
     pub file: PathBuf,
-    /// The Tally account that mirrors the bank account (id or code).
+    /// The Tally account that mirrors the file's bank account (id or code), for a file whose
+    /// statements (those --map does not name) are all of one bank account.
     #[arg(long)]
-    pub account: String,
+    pub account: Option<String>,
+    /// BANK_ACCOUNT=TALLY_ACCOUNT: the Tally account (id or code) that mirrors a bank account
+    /// (an IBAN or the MT940 :25: value). Repeatable. Statements of bank accounts mapped to
+    /// nothing are reported as unmapped.
+    #[arg(long = "map", value_name = "BANK_ACCOUNT=TALLY_ACCOUNT")]
+    pub map: Vec<String>,
+    /// A file of BANK_ACCOUNT=TALLY_ACCOUNT lines (blank lines and # comments skipped), read as
+    /// more --map entries.
+    #[arg(long)]
+    pub map_file: Option<PathBuf>,
+    /// The file's character set (iso-8859-2, windows-1250, ...); by default UTF-8, or detected
+    /// when the file is not UTF-8.
+    #[arg(long)]
+    pub encoding: Option<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub format: StatementFormatArg,
     /// Amounts that differ by at most this much still match (a decimal amount).

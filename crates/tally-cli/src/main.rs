@@ -34,8 +34,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(error) = runtime.block_on(run(cli)) {
         match code_of(&error) {
-            Some(code) => eprintln!("error: {error:#} ({code})"),
-            None => eprintln!("error: {error:#}"),
+            Some(code) => eprintln!("error: {} ({code})", render::error_line(&error)),
+            None => eprintln!("error: {}", render::error_line(&error)),
         }
         let malformed = error.downcast_ref::<render::Malformed>().is_some();
         std::process::exit(if malformed { render::EXIT_MALFORMED } else { 1 });

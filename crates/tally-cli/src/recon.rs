@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tally_core::format_amount;
 use tally_recon::days::{self, format_day};
-use tally_recon::render::{ReportFormat, render_day, render_statement};
-use tally_recon::report::{DayReport, RunStatus, StatementReport};
+use tally_recon::render::{ReportFormat, render_day, render_file, render_statement};
+use tally_recon::report::{DayReport, FileReport, NoteLine, RunStatus, StatementReport};
 use tally_server::views::time;
 use tally_statement::{BalancePoint, CsvLayout, CsvStatementInfo, Format, MatchRules};
 
@@ -111,20 +111,68 @@ fn emit(rendered: &str, output: Option<&std::path::Path>, summary: &str) -> Resu
 }
 
 pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -> Result<()> {
-    let (report, format, output, created) = match command {
+    let (report, format, output) = match command {
         StatementCommand::Import(args) => {
-            let (report, created) = import(db, &args).await?;
-            (report, args.report, args.output, Some(created))
+            let outcome = import(db, &args).await?;
+            (Shown::File(outcome.report, Some(outcome.created)), args.report, args.output)
         }
         StatementCommand::Show { id, format, output } => {
-            (tally_recon::statement::statement_report(&db.recon, id).await?, format, output, None)
+            let report = match tally_recon::statement::statement_report(&db.recon, id).await {
+                Ok(report) => Shown::Statement(report),
+                Err(tally_recon::ReconError::StatementNotFound(_)) => {
+                    Shown::File(tally_recon::statement::file_report(&db.recon, id).await?, None)
+                }
+                Err(error) => return Err(error.into()),
+            };
+            (report, format, output)
         }
     };
-    let rendered = match report_format(format, out) {
-        None => statement_table(&report, created),
-        Some(format) => render_statement(&report, format),
+    let (rendered, summary, status) = match &report {
+        Shown::Statement(report) => {
+            let rendered = match report_format(format, out) {
+                None => statement_table(report, None),
+                Some(format) => render_statement(report, format),
+            };
+            (rendered, statement_summary(report), report.status)
+        }
+        Shown::File(report, created) => {
+            let rendered = match report_format(format, out) {
+                None => file_table(report, *created),
+                Some(format) => render_file(report, format),
+            };
+            let summary = format!(
+                "file {}: {} statement(s) imported, {} imported before, {} unmapped, {} finding(s)",
+                report.file,
+                report.imported,
+                report.already_imported,
+                report.unmapped,
+                report.findings.len()
+                    + report
+                        .statements
+                        .iter()
+                        .filter_map(|s| s.report.as_ref())
+                        .map(|r| r.findings.len())
+                        .sum::<usize>()
+            );
+            (rendered, summary, report.status)
+        }
     };
-    let summary = format!(
+    emit(&rendered, output.as_deref(), &summary)?;
+    if status == RunStatus::Findings {
+        std::process::exit(EXIT_FINDINGS);
+    }
+    Ok(())
+}
+
+/// A report `tally statement` shows.
+enum Shown {
+    Statement(StatementReport),
+    /// With whether the import wrote anything (`None` when shown again).
+    File(FileReport, Option<bool>),
+}
+
+fn statement_summary(report: &StatementReport) -> String {
+    format!(
         "statement {} ({}): {} matched, {} unmatched on the statement, {} in Tally, {} finding(s)",
         report.statement,
         report.statement_ref,
@@ -132,12 +180,7 @@ pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -
         report.unmatched_statement,
         report.unmatched_ledger,
         report.findings.len()
-    );
-    emit(&rendered, output.as_deref(), &summary)?;
-    if report.status == RunStatus::Findings {
-        std::process::exit(EXIT_FINDINGS);
-    }
-    Ok(())
+    )
 }
 
 /// `YYYY-MM-DD:AMOUNT`, the amount signed, in the account's scale.
@@ -151,14 +194,29 @@ fn balance_point(text: &str, scale: u8) -> Result<BalancePoint> {
     Ok(BalancePoint { date: days::parse_day(day)?, amount: if negative { -minor } else { minor } })
 }
 
-async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementReport, bool)> {
+async fn import(db: &Database, args: &StatementImportArgs) -> Result<tally_recon::statement::ImportOutcome> {
     let size = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
     if size > tally_statement::STATEMENT_BYTES_MAX as u64 {
         anyhow::bail!("{} is larger than {} bytes", args.file.display(), tally_statement::STATEMENT_BYTES_MAX);
     }
     let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let record = db.store.require_account(&args.account).await?;
-    let scale = record.scale;
+    let mut mapping = Vec::with_capacity(args.map.len());
+    for entry in &args.map {
+        mapping.push(tally_recon::statement::parse_mapping_entry(entry).context("--map")?);
+    }
+    if let Some(path) = &args.map_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let entries = tally_recon::statement::parse_mapping_text(&text)
+            .with_context(|| format!("--map-file {}", path.display()))?;
+        mapping.extend(entries);
+    }
+    // The tolerance is written in the currency of the account named first.
+    let first_account = args.account.as_deref().or(mapping.first().map(|(_, tally)| tally.as_str()));
+    let record = match first_account {
+        Some(account) => Some(db.store.require_account(account).await?),
+        None => None,
+    };
+    let scale = record.as_ref().map_or(2, |record| record.scale);
     let rules = MatchRules {
         amount_tolerance: tally_core::parse_amount(&args.tolerance, scale)
             .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?,
@@ -168,10 +226,15 @@ async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementR
     let format = match args.format {
         StatementFormatArg::Auto => None,
         StatementFormatArg::Camt053 => Some(Format::Camt053),
+        StatementFormatArg::Camt052 => Some(Format::Camt052),
+        StatementFormatArg::Camt054 => Some(Format::Camt054),
         StatementFormatArg::Mt940 => Some(Format::Mt940),
         StatementFormatArg::Csv => Some(Format::Csv),
     };
     let csv = if format == Some(Format::Csv) {
+        let (Some(account), Some(record)) = (&args.account, &record) else {
+            anyhow::bail!("a CSV statement needs --account: the file does not name its bank account");
+        };
         let layout = CsvLayout {
             date: args.csv_date.clone(),
             amount: args.csv_amount.clone(),
@@ -186,7 +249,7 @@ async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementR
         };
         let info = CsvStatementInfo {
             statement_id: args.statement_id.clone().context("a CSV statement needs --statement-id")?,
-            account: args.account.clone(),
+            account: account.clone(),
             currency: Some(record.account.currency.clone()),
             opening: args.opening_balance.as_deref().map(|t| balance_point(t, scale)).transpose()?,
             closing: args.closing_balance.as_deref().map(|t| balance_point(t, scale)).transpose()?,
@@ -195,10 +258,89 @@ async fn import(db: &Database, args: &StatementImportArgs) -> Result<(StatementR
     } else {
         None
     };
-    let options = tally_recon::statement::ImportOptions { format, csv, rules };
-    let outcome =
-        tally_recon::statement::import_statement(&db.recon, &args.account, &bytes, &options, &db.actor).await?;
-    Ok((outcome.report, outcome.created))
+    let options = tally_recon::statement::ImportOptions {
+        format,
+        csv,
+        rules,
+        account: args.account.clone(),
+        mapping,
+        encoding: args.encoding.clone(),
+    };
+    Ok(tally_recon::statement::import_file(&db.recon, &bytes, &options, &db.actor).await?)
+}
+
+fn file_table(report: &FileReport, created: Option<bool>) -> String {
+    let imported = match created {
+        Some(true) => "imported",
+        Some(false) => "already imported (nothing written): its report",
+        None => "report",
+    };
+    let mut summary = table(&["file", "format", "character set", "imported", "imported before", "unmapped"]);
+    summary.add_row(vec![
+        report.file.clone(),
+        report.message.clone().unwrap_or_else(|| report.format.clone()),
+        report.encoding.clone(),
+        report.imported.to_string(),
+        report.already_imported.to_string(),
+        report.unmapped.to_string(),
+    ]);
+    let mut statements = table(&[
+        "#",
+        "statement",
+        "bank account",
+        "outcome",
+        "Tally account",
+        "entries",
+        "pages",
+        "period",
+        "closing",
+        "does not add up by",
+    ]);
+    for s in &report.statements {
+        statements.add_row(vec![
+            s.ord.to_string(),
+            s.statement_ref.clone(),
+            s.bank_account.clone(),
+            s.outcome.clone(),
+            s.account_code.clone().or_else(|| s.account_id.clone()).unwrap_or_default(),
+            s.entries.to_string(),
+            s.pages.to_string(),
+            format!("{} .. {}", s.period_from.as_deref().unwrap_or("?"), s.period_to.as_deref().unwrap_or("?")),
+            s.closing.clone().unwrap_or_default(),
+            s.balance_difference.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut text = format!("{imported}\n{summary}\n{statements}");
+    for s in &report.statements {
+        if let Some(statement_report) = &s.report {
+            text.push_str(&format!("\n\nstatement {} ({})\n", s.statement_ref, s.bank_account));
+            text.push_str(&statement_table(statement_report, None));
+        }
+    }
+    if !report.findings.is_empty() {
+        let mut findings = table(&["finding", "subject", "detail"]);
+        for f in &report.findings {
+            findings.add_row(vec![f.check.clone(), f.subject.clone(), f.detail.clone()]);
+        }
+        text.push_str(&format!("\n\nFILE FINDINGS:\n{findings}"));
+    }
+    if !report.notes.is_empty() {
+        text.push_str(&format!("\n\nNOTES:\n{}", notes_table(&report.notes)));
+    }
+    text
+}
+
+fn notes_table(notes: &[NoteLine]) -> String {
+    let mut rows = table(&["note", "where", "amount", "detail"]);
+    for note in notes {
+        rows.add_row(vec![
+            note.code.clone(),
+            note.location.clone(),
+            note.amount.clone().unwrap_or_default(),
+            note.detail.clone(),
+        ]);
+    }
+    rows.to_string()
 }
 
 fn statement_table(report: &StatementReport, created: Option<bool>) -> String {
@@ -248,6 +390,9 @@ fn statement_table(report: &StatementReport, created: Option<bool>) -> String {
         None => "report",
     };
     let mut text = format!("{imported}\n{summary}\n{balances}\n{matches}");
+    if !report.notes.is_empty() {
+        text.push_str(&format!("\nNOTES:\n{}", notes_table(&report.notes)));
+    }
     if report.findings.is_empty() {
         text.push_str("\nCLEAN: every entry matched and the balances agree");
     } else {

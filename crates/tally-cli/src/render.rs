@@ -104,6 +104,24 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
+/// An error and its causes as one line, each said once: `context: error: cause`. A library error
+/// whose message already includes its cause (thiserror's `"...: {0}"` with a `#[from]` source)
+/// would otherwise print that cause twice; a cause whose text the line already holds is left out.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The exit status of a command whose reader closed its output early, as a shell reports a tool
 /// that the closed pipe ended (128 + SIGPIPE).
 pub const EXIT_CLOSED_PIPE: i32 = 141;
@@ -270,5 +288,48 @@ impl Output {
             }
             text
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error in the shape that repeats itself: its message includes its source's.
+    #[derive(Debug)]
+    struct Wrapping(Inner);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "statement refused: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Inner;
+
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("line 21: malformed statement: missing :25:")
+        }
+    }
+
+    impl std::error::Error for Inner {}
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let error = anyhow::Error::from(Wrapping(Inner)).context("importing file.sta");
+        assert_eq!(
+            error_line(&error),
+            "importing file.sta: statement refused: line 21: malformed statement: missing :25:"
+        );
+        let plain = anyhow::anyhow!("no such account").context("--account");
+        assert_eq!(error_line(&plain), "--account: no such account");
     }
 }

@@ -288,12 +288,15 @@ async fn reconcile_a_day_balance_as_of_days_and_statement_import() {
     let camt = format!("{}/../tally-statement/tests/fixtures/camt053_multi.xml", env!("CARGO_MANIFEST_DIR"));
     let first = cli.run(&["--json", "statement", "import", &camt, "--account", "bank-eur"]);
     assert_eq!(first.status.code(), Some(4), "{}", String::from_utf8_lossy(&first.stderr));
-    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let file: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let report = &file["statements"][0]["report"];
     assert_eq!((report["statement_entries"].as_i64(), report["unmatched_statement"].as_i64()), (Some(7), Some(7)));
     let again = cli.run(&["--json", "statement", "import", &camt, "--account", "bank-eur"]);
-    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), report);
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), file);
     let shown = cli.run(&["--json", "statement", "show", report["statement"].as_str().unwrap()]);
-    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), report);
+    assert_eq!(&serde_json::from_slice::<Value>(&shown.stdout).unwrap(), report);
+    let shown = cli.run(&["--json", "statement", "show", file["file"].as_str().unwrap()]);
+    assert_eq!(serde_json::from_slice::<Value>(&shown.stdout).unwrap(), file);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -543,4 +546,50 @@ async fn accounts_are_named_by_code_and_currency_errors_say_what_they_found() {
     let shown = cli.run(&["--json", "transfer", "show", id]);
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["message"], body["message"], "the recorded refusal says the same");
+}
+
+#[tokio::test]
+async fn statement_files_of_several_accounts_are_mapped_and_refusals_say_why_once() {
+    let cli = Cli::new().await;
+    cli.json(&["account", "create", "--currency", "EUR", "--code", "bank-nl-main", "--unrestricted"]);
+    cli.json(&["account", "create", "--currency", "EUR", "--code", "bank-nl-savings", "--unrestricted"]);
+    let fixture = |name: &str| format!("{}/../tally-statement/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let dutch = fixture("mt940_dutch.sta");
+    let stderr = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+
+    // Three bank accounts and one Tally account named: which is which cannot be told.
+    let ambiguous = cli.run(&["statement", "import", &dutch, "--account", "bank-nl-main"]);
+    assert_eq!(ambiguous.status.code(), Some(1));
+    assert!(stderr(&ambiguous).contains("--map BANK_ACCOUNT=TALLY_ACCOUNT"), "{}", stderr(&ambiguous));
+
+    // One mapping as a flag, one from a mapping file; the third bank account is reported.
+    let dir = std::env::temp_dir().join(format!("tally-cli-map-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let map_file = dir.join("accounts.map");
+    std::fs::write(&map_file, "# savings\nNL02 ABNA 0123 4567 89 = bank-nl-savings\n").unwrap();
+    let args = ["--json", "statement", "import", &dutch, "--map", "NL91ABNA0417164300=bank-nl-main", "--map-file"];
+    let imported = cli.run(&[&args[..], &[map_file.to_str().unwrap()]].concat());
+    assert_eq!(imported.status.code(), Some(4), "findings: {}", stderr(&imported));
+    let file: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!((file["imported"].as_i64(), file["unmapped"].as_i64()), (Some(3), Some(1)));
+    assert_eq!(file["findings"][0]["check"], "unmapped_statement");
+    let savings = &file["statements"][2]["report"];
+    assert_eq!(savings["balance_difference"], "10.00");
+    assert!(savings["findings"].as_array().unwrap().iter().any(|f| f["check"] == "statement_balance_difference"));
+    // The table shows every statement of the file, the unmapped one too.
+    let table = cli.run(&["statement", "show", file["file"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("ABN260303C") && text.contains("unmapped") && text.contains("header_skipped"), "{text}");
+
+    // A refused file says why once, with the place.
+    let broken = dir.join("broken.sta");
+    let original = std::fs::read_to_string(fixture("mt940_daily.sta")).unwrap();
+    std::fs::write(&broken, original.replacen(":25:GB82WEST12345698765432\r\n", "", 1)).unwrap();
+    let refused = cli.run(&["statement", "import", broken.to_str().unwrap(), "--account", "bank-nl-main"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    let reason = "line 2: malformed statement: missing :25:: found :28C: in its place";
+    assert_eq!(message.matches(reason).count(), 1, "{message}");
+    assert!(message.contains(&format!("statement refused: {reason}")), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

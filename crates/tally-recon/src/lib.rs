@@ -160,9 +160,11 @@ pub enum ReconError {
     AsOfInFuture,
     #[error("{0:?} is not a time: give RFC 3339, e.g. 2026-03-10T17:00:00Z or 2026-03-10T18:00:00+01:00")]
     TimeInvalid(String),
+    // The parser's error is part of this message, and deliberately not its `source`: a report
+    // of the chain (`anyhow`'s `{:#}`) would otherwise say it twice.
     #[error("statement refused: {0}")]
-    Statement(#[from] tally_statement::StatementError),
-    #[error("the file is neither camt.053 nor MT940; name the format (CSV needs its column layout)")]
+    Statement(tally_statement::StatementError),
+    #[error("the file is neither camt (053, 052, 054) nor MT940; name the format (CSV needs its column layout)")]
     StatementFormatUnknown,
     #[error("the statement is in {statement}, the account in {account}")]
     StatementCurrencyMismatch { statement: String, account: String },
@@ -172,10 +174,27 @@ pub enum ReconError {
     StatementNotFound(String),
     #[error("matching rules: {0}")]
     StatementRulesInvalid(String),
+    #[error("account mapping: {0}")]
+    StatementMappingInvalid(String),
+    #[error("{0}")]
+    StatementMappingAmbiguous(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    // As for `Statement`: the message carries the cause, so it is not also the `source`.
     #[error("database error: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    Db(tokio_postgres::Error),
+}
+
+impl From<tally_statement::StatementError> for ReconError {
+    fn from(error: tally_statement::StatementError) -> Self {
+        ReconError::Statement(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for ReconError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        ReconError::Db(error)
+    }
 }
 
 impl ReconError {
@@ -198,6 +217,8 @@ impl ReconError {
             ReconError::StatementExistsWithDifferentContent(_) => "statement_exists_with_different_content",
             ReconError::StatementNotFound(_) => "statement_not_found",
             ReconError::StatementRulesInvalid(_) => "statement_rules_invalid",
+            ReconError::StatementMappingInvalid(_) => "statement_mapping_invalid",
+            ReconError::StatementMappingAmbiguous(_) => "statement_mapping_ambiguous",
             ReconError::Store(error) => error.code(),
             ReconError::Db(_) => "database_error",
         }
@@ -329,4 +350,23 @@ pub async fn check_ledger(recon: &Recon) -> Result<Report, ReconError> {
         .collect();
     tx.commit().await?;
     Ok(Report { accounts, transfers, events, totals, findings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_refused_statement_says_why_once_in_its_chain() {
+        let parser = tally_statement::StatementError::Malformed {
+            location: "line 21".to_owned(),
+            reason: "missing :25:".to_owned(),
+        };
+        let error = ReconError::from(parser);
+        assert_eq!(error.to_string(), "statement refused: line 21: malformed statement: missing :25:");
+        // Walking the chain, as a command-line edge does, adds nothing the message already says.
+        assert!(error.source().is_none());
+        assert_eq!(error.code(), "statement_malformed");
+    }
 }

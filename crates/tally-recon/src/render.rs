@@ -1,9 +1,12 @@
-//! Rendering of reconciliation reports ([`DayReport`], [`StatementReport`]) as JSON, CSV or HTML.
+//! Rendering of reconciliation reports ([`DayReport`], [`StatementReport`], [`FileReport`]) as
+//! JSON, CSV or HTML.
 //!
 //! - **JSON** is the report itself, pretty-printed: the exact value that is stored, for machines
 //!   and for diffing two runs. It deserializes back into the same type.
 //! - **CSV** is the findings table and nothing else: one header line, then one row per finding
-//!   (for a statement, one row per match and then one row per finding). People open a CSV in a
+//!   (for a statement, one row per match and then one row per finding; for a file, the same rows
+//!   of each statement it imported, led by the statement's reference, then a row per statement
+//!   it did not import and per file-level finding and note). People open a CSV in a
 //!   spreadsheet to work through the findings, sort and filter them and add their own notes; a
 //!   summary block above the table would break the column layout and the import, and the
 //!   summary is in the JSON and HTML anyway. Quoting is done by the `csv` crate. Because these
@@ -20,8 +23,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::report::{
-    BalanceComparison, CheckSummary, CurrencyTotals, DayReport, Finding, HourVolume, MatchLine, RunStatus,
-    StatementReport,
+    BalanceComparison, CheckSummary, CurrencyTotals, DayReport, FileReport, Finding, HourVolume, MatchLine, NoteLine,
+    RunStatus, StatementReport,
 };
 
 /// An output format of the reports.
@@ -78,6 +81,15 @@ pub fn render_statement(report: &StatementReport, format: ReportFormat) -> Strin
     }
 }
 
+/// Renders the report of an imported statement file.
+pub fn render_file(report: &FileReport, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Json => json(report),
+        ReportFormat::Csv => file_csv(report),
+        ReportFormat::Html => file_html(report),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON
 
@@ -114,6 +126,64 @@ fn day_csv(report: &DayReport) -> String {
 }
 
 fn statement_csv(report: &StatementReport) -> String {
+    csv_table(&STATEMENT_CSV_HEADER, statement_rows(report))
+}
+
+const FILE_CSV_HEADER: [&str; 8] =
+    ["statement", "outcome", "rule", "statement_entries", "transfer_ids", "amount", "difference", "detail"];
+
+fn file_csv(report: &FileReport) -> String {
+    let mut rows = Vec::new();
+    for statement in &report.statements {
+        match &statement.report {
+            Some(statement_report) => {
+                for row in statement_rows(statement_report) {
+                    rows.push(std::iter::once(statement.statement_ref.clone()).chain(row).collect());
+                }
+            }
+            None => rows.push(vec![
+                statement.statement_ref.clone(),
+                statement.outcome.clone(),
+                String::new(),
+                String::new(),
+                optional(&statement.statement),
+                optional(&statement.closing),
+                optional(&statement.balance_difference),
+                format!("bank account {}", statement.bank_account),
+            ]),
+        }
+    }
+    for finding in &report.findings {
+        let empty = String::new;
+        rows.push(vec![
+            finding.subject.clone(),
+            finding.check.clone(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+            finding.detail.clone(),
+        ]);
+    }
+    for note in &report.notes {
+        let empty = String::new;
+        rows.push(vec![
+            note.location.clone(),
+            note.code.clone(),
+            empty(),
+            empty(),
+            empty(),
+            optional(&note.amount),
+            empty(),
+            note.detail.clone(),
+        ]);
+    }
+    csv_table(&FILE_CSV_HEADER, rows)
+}
+
+/// The rows of a statement's CSV: its matches, then its findings.
+fn statement_rows(report: &StatementReport) -> Vec<Vec<String>> {
     let mut rows = Vec::with_capacity(report.matches.len() + report.findings.len());
     for line in &report.matches {
         rows.push(vec![
@@ -140,7 +210,7 @@ fn statement_csv(report: &StatementReport) -> String {
             finding.detail.clone(),
         ]);
     }
-    csv_table(&STATEMENT_CSV_HEADER, rows)
+    rows
 }
 
 fn optional(value: &Option<String>) -> String {
@@ -637,6 +707,100 @@ fn day_html(report: &DayReport) -> String {
     )
 }
 
+/// What the parser noted, as a table; nothing when there is nothing.
+fn notes_table(notes: &[NoteLine], heading: &str) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<table>\n<thead><tr><th>Note</th><th>Where</th><th class=\"num\">Amount</th><th>Detail</th></tr></thead>\n<tbody>\n",
+        escape(heading)
+    );
+    for note in notes {
+        put!(
+            out,
+            "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"detail\">{}</td></tr>\n",
+            escape(&note.code),
+            escape(&note.location),
+            escape_opt(&note.amount),
+            escape(&note.detail),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n</section>\n");
+    out
+}
+
+fn file_html(report: &FileReport) -> String {
+    let mut body = summary(&[
+        ("File", report.file.clone()),
+        ("Format", report.message.clone().unwrap_or_else(|| report.format.clone())),
+        ("Character set", report.encoding.clone()),
+        ("SHA-256", report.sha256.clone()),
+        ("Run", report.run_id.clone()),
+        ("Actor", report.actor.clone()),
+        ("Started", report.started_at.clone()),
+        ("Finished", report.finished_at.clone()),
+        ("Statements imported", report.imported.to_string()),
+        ("Imported before", report.already_imported.to_string()),
+        ("Unmapped", report.unmapped.to_string()),
+    ]);
+    body.push_str(
+        "<section>\n<h2>Statements</h2>\n<table>\n<thead><tr><th>#</th><th>Statement</th><th>Bank account</th><th>Outcome</th>\
+         <th>Tally account</th><th class=\"num\">Entries</th><th class=\"num\">Pages</th><th>Period</th>\
+         <th class=\"num\">Opening</th><th class=\"num\">Closing</th><th class=\"num\">Does not add up by</th></tr></thead>\n<tbody>\n",
+    );
+    for statement in &report.statements {
+        let account = statement.account_code.clone().or_else(|| statement.account_id.clone());
+        let period = format!(
+            "{} – {}",
+            statement.period_from.as_deref().unwrap_or("?"),
+            statement.period_to.as_deref().unwrap_or("?")
+        );
+        let off = statement.balance_difference.as_deref().is_some_and(|difference| !is_zero(difference));
+        put!(
+            body,
+            "<tr{}><td class=\"num\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>\n",
+            if off || statement.outcome == "unmapped" { " class=\"break\"" } else { "" },
+            statement.ord,
+            escape(&statement.statement_ref),
+            escape(&statement.bank_account),
+            escape(&statement.outcome),
+            escape_opt(&account),
+            statement.entries,
+            statement.pages,
+            escape(&period),
+            escape_opt(&statement.opening),
+            escape_opt(&statement.closing),
+            escape_opt(&statement.balance_difference),
+        );
+    }
+    body.push_str("</tbody>\n</table>\n</section>\n");
+    body.push_str(&findings_table(&report.findings, &[]));
+    body.push_str(&notes_table(&report.notes, "Notes on the file"));
+    for statement in &report.statements {
+        let Some(statement_report) = &statement.report else { continue };
+        put!(
+            body,
+            "<section>\n<h2>Statement {} {}</h2>\n</section>\n",
+            escape(&statement.statement_ref),
+            badge(statement_report.status)
+        );
+        body.push_str(&balances_table(&statement_report.balances));
+        body.push_str(&matches_table(&statement_report.matches));
+        body.push_str(&findings_table(&statement_report.findings, &[]));
+        body.push_str(&notes_table(&statement_report.notes, "Notes"));
+    }
+    page(
+        &format!("Tally statement file report {}", report.file),
+        &format!("Statement file {}", report.file),
+        report.status,
+        &format!("{} statement(s) in one {} file", report.statements.len(), report.format),
+        &body,
+    )
+}
+
 fn statement_html(report: &StatementReport) -> String {
     let account = match &report.account_code {
         Some(code) => format!("{code} ({})", report.account_id),
@@ -660,10 +824,15 @@ fn statement_html(report: &StatementReport) -> String {
         ("Matched", report.matched.to_string()),
         ("Unmatched in statement", report.unmatched_statement.to_string()),
         ("Unmatched in Tally", report.unmatched_ledger.to_string()),
+        ("Bank account", report.bank_account.clone().unwrap_or_else(|| "—".to_owned())),
+        ("Pages", report.pages.to_string()),
+        ("Does not add up by", report.balance_difference.clone().unwrap_or_else(|| "—".to_owned())),
+        ("File", report.file.clone().unwrap_or_else(|| "—".to_owned())),
     ]);
     body.push_str(&balances_table(&report.balances));
     body.push_str(&matches_table(&report.matches));
     body.push_str(&findings_table(&report.findings, &[]));
+    body.push_str(&notes_table(&report.notes, "Notes"));
     page(
         &format!("Tally statement report {}", report.statement_ref),
         &format!("Statement {}", report.statement_ref),

@@ -1,5 +1,6 @@
-//! The reports reconciliation produces, as plain values: what the end-of-day run and the
-//! statement matching found, ready to store (JSON) and to render (JSON, CSV, HTML).
+//! The reports reconciliation produces, as plain values: what the end-of-day run, the statement
+//! matching and a statement file's import found, ready to store (JSON) and to render (JSON, CSV,
+//! HTML).
 //!
 //! Amounts are decimal strings in the currency's scale (never floats); times are RFC 3339 in UTC;
 //! days are `YYYY-MM-DD` in the ledger's time zone.
@@ -134,6 +135,95 @@ pub struct StatementReport {
     pub balances: Vec<BalanceComparison>,
     pub matches: Vec<MatchLine>,
     pub findings: Vec<Finding>,
+    /// The file the statement came in (reports written before files were recorded have none).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The bank account as the file names it.
+    #[serde(default)]
+    pub bank_account: Option<String>,
+    /// MT940 messages joined into this statement.
+    #[serde(default = "one")]
+    pub pages: i64,
+    /// Closing balance minus (opening balance + entries) as the bank's file has it: `0.00`
+    /// when the statement adds up.
+    #[serde(default)]
+    pub balance_difference: Option<String>,
+    /// What the parser skipped or assumed inside the statement.
+    #[serde(default)]
+    pub notes: Vec<NoteLine>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// Something the parser skipped or assumed (a tag, an envelope, a pending entry, the character
+/// set), so that nothing of the file is dropped silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteLine {
+    /// Stable code: `tag_skipped`, `header_skipped`, `envelope_skipped`, `encoding_detected`,
+    /// `entry_not_booked`, `page_chain_break`, `page_does_not_add_up`, `page_sequence_gap`,
+    /// `statement_incomplete`, `amount_unreadable`, `notes_omitted`, `mapping_unused`.
+    pub code: String,
+    pub location: String,
+    pub detail: String,
+    /// A decimal amount where the note is about one.
+    pub amount: Option<String>,
+}
+
+/// What one import did with a whole file, and every statement in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReport {
+    pub run_id: String,
+    /// Tally's id of the imported file.
+    pub file: String,
+    pub sha256: String,
+    pub format: String,
+    /// The camt message and version (`camt.053.001.08`).
+    pub message: Option<String>,
+    /// The character set the file was read in.
+    pub encoding: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub actor: String,
+    /// `findings` when the file or any statement imported by this run has a finding (an
+    /// unmapped statement is one).
+    pub status: RunStatus,
+    /// Statements recorded by this import, recorded before (the same content), and of bank
+    /// accounts no Tally account is mapped to.
+    pub imported: i64,
+    pub already_imported: i64,
+    pub unmapped: i64,
+    /// In file order.
+    pub statements: Vec<FileStatement>,
+    pub notes: Vec<NoteLine>,
+    /// File-level findings: `unmapped_statement`.
+    pub findings: Vec<Finding>,
+}
+
+/// One statement of a file: what it is and what the import did with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStatement {
+    /// 1-based position in the file.
+    pub ord: i64,
+    /// `imported`, `already_imported` or `unmapped`.
+    pub outcome: String,
+    pub statement_ref: String,
+    pub bank_account: String,
+    pub currency: Option<String>,
+    pub pages: i64,
+    pub entries: i64,
+    pub period_from: Option<String>,
+    pub period_to: Option<String>,
+    pub opening: Option<String>,
+    pub closing: Option<String>,
+    pub balance_difference: Option<String>,
+    /// Tally's id of the statement (imported now or before).
+    pub statement: Option<String>,
+    pub account_id: Option<String>,
+    pub account_code: Option<String>,
+    /// The matching report of a statement this import recorded.
+    pub report: Option<StatementReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

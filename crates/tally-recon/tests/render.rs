@@ -184,6 +184,78 @@ fn statement_report() -> StatementReport {
                 ..finding("balance_break", "closing 2025-03-14", "Closing balance differs by -10.00")
             },
         ],
+        file: Some("0190f3a4-cccc-7000-8000-000000000003".to_owned()),
+        bank_account: Some("DE89370400440532013000".to_owned()),
+        pages: 2,
+        balance_difference: Some("0.00".to_owned()),
+        notes: vec![NoteLine {
+            code: "tag_skipped".to_owned(),
+            location: "line 14".to_owned(),
+            detail: format!(":NS: is not an MT940 field: skipped {SCRIPT}"),
+            amount: None,
+        }],
+    }
+}
+
+fn file_report() -> FileReport {
+    let statement = statement_report();
+    let imported = FileStatement {
+        ord: 1,
+        outcome: "imported".to_owned(),
+        statement_ref: statement.statement_ref.clone(),
+        bank_account: "DE89370400440532013000".to_owned(),
+        currency: Some("EUR".to_owned()),
+        pages: 2,
+        entries: 4,
+        period_from: Some("2025-03-14".to_owned()),
+        period_to: Some("2025-03-14".to_owned()),
+        opening: Some("500.00".to_owned()),
+        closing: Some("610.00".to_owned()),
+        balance_difference: Some("0.00".to_owned()),
+        statement: Some(statement.statement.clone()),
+        account_id: Some(statement.account_id.clone()),
+        account_code: statement.account_code.clone(),
+        report: Some(statement),
+    };
+    let unmapped = FileStatement {
+        ord: 2,
+        outcome: "unmapped".to_owned(),
+        statement_ref: "OTHER/2025-03-14".to_owned(),
+        bank_account: "NL75ABNA0555555555 <i>".to_owned(),
+        currency: Some("EUR".to_owned()),
+        pages: 1,
+        entries: 1,
+        opening: None,
+        closing: None,
+        balance_difference: None,
+        statement: None,
+        account_id: None,
+        account_code: None,
+        report: None,
+        ..imported.clone()
+    };
+    FileReport {
+        run_id: "run-3".to_owned(),
+        file: "0190f3a4-cccc-7000-8000-000000000003".to_owned(),
+        sha256: "ab".repeat(32),
+        format: "mt940".to_owned(),
+        message: None,
+        encoding: "ISO-8859-2".to_owned(),
+        started_at: "2025-03-15T01:00:00Z".to_owned(),
+        finished_at: "2025-03-15T01:00:03Z".to_owned(),
+        actor: "cli:tally".to_owned(),
+        status: RunStatus::Findings,
+        imported: 1,
+        already_imported: 0,
+        unmapped: 1,
+        statements: vec![imported, unmapped],
+        notes: vec![NoteLine {
+            code: "encoding_detected".to_owned(),
+            location: "line 9".to_owned(),
+            detail: "read as ISO-8859-2".to_owned(),
+            amount: None,
+        }],
+        findings: vec![finding("unmapped_statement", "NL75ABNA0555555555 <i>", "=map it with --map")],
     }
 }
 
@@ -232,6 +304,57 @@ fn day_json_round_trips() {
     let back: DayReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
     assert!(json.contains('\n'), "pretty-printed");
+}
+
+#[test]
+fn file_reports_render_every_statement() {
+    let report = file_report();
+    let json = render_file(&report, ReportFormat::Json);
+    assert_eq!(serde_json::from_str::<FileReport>(&json).unwrap(), report);
+
+    let (header, rows) = parse_csv(&render_file(&report, ReportFormat::Csv));
+    assert_eq!(
+        header,
+        ["statement", "outcome", "rule", "statement_entries", "transfer_ids", "amount", "difference", "detail"]
+    );
+    let reference = "STMT-2025-03-14 <b>&\"'";
+    // The imported statement's matches and findings, led by its reference; then the unmapped
+    // statement, the file's finding and its note.
+    let outcomes: Vec<(&str, &str)> = rows.iter().map(|row| (row[0].as_str(), row[1].as_str())).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (reference, "matched"),
+            (reference, "matched"),
+            (reference, "unmatched_in_statement"),
+            (reference, "unmatched_in_tally"),
+            (reference, "balance_break"),
+            ("OTHER/2025-03-14", "unmapped"),
+            ("NL75ABNA0555555555 <i>", "unmapped_statement"),
+            ("line 9", "encoding_detected"),
+        ]
+    );
+    assert_eq!(rows[6][7], "'=map it with --map", "a formula from a file is defused");
+
+    let html = render_file(&report, ReportFormat::Html);
+    assert_self_contained(&html);
+    assert!(!html.contains("<i>") && html.contains("NL75ABNA0555555555 &lt;i&gt;"), "escaped");
+    assert!(!html.contains(SCRIPT), "notes are escaped too");
+    for needle in
+        ["Statements imported", "unmapped", "Notes on the file", "encoding_detected", "tag_skipped", "ISO-8859-2"]
+    {
+        assert!(html.contains(needle), "{needle}");
+    }
+}
+
+#[test]
+fn statement_reports_stored_before_files_still_read() {
+    let mut json = serde_json::to_value(statement_report()).unwrap();
+    for key in ["file", "bank_account", "pages", "balance_difference", "notes"] {
+        json.as_object_mut().unwrap().remove(key);
+    }
+    let old: StatementReport = serde_json::from_value(json).unwrap();
+    assert_eq!((old.file, old.pages, old.notes.len(), old.balance_difference), (None, 1, 0, None));
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub const CODES: &[(&str, u16)] = &[
     ("statement_currency_mismatch", 422),
     ("statement_format_unknown", 422),
     ("statement_rules_invalid", 422),
+    ("statement_mapping_invalid", 422),
+    ("statement_mapping_ambiguous", 422),
     ("rate_limited", 429),
     ("internal_error", 500),
     ("database_error", 500),
@@ -180,7 +182,9 @@ impl From<tally_recon::ReconError> for ApiError {
             E::Statement(_)
             | E::StatementFormatUnknown
             | E::StatementCurrencyMismatch { .. }
-            | E::StatementRulesInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | E::StatementRulesInvalid(_)
+            | E::StatementMappingInvalid(_)
+            | E::StatementMappingAmbiguous(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // Settings are changed at the command line only.
             E::TimeZoneInvalid(_) | E::CutoffInvalid(_) | E::DayDefinitionLocked => StatusCode::BAD_REQUEST,
         };

@@ -1,97 +1,170 @@
-//! camt.053 (ISO 20022 BankToCustomerStatement) parsing.
+//! camt (ISO 20022 bank-to-customer cash management) parsing: camt.053 statements, camt.052
+//! intraday account reports and camt.054 debit/credit notifications share their entry
+//! structure (`Ntry`), and one parser reads all three, in every `.001.xx` version.
 //!
-//! The document is streamed: the elements above `Stmt` are walked event by event, and each child
-//! of `Stmt` (`Id`, `Acct`, one `Bal`, one `Ntry`, …) is read into a small tree, turned into
-//! statement data and dropped. Memory therefore follows the largest single entry, not the file.
-//! Element names are compared by local name, so any namespace prefix works.
+//! The document is streamed: the elements above the statements are walked event by event, and
+//! each child of a `Stmt` (`Rpt`, `Ntfctn`) (`Id`, `Acct`, one `Bal`, one `Ntry`, …) is read into
+//! a small tree, turned into statement data and dropped. Memory therefore follows the largest
+//! single entry, not the file. Element names are compared by local name, so any namespace prefix
+//! works.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::text::{
-    LineCounter, amount_minor, amount_positive, check_entry_count, check_input, field, iso_date, reference_field,
-    utf8_text,
+    LineCounter, amount_minor, amount_positive, check_entry_count, check_size, field, iso_date, reference_field,
 };
-use crate::{BalancePoint, Entry, EntryDetail, Format, Statement, StatementError, XML_DEPTH_MAX, check_arithmetic_at};
+use crate::{
+    BalancePoint, Entry, EntryDetail, Format, Note, OtherAmount, ParseOptions, STATEMENTS_PER_FILE_MAX, Scales,
+    Statement, StatementError, StatementFile, XML_DEPTH_MAX, encoding, push_note,
+};
 
-const CAMT053_NAMESPACE_PREFIX: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.";
 const ISO20022_NAMESPACE_PREFIX: &str = "urn:iso:std:iso:20022:";
+const CAMT_NAMESPACE_PREFIX: &str = "urn:iso:std:iso:20022:tech:xsd:camt.";
 
-/// The most elements one child of `Stmt` (normally one `Ntry`) may hold. A batch of thousands of
-/// transactions stays far below; the bound caps the memory one hostile entry can take.
+/// The most elements one child of a statement (normally one `Ntry`) may hold. A batch of
+/// thousands of transactions stays far below; the bound caps the memory one hostile entry can
+/// take.
 const SUBTREE_ELEMENTS_MAX: usize = 1_000_000;
 
 /// Elements that repeat among their siblings: their paths carry a 1-based index (`Ntry[3]`).
 const REPEATING_ELEMENTS: [&str; 5] = ["Bal", "Ntry", "NtryDtls", "TxDtls", "Ustrd"];
 
-/// Parses a camt.053 statement (any `camt.053.001.xx` version) with amounts at `scale` decimals.
-pub fn parse_camt053(bytes: &[u8], scale: u8) -> Result<Statement, StatementError> {
-    check_input(bytes, scale)?;
-    let text = utf8_text(bytes)?;
-    let mut xml = XmlReader::new(text);
+/// The statement elements: the first one's path carries no index (`Stmt`), later ones do
+/// (`Stmt[2]`), so that a one-statement file keeps its short paths.
+const STATEMENT_ELEMENTS: [&str; 3] = ["Stmt", "Rpt", "Ntfctn"];
+
+/// The three messages: format, namespace message name, root child, statement element.
+const MESSAGES: [(Format, &str, &str, &str); 3] = [
+    (Format::Camt053, "camt.053", "BkToCstmrStmt", "Stmt"),
+    (Format::Camt052, "camt.052", "BkToCstmrAcctRpt", "Rpt"),
+    (Format::Camt054, "camt.054", "BkToCstmrDbtCdtNtfctn", "Ntfctn"),
+];
+
+/// Parses a camt.053, camt.052 or camt.054 document (any `.001.xx` version): every statement,
+/// report or notification it holds.
+pub fn parse_camt(bytes: &[u8], options: &ParseOptions<'_>) -> Result<StatementFile, StatementError> {
+    check_size(bytes)?;
+    let declared = options.encoding.or_else(|| xml_declared_encoding(bytes));
+    let decoded = encoding::decode(bytes, declared)?;
+    let mut notes = Vec::new();
+    if let Some(note) = decoded.note {
+        push_note(&mut notes, note);
+    }
+    let mut xml = XmlReader::new(&decoded.text);
     let root = xml.prolog()?;
     let root_name = local_name(&root)?;
     if root_name != "Document" {
         return Err(StatementError::unsupported(
             xml.location(),
-            format!("the root element is <{root_name}>, not a camt.053 <Document>"),
+            format!("the root element is <{root_name}>, not a camt <Document>"),
         ));
     }
-    // A camt.053 namespace settles it; another ISO 20022 namespace (camt.052, camt.054, pain) is
-    // another message; without any, the BkToCstmrStmt check below decides.
+    // A camt.05x namespace settles the message; another ISO 20022 namespace (camt.060, pain) is
+    // another message; without any, the root child decides.
     let namespaces = namespaces(&xml, &root)?;
-    let is_camt053 = namespaces.iter().any(|namespace| namespace.starts_with(CAMT053_NAMESPACE_PREFIX));
+    let mut message: Option<(Format, String)> = None;
+    for namespace in &namespaces {
+        let Some(name) = namespace.strip_prefix(CAMT_NAMESPACE_PREFIX) else { continue };
+        if let Some((format, ..)) = MESSAGES.iter().find(|(_, prefix, ..)| name.starts_with(&prefix[5..])) {
+            message = Some((*format, format!("camt.{}", crate::text::clip(name))));
+        }
+    }
     let other_iso = namespaces.iter().find(|namespace| namespace.starts_with(ISO20022_NAMESPACE_PREFIX));
-    if let (false, Some(other)) = (is_camt053, other_iso) {
+    if let (None, Some(other)) = (&message, other_iso) {
         return Err(StatementError::unsupported(
             xml.location(),
-            format!("namespace {} is not camt.053 ({CAMT053_NAMESPACE_PREFIX}…)", crate::text::clip(other)),
+            format!("namespace {} is not camt.053, camt.052 or camt.054", crate::text::clip(other)),
         ));
     }
 
-    let mut builder = Builder::new(scale);
-    let mut statements_seen = 0usize;
+    let mut statements: Vec<Statement> = Vec::new();
+    let mut document_path = String::new();
+    let mut document_line = 1;
+    let mut format_found: Option<Format> = None;
+    let mut entries_in_file = 0usize;
     xml.for_each_child(&mut |xml, child| {
         let name = local_name(&child)?;
-        if name != "BkToCstmrStmt" {
+        let known = MESSAGES.iter().find(|(_, _, root_child, _)| *root_child == name);
+        let Some((format, _, _, statement_element)) = known else {
             return Err(StatementError::unsupported(
                 xml.location(),
-                format!("<Document> holds <{name}>, not a camt.053 <BkToCstmrStmt>"),
+                format!("<Document> holds <{name}>, not a camt.053, camt.052 or camt.054 message"),
+            ));
+        };
+        if let Some((declared, _)) = &message
+            && declared != format
+        {
+            return Err(StatementError::unsupported(
+                xml.location(),
+                format!("the namespace says {declared}, but <Document> holds <{name}>"),
             ));
         }
-        builder.document_path = xml.path();
-        builder.document_line = xml.line_of_current();
+        format_found = Some(*format);
+        document_path = xml.path();
+        document_line = xml.line_of_current();
         xml.for_each_child(&mut |xml, child| {
-            if local_name(&child)? != "Stmt" {
+            if local_name(&child)? != *statement_element {
                 // GrpHdr carries the message id and creation time, nothing the statement needs;
                 // it is still read to the end so that it must be well-formed.
                 xml.read_subtree(&child)?;
                 return Ok(());
             }
-            statements_seen += 1;
-            if statements_seen > 1 {
-                return Err(StatementError::unsupported(
+            if statements.len() >= STATEMENTS_PER_FILE_MAX {
+                return Err(StatementError::too_large(
                     xml.location(),
-                    "several Stmt in one file: split the file into one statement per file",
+                    format!("more than {STATEMENTS_PER_FILE_MAX} statements in one file"),
                 ));
             }
-            builder.statement_path = xml.path();
-            builder.statement_line = xml.line_of_current();
+            let mut builder = Builder::new(*format, options.scales, xml.path(), xml.line_of_current(), entries_in_file);
             xml.for_each_child(&mut |xml, child| {
                 let path = xml.path();
                 let node = xml.read_subtree(&child)?;
                 builder.add(&node, &path)
-            })
+            })?;
+            entries_in_file = builder.entries_in_file;
+            statements.push(builder.finish()?);
+            Ok(())
         })
     })?;
     xml.epilog()?;
-    if statements_seen == 0 {
+    let Some(format) = format_found.or(message.as_ref().map(|(format, _)| *format)) else {
         return Err(StatementError::malformed(
-            format!("{} (line {})", builder.document_path_or_root(), builder.document_line),
-            "missing element Stmt",
+            format!("Document (line {})", xml.line_of_current()),
+            "missing element BkToCstmrStmt (or BkToCstmrAcctRpt, BkToCstmrDbtCdtNtfctn)",
+        ));
+    };
+    if statements.is_empty() {
+        let element = MESSAGES.iter().find(|(known, ..)| *known == format).map_or("Stmt", |(_, _, _, element)| element);
+        let path = if document_path.is_empty() { "Document".to_owned() } else { document_path };
+        return Err(StatementError::malformed(
+            format!("{path} (line {document_line})"),
+            format!("missing element {element}"),
         ));
     }
-    builder.finish()
+    Ok(StatementFile {
+        format,
+        message: message.map(|(_, name)| name),
+        encoding: decoded.encoding.to_owned(),
+        statements,
+        notes,
+    })
+}
+
+/// The `encoding` of an XML declaration at the start of the bytes (`<?xml version="1.0"
+/// encoding="ISO-8859-1"?>`), read before the text is decoded: the declaration is ASCII in every
+/// character set a camt file may use (UTF-16 is recognised by its byte order mark).
+fn xml_declared_encoding(bytes: &[u8]) -> Option<&str> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = bytes[start..].strip_prefix(b"<?xml")?;
+    let end = rest.windows(2).position(|pair| pair == b"?>")?;
+    let declaration = std::str::from_utf8(&rest[..end]).ok()?;
+    let after = &declaration[declaration.find("encoding")? + "encoding".len()..];
+    let after = after.trim_start().strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|quote| *quote == '"' || *quote == '\'')?;
+    let value = &after[1..];
+    value.find(quote).map(|close| &value[..close])
 }
 
 /// One element read into memory: local name, attributes, text and children.
@@ -226,7 +299,9 @@ impl<'a> XmlReader<'a> {
                         1
                     }
                 };
-                let label = if REPEATING_ELEMENTS.contains(&name.as_str()) { format!("{name}[{index}]") } else { name };
+                let repeating = REPEATING_ELEMENTS.contains(&name.as_str())
+                    || (STATEMENT_ELEMENTS.contains(&name.as_str()) && index > 1);
+                let label = if repeating { format!("{name}[{index}]") } else { name };
                 self.open.push(Open { label, child_counts: Vec::new() });
             }
             Event::End(_) => {
@@ -243,26 +318,12 @@ impl<'a> XmlReader<'a> {
         Ok(event)
     }
 
-    /// Reads up to the root element: the XML declaration must name UTF-8 (or nothing).
+    /// Reads up to the root element.
     fn prolog(&mut self) -> Result<BytesStart<'a>, StatementError> {
         loop {
             match self.next()? {
-                Event::Decl(declaration) => {
-                    if let Some(encoding) = declaration.encoding() {
-                        let encoding = encoding.map_err(|error| {
-                            StatementError::malformed(self.location(), format!("bad XML declaration: {error}"))
-                        })?;
-                        if !encoding.eq_ignore_ascii_case(b"utf-8") && !encoding.eq_ignore_ascii_case(b"utf8") {
-                            return Err(StatementError::unsupported(
-                                self.location(),
-                                format!(
-                                    "XML encoding {} is not supported, only UTF-8",
-                                    crate::text::clip(&String::from_utf8_lossy(&encoding))
-                                ),
-                            ));
-                        }
-                    }
-                }
+                // The declaration's encoding was honoured when the bytes were decoded.
+                Event::Decl(_) => {}
                 Event::Start(start) => return Ok(start),
                 Event::Text(text) if text.iter().all(u8::is_ascii_whitespace) => {}
                 Event::Comment(_) | Event::PI(_) => {}
@@ -455,33 +516,40 @@ fn namespaces(xml: &XmlReader<'_>, start: &BytesStart<'_>) -> Result<Vec<String>
     Ok(found)
 }
 
-/// What has been read of the one `Stmt` so far.
-struct Builder {
-    scale: u8,
-    document_path: String,
-    document_line: usize,
+/// What has been read of one `Stmt` (`Rpt`, `Ntfctn`) so far.
+struct Builder<'s> {
+    format: Format,
+    scales: Scales<'s>,
     statement_path: String,
     statement_line: usize,
     statement_id: Option<String>,
     electronic_sequence: Option<String>,
     legal_sequence: Option<String>,
     account: Option<String>,
-    /// The statement currency and where it was first seen.
+    /// The statement currency, once seen.
     currency: Option<String>,
     opening_booked: Option<BalancePoint>,
     opening_previous: Option<BalancePoint>,
-    closing: Option<(BalancePoint, String)>,
+    closing: Option<BalancePoint>,
     entries: Vec<Entry>,
+    notes: Vec<Note>,
+    /// Entries of the whole file so far, this statement's included: the file is bounded too.
+    entries_in_file: usize,
 }
 
-impl Builder {
-    fn new(scale: u8) -> Self {
+impl<'s> Builder<'s> {
+    fn new(
+        format: Format,
+        scales: Scales<'s>,
+        statement_path: String,
+        statement_line: usize,
+        entries_in_file: usize,
+    ) -> Self {
         Builder {
-            scale,
-            document_path: String::new(),
-            document_line: 1,
-            statement_path: String::new(),
-            statement_line: 1,
+            format,
+            scales,
+            statement_path,
+            statement_line,
             statement_id: None,
             electronic_sequence: None,
             legal_sequence: None,
@@ -491,16 +559,14 @@ impl Builder {
             opening_previous: None,
             closing: None,
             entries: Vec::new(),
+            notes: Vec::new(),
+            entries_in_file,
         }
-    }
-
-    fn document_path_or_root(&self) -> &str {
-        if self.document_path.is_empty() { "Document" } else { &self.document_path }
     }
 
     fn add(&mut self, node: &Node, path: &str) -> Result<(), StatementError> {
         match node.name.as_str() {
-            "Id" => self.statement_id = field(node.text(), &at(path, node), "Stmt/Id")?,
+            "Id" => self.statement_id = field(node.text(), &at(path, node), "statement Id")?,
             "ElctrncSeqNb" => self.electronic_sequence = field(node.text(), &at(path, node), "ElctrncSeqNb")?,
             "LglSeqNb" => self.legal_sequence = field(node.text(), &at(path, node), "LglSeqNb")?,
             "Acct" => self.add_account(node, path)?,
@@ -533,13 +599,7 @@ impl Builder {
 
     /// The first currency seen is the statement's; every later one must equal it.
     fn check_currency(&mut self, currency: &str, location: &str) -> Result<(), StatementError> {
-        let valid = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
-        if !valid {
-            return Err(StatementError::malformed(
-                location,
-                format!("currency {:?} is not an ISO 4217 code", crate::text::clip(currency)),
-            ));
-        }
+        check_currency_code(currency, location)?;
         match &self.currency {
             None => self.currency = Some(currency.to_owned()),
             Some(expected) if expected != currency => {
@@ -554,7 +614,8 @@ impl Builder {
         Ok(())
     }
 
-    /// An `Amt` element's magnitude in minor units, its `Ccy` checked against the statement's.
+    /// An `Amt` element's magnitude in minor units of its currency, its `Ccy` checked against the
+    /// statement's.
     fn amount(&mut self, amt: &Node, path: &str, positive: bool) -> Result<i128, StatementError> {
         let location = at(path, amt);
         let Some(currency) = amt.attribute("Ccy") else {
@@ -562,11 +623,32 @@ impl Builder {
         };
         let currency = currency.trim().to_owned();
         self.check_currency(&currency, &location)?;
+        let scale = self.scales.of(&currency, &location)?;
         if positive {
-            amount_positive(amt.text(), self.scale, &location)
+            amount_positive(amt.text(), scale, &location)
         } else {
-            amount_minor(amt.text(), self.scale, &location)
+            amount_minor(amt.text(), scale, &location)
         }
+    }
+
+    /// An amount beside the booked one (instructed amount, charges), in any currency: minor units
+    /// only when it is the statement's currency.
+    fn other_amount(&self, amt: &Node, path: &str) -> Result<OtherAmount, StatementError> {
+        let location = at(path, amt);
+        let Some(currency) = amt.attribute("Ccy").map(str::trim) else {
+            return Err(StatementError::malformed(location, "Amt has no Ccy attribute"));
+        };
+        check_currency_code(currency, &location)?;
+        let text = amt.text();
+        // Read at the largest scale first: the text must be a decimal amount whatever its currency.
+        amount_minor(text, tally_core::amount::SCALE_MAX, &location)?;
+        let minor = match &self.currency {
+            Some(statement_currency) if statement_currency == currency => {
+                Some(amount_minor(text, self.scales.of(currency, &location)?, &location)?)
+            }
+            _ => None,
+        };
+        Ok(OtherAmount { currency: currency.to_owned(), amount: text.to_owned(), minor })
     }
 
     fn add_balance(&mut self, bal: &Node, path: &str) -> Result<(), StatementError> {
@@ -597,14 +679,33 @@ impl Builder {
         match code {
             "OPBD" => self.opening_booked = Some(point),
             "PRCD" => self.opening_previous = Some(point),
-            _ => self.closing = Some((point, at(path, bal))),
+            _ => self.closing = Some(point),
         }
         Ok(())
     }
 
+    /// The entry's status: `None` for booked (`BOOK`, or no status), else the code. camt.053.001.02
+    /// writes `<Sts>BOOK</Sts>`, later versions `<Sts><Cd>BOOK</Cd></Sts>`.
+    fn status(ntry: &Node) -> Option<&str> {
+        let status = ntry.child("Sts")?;
+        let code = status.child("Cd").or_else(|| status.child("Prtry")).map_or(status.text(), Node::text);
+        (code != "BOOK").then_some(code)
+    }
+
     fn add_entry(&mut self, ntry: &Node, path: &str) -> Result<(), StatementError> {
         let location = at(path, ntry);
+        if let Some(status) = Self::status(ntry) {
+            // Pending and informational entries are not booked: the balances do not include them,
+            // and no ledger posting answers them yet.
+            let detail = format!(
+                "entry status {:?}: only booked entries (BOOK) are imported; skipped",
+                crate::text::clip(status)
+            );
+            push_note(&mut self.notes, Note::new("entry_not_booked", location, detail));
+            return Ok(());
+        }
         check_entry_count(self.entries.len(), &location)?;
+        check_entry_count(self.entries_in_file, &location)?;
         let amt = ntry.child("Amt").ok_or_else(|| StatementError::malformed(&location, "missing element Amt"))?;
         let magnitude = self.amount(amt, &format!("{path}/Amt"), true)?;
         let sign = credit_debit(ntry, path)?;
@@ -622,16 +723,6 @@ impl Builder {
                 }
             },
         };
-        if let Some(status) = ntry.child("Sts") {
-            // camt.053.001.02 writes <Sts>BOOK</Sts>, later versions <Sts><Cd>BOOK</Cd></Sts>.
-            let code = status.child("Cd").or_else(|| status.child("Prtry")).map_or(status.text(), Node::text);
-            if code != "BOOK" {
-                return Err(StatementError::unsupported(
-                    at(&format!("{path}/Sts"), status),
-                    format!("entry status {:?}: only booked entries (BOOK) are imported", crate::text::clip(code)),
-                ));
-            }
-        }
         let value_date = match ntry.child("ValDt") {
             Some(node) => Some(date_choice(node, &format!("{path}/ValDt"))?),
             None => None,
@@ -688,9 +779,13 @@ impl Builder {
             reversal,
             reference: None,
             bank_reference: None,
+            end_to_end_id: None,
             counterparty: None,
+            counterparty_iban: None,
             description: additional_info.clone(),
             bank_code,
+            original_amount: None,
+            charges: self.charges(ntry, path)?,
             details: Vec::new(),
         };
         match transactions.as_slice() {
@@ -700,11 +795,21 @@ impl Builder {
             [(tx, tx_path)] => {
                 let tx_bank_reference = optional_text_at(tx, &["Refs", "AcctSvcrRef"], tx_path, true)?;
                 bank_reference = bank_reference.or(tx_bank_reference);
-                entry.reference = end_to_end_id(tx, tx_path)?.or_else(|| bank_reference.clone()).or(entry_reference);
-                entry.counterparty = counterparty(tx, tx_path, other_party_is_debtor(sign, reversal))?;
+                entry.end_to_end_id = end_to_end_id(tx, tx_path)?;
+                entry.reference = entry.end_to_end_id.clone().or_else(|| bank_reference.clone()).or(entry_reference);
+                let debtor = other_party_is_debtor(sign, reversal);
+                entry.counterparty = counterparty(tx, tx_path, debtor)?;
+                entry.counterparty_iban = counterparty_iban(tx, debtor);
                 entry.description = remittance_text(tx, tx_path)?
                     .or(optional_text(tx, "AddtlTxInf", tx_path, false)?)
                     .or(additional_info);
+                if let Some(instructed) = tx.descend(&["AmtDtls", "InstdAmt", "Amt"]) {
+                    entry.original_amount =
+                        Some(self.other_amount(instructed, &format!("{tx_path}/AmtDtls/InstdAmt/Amt"))?);
+                }
+                if let Some(charges) = self.charges(tx, tx_path)? {
+                    entry.charges = Some(charges);
+                }
             }
             several => {
                 let mut details_total: i128 = 0;
@@ -725,7 +830,31 @@ impl Builder {
         }
         entry.bank_reference = bank_reference;
         self.entries.push(entry);
+        self.entries_in_file += 1;
         Ok(())
+    }
+
+    /// The charges of an entry or transaction: `Chrgs/TtlChrgsAndTaxAmt` (camt.053.001.04 on),
+    /// else the one `Chrgs/Rcrd/Amt`, else `Chrgs/Amt` (camt.053.001.02). Several records
+    /// without a total are not added up here (they may differ in currency and in who bears them).
+    fn charges(&self, parent: &Node, path: &str) -> Result<Option<OtherAmount>, StatementError> {
+        let Some(charges) = parent.child("Chrgs") else {
+            return Ok(None);
+        };
+        let charges_path = format!("{path}/Chrgs");
+        if let Some(total) = charges.child("TtlChrgsAndTaxAmt") {
+            return Ok(Some(self.other_amount(total, &format!("{charges_path}/TtlChrgsAndTaxAmt"))?));
+        }
+        let records: Vec<&Node> = charges.children_named("Rcrd").collect();
+        if let [record] = records.as_slice()
+            && let Some(amt) = record.child("Amt")
+        {
+            return Ok(Some(self.other_amount(amt, &format!("{charges_path}/Rcrd/Amt"))?));
+        }
+        match charges.child("Amt") {
+            Some(amt) => Ok(Some(self.other_amount(amt, &format!("{charges_path}/Amt"))?)),
+            None => Ok(None),
+        }
     }
 
     /// One transaction of a batched entry: it must carry its own amount so the batch can be
@@ -764,28 +893,48 @@ impl Builder {
             self.statement_id.ok_or_else(|| StatementError::malformed(&statement_location, "missing element Id"))?;
         let account =
             self.account.ok_or_else(|| StatementError::malformed(&statement_location, "missing element Acct"))?;
-        let opening = self.opening_booked.or(self.opening_previous).ok_or_else(|| {
-            StatementError::malformed(
-                &statement_location,
-                "missing opening balance (Bal with Tp/CdOrPrtry/Cd OPBD or PRCD)",
-            )
-        })?;
-        let (closing, closing_location) = self.closing.ok_or_else(|| {
-            StatementError::malformed(&statement_location, "missing closing balance (Bal with Tp/CdOrPrtry/Cd CLBD)")
-        })?;
-        let statement = Statement {
-            format: Format::Camt053,
+        let opening = self.opening_booked.or(self.opening_previous);
+        let closing = self.closing;
+        // A statement is between two booked balances; a report or notification may carry none.
+        if self.format == Format::Camt053 {
+            if opening.is_none() {
+                return Err(StatementError::malformed(
+                    &statement_location,
+                    "missing opening balance (Bal with Tp/CdOrPrtry/Cd OPBD or PRCD)",
+                ));
+            }
+            if closing.is_none() {
+                return Err(StatementError::malformed(
+                    &statement_location,
+                    "missing closing balance (Bal with Tp/CdOrPrtry/Cd CLBD)",
+                ));
+            }
+        }
+        Ok(Statement {
+            format: self.format,
             statement_id,
             account,
             currency: self.currency,
             sequence: self.electronic_sequence.or(self.legal_sequence),
-            opening: Some(opening),
-            closing: Some(closing),
+            opening,
+            closing,
             entries: self.entries,
-        };
-        check_arithmetic_at(&statement, &closing_location)?;
-        Ok(statement)
+            pages: 1,
+            notes: self.notes,
+        })
     }
+}
+
+/// A three-letter ISO 4217 code, or `statement_malformed`.
+fn check_currency_code(currency: &str, location: &str) -> Result<(), StatementError> {
+    let valid = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+    if !valid {
+        return Err(StatementError::malformed(
+            location,
+            format!("currency {:?} is not an ISO 4217 code", crate::text::clip(currency)),
+        ));
+    }
+    Ok(())
 }
 
 /// `CdtDbtInd` of an element: CRDT is +1, DBIT is -1, anything else is refused.
@@ -852,6 +1001,14 @@ fn counterparty(tx: &Node, tx_path: &str, debtor: bool) -> Result<Option<String>
         }
     }
     Ok(None)
+}
+
+/// The other party's IBAN: `RltdPties/DbtrAcct/Id/IBAN` or `/CdtrAcct/Id/IBAN`, when its check
+/// digits hold.
+fn counterparty_iban(tx: &Node, debtor: bool) -> Option<String> {
+    let role = if debtor { "DbtrAcct" } else { "CdtrAcct" };
+    let iban = crate::normalize_account(tx.descend(&["RltdPties", role, "Id", "IBAN"])?.text());
+    crate::iban_is_valid(&iban).then_some(iban)
 }
 
 /// Unstructured remittance lines joined with a space.
@@ -922,8 +1079,14 @@ mod tests {
         )
     }
 
+    fn parse_file(text: &str) -> Result<StatementFile, StatementError> {
+        parse_camt(text.as_bytes(), &ParseOptions::with_scale(2))
+    }
+
     fn parse(stmt: &str) -> Result<Statement, StatementError> {
-        parse_camt053(document(stmt).as_bytes(), 2)
+        let mut file = parse_file(&document(stmt))?;
+        assert_eq!(file.statements.len(), 1);
+        Ok(file.statements.remove(0))
     }
 
     #[test]
@@ -974,47 +1137,116 @@ mod tests {
     }
 
     #[test]
-    fn pending_entries_and_other_messages_are_unsupported() {
+    fn pending_entries_are_skipped_with_a_note() {
         let pending = entry("10.00", "DBIT", "").replace("<Cd>BOOK</Cd>", "<Cd>PDNG</Cd>");
-        let stmt = format!("{HEAD}{}{pending}", closing("90.00", "CRDT"));
-        assert_eq!(parse(&stmt).unwrap_err().code(), "statement_unsupported");
+        let stmt = format!("{HEAD}{}{pending}", closing("100.00", "CRDT"));
+        let statement = parse(&stmt).unwrap();
+        assert!(statement.entries.is_empty());
+        let notes: Vec<(&str, &str)> = statement.notes.iter().map(|n| (n.code, n.location.as_str())).collect();
+        assert_eq!(notes, [("entry_not_booked", "Document/BkToCstmrStmt/Stmt/Ntry[1] (line 8)")]);
+    }
 
-        let camt052 = document(HEAD).replace("camt.053.001.08", "camt.052.001.08");
-        assert_eq!(parse_camt053(camt052.as_bytes(), 2).unwrap_err().code(), "statement_unsupported");
-
+    #[test]
+    fn several_statements_and_other_messages() {
+        let second = format!("{}{}", HEAD.replace("<Id>S1", "<Id>S2"), closing("90.00", "CRDT"));
         let two = document(&format!("{HEAD}{}", closing("100.00", "CRDT")))
-            .replace("</Stmt>", &format!("</Stmt><Stmt>{HEAD}</Stmt>"));
-        let error = parse_camt053(two.as_bytes(), 2).unwrap_err();
-        assert_eq!(error.code(), "statement_unsupported");
-        assert!(error.to_string().contains("several Stmt"), "{error}");
+            .replace("</Stmt>", &format!("</Stmt><Stmt>{second}{}</Stmt>", entry("10.00", "DBIT", "")));
+        let file = parse_file(&two).unwrap();
+        assert_eq!((file.format, file.message.as_deref()), (Format::Camt053, Some("camt.053.001.08")));
+        let ids: Vec<&str> = file.statements.iter().map(|s| s.statement_id.as_str()).collect();
+        assert_eq!(ids, ["S1", "S2"]);
+        assert_eq!(file.statements[1].entries[0].location, "Ntry[1]");
+        // Paths of the second statement carry its index.
+        let broken = two.replacen("<CdtDbtInd>DBIT</CdtDbtInd><Sts>", "<CdtDbtInd>DEBIT</CdtDbtInd><Sts>", 1);
+        let error = parse_file(&broken).unwrap_err();
+        assert!(error.to_string().contains("Document/BkToCstmrStmt/Stmt[2]/Ntry[1]/CdtDbtInd"), "{error}");
+
+        let pain = document(HEAD).replace("camt.053.001.08", "pain.001.001.09");
+        assert_eq!(parse_file(&pain).unwrap_err().code(), "statement_unsupported");
+        let mixed = document(HEAD).replace("camt.053.001.08", "camt.052.001.08");
+        let error = parse_file(&mixed).unwrap_err();
+        assert!(error.to_string().contains("the namespace says camt052"), "{error}");
+    }
+
+    #[test]
+    fn reports_and_notifications_share_the_entry_structure() {
+        let report = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.052.001.02"><BkToCstmrAcctRpt><GrpHdr><MsgId>M</MsgId></GrpHdr>
+<Rpt><Id>R1</Id><Acct><Id><IBAN>DE89370400440532013000</IBAN></Id></Acct>{}</Rpt></BkToCstmrAcctRpt></Document>"#,
+            entry("10.00", "CRDT", "").replace("<Sts><Cd>BOOK</Cd></Sts>", "<Sts>BOOK</Sts>")
+        );
+        let file = parse_file(&report).unwrap();
+        assert_eq!((file.format, file.message.as_deref()), (Format::Camt052, Some("camt.052.001.02")));
+        let statement = &file.statements[0];
+        assert_eq!((statement.opening, statement.closing, statement.balance_difference()), (None, None, None));
+        assert_eq!((statement.currency.as_deref(), statement.entries[0].amount), (Some("EUR"), 1000));
+
+        let notification = report
+            .replace("camt.052.001.02", "camt.054.001.13")
+            .replace("BkToCstmrAcctRpt", "BkToCstmrDbtCdtNtfctn")
+            .replace("Rpt>", "Ntfctn>");
+        let file = parse_file(&notification).unwrap();
+        assert_eq!((file.format, file.statements[0].statement_id.as_str()), (Format::Camt054, "R1"));
+    }
+
+    #[test]
+    fn extracted_fields_of_one_transaction() {
+        let tx = r#"<NtryDtls><TxDtls><Refs><EndToEndId>E2E-1</EndToEndId></Refs>
+<AmtDtls><InstdAmt><Amt Ccy="EUR">100.00</Amt></InstdAmt></AmtDtls>
+<Chrgs><TtlChrgsAndTaxAmt Ccy="EUR">1.50</TtlChrgsAndTaxAmt></Chrgs>
+<RltdPties><Dbtr><Pty><Nm>Anna</Nm></Pty></Dbtr><DbtrAcct><Id><IBAN>NL91ABNA0417164300</IBAN></Id></DbtrAcct></RltdPties>
+</TxDtls></NtryDtls>"#;
+        let stmt = format!("{HEAD}{}{}", closing("198.50", "CRDT"), entry("98.50", "CRDT", tx));
+        let entry = parse(&stmt).unwrap().entries.remove(0);
+        assert_eq!((entry.end_to_end_id.as_deref(), entry.reference.as_deref()), (Some("E2E-1"), Some("E2E-1")));
+        assert_eq!(
+            (entry.counterparty.as_deref(), entry.counterparty_iban.as_deref()),
+            (Some("Anna"), Some("NL91ABNA0417164300"))
+        );
+        assert_eq!(
+            entry.original_amount.as_ref().map(|a| (a.amount.as_str(), a.minor)),
+            Some(("100.00", Some(10_000)))
+        );
+        assert_eq!(entry.charges.as_ref().and_then(|a| a.minor), Some(150));
+        assert_eq!(entry.amount_before_charges(), Some(10_000));
     }
 
     #[test]
     fn doctype_and_foreign_encodings_are_refused() {
         let with_dtd = document(HEAD).replace("<Document", "<!DOCTYPE Document [<!ENTITY x \"&#x26;\">]>\n<Document");
-        let error = parse_camt053(with_dtd.as_bytes(), 2).unwrap_err();
+        let error = parse_file(&with_dtd).unwrap_err();
         assert_eq!(error.code(), "statement_unsupported");
         assert!(error.to_string().contains("DOCTYPE"), "{error}");
 
-        let latin1 = document(HEAD).replace("UTF-8", "ISO-8859-1");
-        assert_eq!(parse_camt053(latin1.as_bytes(), 2).unwrap_err().code(), "statement_unsupported");
+        // A declared single-byte set is honoured: "Müller" in ISO-8859-1.
+        let mut latin1 = document(&format!("{HEAD}{}", closing("100.00", "CRDT")))
+            .replace("UTF-8", "ISO-8859-1")
+            .replace("<Id>S1", "<Id>M\u{0}ller")
+            .into_bytes();
+        let at = latin1.iter().position(|byte| *byte == 0).unwrap();
+        latin1[at] = 0xFC;
+        let file = parse_camt(&latin1, &ParseOptions::with_scale(2)).unwrap();
+        assert_eq!((file.encoding.as_str(), file.statements[0].statement_id.as_str()), ("ISO-8859-1", "Müller"));
+        let unknown = document(HEAD).replace("UTF-8", "EBCDIC-XYZ");
+        assert_eq!(parse_file(&unknown).unwrap_err().code(), "statement_unsupported");
 
         let unknown_entity = document(&format!("{HEAD}{}", closing("100.00", "CRDT"))).replace("<Id>S1", "<Id>S&x;1");
-        assert_eq!(parse_camt053(unknown_entity.as_bytes(), 2).unwrap_err().code(), "statement_malformed");
+        assert_eq!(parse_file(&unknown_entity).unwrap_err().code(), "statement_malformed");
     }
 
     #[test]
     fn entities_and_prefixes_are_handled() {
         let prefixed =
             document(&format!("{HEAD}{}", closing("100.00", "CRDT"))).replace("<Id>S1</Id>", "<Id>S&amp;1&#x41;</Id>");
-        assert_eq!(parse_camt053(prefixed.as_bytes(), 2).unwrap().statement_id, "S&1A");
+        assert_eq!(parse_file(&prefixed).unwrap().statements[0].statement_id, "S&1A");
     }
 
     #[test]
     fn truncation_names_the_open_element() {
         let full = document(&format!("{HEAD}{}{}", closing("90.00", "CRDT"), entry("10.00", "DBIT", "")));
         let cut = &full[..full.find("<BookgDt>").unwrap_or(full.len())];
-        let error = parse_camt053(cut.as_bytes(), 2).unwrap_err();
+        let error = parse_file(cut).unwrap_err();
         assert_eq!(error.code(), "statement_malformed");
         assert!(error.to_string().contains("Ntry[1]"), "{error}");
     }

@@ -143,9 +143,13 @@ pub fn parse_csv(
             reversal: false,
             reference: reference_field(optional(columns.reference)?, &location, "reference")?,
             bank_reference: None,
+            end_to_end_id: None,
             counterparty: field(optional(columns.counterparty)?, &location, "counterparty")?,
+            counterparty_iban: None,
             description: field(optional(columns.description)?, &location, "description")?,
             bank_code: None,
+            original_amount: None,
+            charges: None,
             details: Vec::new(),
             location,
         });
@@ -159,6 +163,8 @@ pub fn parse_csv(
         opening: info.opening,
         closing: info.closing,
         entries,
+        pages: 1,
+        notes: Vec::new(),
     };
     check_arithmetic_at(&statement, "closing balance (CsvStatementInfo.closing)")?;
     Ok(statement)

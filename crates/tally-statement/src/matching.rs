@@ -34,6 +34,8 @@ pub struct LedgerEntry {
     pub amount: i128,
     pub reference: Option<String>,
     pub counterparty: Option<String>,
+    /// The other party's IBAN (normalised: upper case, no spaces), where the ledger knows it.
+    pub counterparty_iban: Option<String>,
 }
 
 /// How close a match must be.
@@ -73,8 +75,13 @@ pub struct Match {
     pub statement_entries: Vec<usize>,
     /// Indexes into the ledger entries, ascending.
     pub ledger_entries: Vec<usize>,
-    /// Statement sum - ledger sum, in minor units; within the tolerance.
+    /// Statement sum - ledger sum, in minor units; within the tolerance, unless
+    /// `before_charges`.
     pub difference: i128,
+    /// The ledger entry matched the statement entry's amount before the bank's charges
+    /// ([`Entry::amount_before_charges`]): `difference` is then the charges, and the amount
+    /// before charges is within the tolerance of the ledger's.
+    pub before_charges: bool,
 }
 
 /// Every statement index and every ledger index appears exactly once: in a match or unmatched.
@@ -92,19 +99,22 @@ pub struct MatchOutcome {
 /// Rules run in a fixed order, each only over what is still unmatched, and each entry on either
 /// side is used at most once:
 ///
-/// 1. **Reference**: the statement entry's `reference` or `bank_reference` equals (trimmed,
-///    case-sensitive) a ledger entry's `reference` or `transfer_id`, same sign, amounts within
-///    the tolerance; no date window, because a shared reference is stronger evidence than a date.
-///    Among several, the closest amount, then the closest date, then the lowest index wins. Then,
+/// 1. **Reference**: the statement entry's `reference`, `end_to_end_id` or `bank_reference`
+///    equals (trimmed, case-sensitive) a ledger entry's `reference` or `transfer_id`, same sign,
+///    amounts within the tolerance (the entry's amount, or its amount before charges); no date
+///    window, because a shared reference is stronger evidence than a date. Among several, the
+///    closest amount, then the closest date, then the lowest index wins. Then,
 ///    for batched statement entries (two or more `details`) still unmatched: when every detail's
 ///    reference finds its own ledger entry (same sign, amount within tolerance) and the batch
 ///    total is within tolerance of their sum, the batch matches them all, recorded as
 ///    [`MatchRule::OneToMany`]. This is not limited by `group_size_max`: the bank itself states
 ///    what the batch is made of, and a netted batch may pair ledger entries of both signs.
 /// 2. **AmountDateCounterparty**: same sign, amounts within tolerance, dates within the window.
-///    When both sides name a counterparty they must agree after normalisation (trimmed,
-///    whitespace collapsed, case-insensitive); those pairs are taken first, the closest date and
-///    then the lowest index winning. A pair where a side has no counterparty is taken only when
+///    When both sides give the counterparty's IBAN, the IBANs must be equal; otherwise, when both
+///    name a counterparty, the names must agree after normalisation (trimmed, whitespace
+///    collapsed, case-insensitive). Pairs that agree are taken first (on the entry's amount, then
+///    on its amount before charges), the closest date and then the lowest index winning. A pair
+///    where a side has no counterparty is taken only when
 ///    it is unambiguous both ways: the statement entry has exactly one such candidate and that
 ///    ledger entry has exactly one such candidate statement entry. This pass repeats while it
 ///    finds something, since each match can resolve another ambiguity.
@@ -188,6 +198,26 @@ fn compare_names(a: &Option<String>, b: &Option<String>) -> Names {
     }
 }
 
+/// Who the other party is, as both sides can say it.
+#[derive(Clone)]
+struct Party {
+    name: Option<String>,
+    iban: Option<String>,
+}
+
+/// IBANs decide when both sides have one; names otherwise.
+fn compare_parties(a: &Party, b: &Party) -> Names {
+    match compare_names(&a.iban, &b.iban) {
+        Names::Unknown => compare_names(&a.name, &b.name),
+        decided => decided,
+    }
+}
+
+fn normalize_iban(iban: Option<&str>) -> Option<String> {
+    let compact = crate::normalize_account(iban?);
+    (!compact.is_empty()).then_some(compact)
+}
+
 /// Indexes sorted by (key, index) with the range of a key found by binary search.
 fn sorted_by<K: Ord + Copy>(len: usize, key: impl Fn(usize) -> K) -> Vec<(K, usize)> {
     let mut sorted: Vec<(K, usize)> = (0..len).map(|index| (key(index), index)).collect();
@@ -226,14 +256,24 @@ impl<'a> Matcher<'a> {
         same_sign(a, b) && a.abs_diff(b) <= self.tolerance
     }
 
-    fn record(&mut self, rule: MatchRule, mut statement_entries: Vec<usize>, mut ledger_entries: Vec<usize>) {
+    fn record(&mut self, rule: MatchRule, statement_entries: Vec<usize>, ledger_entries: Vec<usize>) {
+        self.record_with(rule, statement_entries, ledger_entries, false);
+    }
+
+    fn record_with(
+        &mut self,
+        rule: MatchRule,
+        mut statement_entries: Vec<usize>,
+        mut ledger_entries: Vec<usize>,
+        before_charges: bool,
+    ) {
         statement_entries.sort_unstable();
         ledger_entries.sort_unstable();
         let statement_total =
             statement_entries.iter().fold(0i128, |sum, i| sum.saturating_add(self.statement[*i].amount));
         let ledger_total = ledger_entries.iter().fold(0i128, |sum, j| sum.saturating_add(self.ledger[*j].amount));
         let difference = statement_total.saturating_sub(ledger_total);
-        debug_assert!(difference.unsigned_abs() <= self.tolerance);
+        debug_assert!(before_charges || difference.unsigned_abs() <= self.tolerance);
         for i in &statement_entries {
             debug_assert!(!self.statement_used[*i]);
             self.statement_used[*i] = true;
@@ -242,7 +282,7 @@ impl<'a> Matcher<'a> {
             debug_assert!(!self.ledger_used[*j]);
             self.ledger_used[*j] = true;
         }
-        self.matches.push(Match { rule, statement_entries, ledger_entries, difference });
+        self.matches.push(Match { rule, statement_entries, ledger_entries, difference, before_charges });
     }
 
     /// Ledger indexes by trimmed reference and transfer id.
@@ -277,14 +317,22 @@ impl<'a> Matcher<'a> {
         let index = self.reference_index();
         for i in 0..self.statement.len() {
             let entry = &self.statement[i];
-            let reference = trimmed(entry.reference.as_deref());
-            let bank_reference = trimmed(entry.bank_reference.as_deref()).filter(|key| Some(*key) != reference);
-            let candidates = [reference, bank_reference]
-                .into_iter()
-                .flatten()
-                .flat_map(|key| index.get(key).map(Vec::as_slice).unwrap_or(&[]).iter().copied());
-            if let Some(j) = self.best_by_reference(candidates, entry.amount, entry.booking_date, &[]) {
+            let mut keys: Vec<&str> = Vec::with_capacity(3);
+            for key in [&entry.reference, &entry.end_to_end_id, &entry.bank_reference] {
+                if let Some(key) = trimmed(key.as_deref())
+                    && !keys.contains(&key)
+                {
+                    keys.push(key);
+                }
+            }
+            let candidates =
+                || keys.iter().flat_map(|key| index.get(key).map(Vec::as_slice).unwrap_or(&[]).iter().copied());
+            if let Some(j) = self.best_by_reference(candidates(), entry.amount, entry.booking_date, &[]) {
                 self.record(MatchRule::Reference, vec![i], vec![j]);
+            } else if let Some(gross) = entry.amount_before_charges()
+                && let Some(j) = self.best_by_reference(candidates(), gross, entry.booking_date, &[])
+            {
+                self.record_with(MatchRule::Reference, vec![i], vec![j], true);
             }
         }
     }
@@ -336,26 +384,44 @@ impl<'a> Matcher<'a> {
     }
 
     fn by_amount_date_counterparty(&mut self) {
-        let statement_names: Vec<Option<String>> =
-            self.statement.iter().map(|entry| normalize_name(entry.counterparty.as_deref())).collect();
-        let ledger_names: Vec<Option<String>> =
-            self.ledger.iter().map(|entry| normalize_name(entry.counterparty.as_deref())).collect();
+        let statement_names: Vec<Party> = self
+            .statement
+            .iter()
+            .map(|entry| Party {
+                name: normalize_name(entry.counterparty.as_deref()),
+                iban: normalize_iban(entry.counterparty_iban.as_deref()),
+            })
+            .collect();
+        let ledger_names: Vec<Party> = self
+            .ledger
+            .iter()
+            .map(|entry| Party {
+                name: normalize_name(entry.counterparty.as_deref()),
+                iban: normalize_iban(entry.counterparty_iban.as_deref()),
+            })
+            .collect();
         let ledger_by_amount = sorted_by(self.ledger.len(), |j| self.ledger[j].amount);
         let statement_by_amount = sorted_by(self.statement.len(), |i| self.statement[i].amount);
         let tolerance = i128::try_from(self.tolerance).unwrap_or(i128::MAX);
 
-        // Both sides name the same counterparty.
-        for (i, name) in statement_names.iter().enumerate() {
-            if self.statement_used[i] || name.is_none() {
-                continue;
-            }
-            let side = self.statement_sides[i];
-            let best = self
-                .candidates(side, tolerance, &ledger_by_amount, &self.ledger_sides, &self.ledger_used)
-                .filter(|j| compare_names(name, &ledger_names[*j]) == Names::Same)
-                .min_by_key(|j| (days_apart(side.date, self.ledger_sides[*j].date), *j));
-            if let Some(j) = best {
-                self.record(MatchRule::AmountDateCounterparty, vec![i], vec![j]);
+        // Both sides name the same counterparty: on the amount, then on the amount before charges.
+        for before_charges in [false, true] {
+            for (i, party) in statement_names.iter().enumerate() {
+                if self.statement_used[i] || (party.name.is_none() && party.iban.is_none()) {
+                    continue;
+                }
+                let mut side = self.statement_sides[i];
+                if before_charges {
+                    let Some(gross) = self.statement[i].amount_before_charges() else { continue };
+                    side.amount = gross;
+                }
+                let best = self
+                    .candidates(side, tolerance, &ledger_by_amount, &self.ledger_sides, &self.ledger_used)
+                    .filter(|j| compare_parties(party, &ledger_names[*j]) == Names::Same)
+                    .min_by_key(|j| (days_apart(side.date, self.ledger_sides[*j].date), *j));
+                if let Some(j) = best {
+                    self.record_with(MatchRule::AmountDateCounterparty, vec![i], vec![j], before_charges);
+                }
             }
         }
 
@@ -368,7 +434,7 @@ impl<'a> Matcher<'a> {
                 }
                 let side = self.statement_sides[i];
                 let compatible = |this: &Self, i: usize, j: usize| {
-                    compare_names(&statement_names[i], &ledger_names[j]) != Names::Different
+                    compare_parties(&statement_names[i], &ledger_names[j]) != Names::Different
                         && !this.statement_used[i]
                         && !this.ledger_used[j]
                 };
@@ -589,18 +655,11 @@ mod tests {
     use time::macros::date;
 
     fn statement_entry(amount: i128, day: u8, reference: Option<&str>, counterparty: Option<&str>) -> Entry {
+        let booking_date = date!(2026 - 03 - 01).replace_day(day).unwrap_or(date!(2026 - 03 - 01));
         Entry {
-            location: String::new(),
-            booking_date: date!(2026 - 03 - 01).replace_day(day).unwrap_or(date!(2026 - 03 - 01)),
-            value_date: None,
-            amount,
-            reversal: false,
             reference: reference.map(str::to_owned),
-            bank_reference: None,
             counterparty: counterparty.map(str::to_owned),
-            description: None,
-            bank_code: None,
-            details: Vec::new(),
+            ..Entry::booked(String::new(), booking_date, amount)
         }
     }
 
@@ -611,6 +670,7 @@ mod tests {
             amount,
             reference: None,
             counterparty: counterparty.map(str::to_owned),
+            counterparty_iban: None,
         }
     }
 
@@ -652,6 +712,47 @@ mod tests {
         let pairs: Vec<(Vec<usize>, Vec<usize>)> =
             outcome.matches.iter().map(|m| (m.statement_entries.clone(), m.ledger_entries.clone())).collect();
         assert_eq!(pairs, [(vec![1], vec![0]), (vec![0], vec![1])]);
+    }
+
+    #[test]
+    fn end_to_end_ids_ibans_and_charges_take_part() {
+        let mut by_end_to_end = statement_entry(-500, 2, Some("CUSTOMER-REF"), None);
+        by_end_to_end.end_to_end_id = Some("E2E-1".to_owned());
+        let mut charged = statement_entry(9_850, 3, Some("INV-9"), None);
+        charged.charges = Some(crate::OtherAmount { currency: "EUR".into(), amount: "1.50".into(), minor: Some(150) });
+        let mut by_iban = statement_entry(-700, 4, None, Some("Someone Else"));
+        by_iban.counterparty_iban = Some("NL91 ABNA 0417 1643 00".to_owned());
+        let statement = [by_end_to_end, charged, by_iban];
+        let mut ledger = vec![
+            ledger_entry("t1", -500, 2, None),
+            ledger_entry("t2", 10_000, 3, None),
+            ledger_entry("t3", -700, 4, Some("Jansen")),
+            ledger_entry("t4", -700, 4, None),
+        ];
+        ledger[0].reference = Some("E2E-1".to_owned());
+        ledger[1].reference = Some("INV-9".to_owned());
+        ledger[2].counterparty_iban = Some("NL91ABNA0417164300".to_owned());
+        let outcome = match_entries(&statement, &ledger, &MatchRules::default());
+        let matched = |rule, i: usize, j: usize, difference, before_charges| Match {
+            rule,
+            statement_entries: vec![i],
+            ledger_entries: vec![j],
+            difference,
+            before_charges,
+        };
+        assert_eq!(
+            outcome.matches,
+            [
+                matched(MatchRule::Reference, 0, 0, 0, false),
+                matched(MatchRule::Reference, 1, 1, -150, true),
+                matched(MatchRule::AmountDateCounterparty, 2, 2, 0, false),
+            ]
+        );
+        // Different IBANs never pair, whatever the names say.
+        ledger[2].counterparty_iban = Some("DE89370400440532013000".to_owned());
+        ledger[2].counterparty = Some("Someone Else".to_owned());
+        let outcome = match_entries(&statement, &ledger, &MatchRules::default());
+        assert!(outcome.matches.iter().all(|m| m.ledger_entries != [2]));
     }
 
     #[test]

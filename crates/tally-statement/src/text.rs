@@ -9,12 +9,23 @@ use crate::{FIELD_LEN_MAX, STATEMENT_BYTES_MAX, STATEMENT_ENTRIES_MAX, Statement
 /// Refuses inputs over the size limit and scales that `tally_core` cannot represent, before any
 /// parsing work is done.
 pub(crate) fn check_input(bytes: &[u8], scale: u8) -> Result<(), StatementError> {
+    check_scale(scale)?;
+    check_size(bytes)
+}
+
+/// Refuses scales that `tally_core` cannot represent.
+pub(crate) fn check_scale(scale: u8) -> Result<(), StatementError> {
     if scale > SCALE_MAX {
         return Err(StatementError::unsupported(
             "scale argument",
             format!("scale {scale} is above the largest supported scale {SCALE_MAX}"),
         ));
     }
+    Ok(())
+}
+
+/// Refuses inputs over [`STATEMENT_BYTES_MAX`].
+pub(crate) fn check_size(bytes: &[u8]) -> Result<(), StatementError> {
     if bytes.len() > STATEMENT_BYTES_MAX {
         return Err(StatementError::too_large(
             "input",
@@ -33,15 +44,6 @@ pub(crate) fn check_entry_count(entries_len: usize, location: &str) -> Result<()
         ));
     }
     Ok(())
-}
-
-/// The input as UTF-8 text without a byte order mark; invalid UTF-8 is refused with its line.
-pub(crate) fn utf8_text(bytes: &[u8]) -> Result<&str, StatementError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|error| {
-        let line = line_at(bytes, error.valid_up_to());
-        StatementError::malformed(format!("line {line}"), "text is not valid UTF-8")
-    })
 }
 
 /// The 1-based line number of a byte offset.
@@ -237,8 +239,6 @@ mod tests {
         assert_eq!(check_input(b"", 19).unwrap_err().code(), "statement_unsupported");
         assert!(check_input(b"", 18).is_ok());
         assert_eq!(check_entry_count(STATEMENT_ENTRIES_MAX, "line 3").unwrap_err().code(), "statement_too_large");
-        assert_eq!(utf8_text(b"a\nb\n\xff").unwrap_err().location(), "line 3");
-        assert_eq!(utf8_text(b"\xEF\xBB\xBFabc"), Ok("abc"));
         assert_eq!(clip(&"x".repeat(100)).chars().count(), 65);
         let mut counter = LineCounter::new(b"a\nb\nc\n");
         assert_eq!([counter.line_at(0), counter.line_at(2), counter.line_at(5), counter.line_at(1)], [1, 2, 3, 1]);

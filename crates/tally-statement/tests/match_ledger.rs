@@ -2,7 +2,8 @@
 //! ambiguity shows up.
 
 use tally_statement::{
-    LedgerEntry, Match, MatchOutcome, MatchRule, MatchRules, Statement, match_entries, parse_camt053, parse_mt940,
+    LedgerEntry, Match, MatchOutcome, MatchRule, MatchRules, ParseOptions, Statement, match_entries, parse_camt,
+    parse_mt940,
 };
 use time::Date;
 use time::macros::date;
@@ -23,15 +24,28 @@ fn ledger(
         amount,
         reference: reference.map(str::to_owned),
         counterparty: counterparty.map(str::to_owned),
+        counterparty_iban: None,
     }
 }
 
 fn matched(rule: MatchRule, statement_entries: &[usize], ledger_entries: &[usize], difference: i128) -> Match {
-    Match { rule, statement_entries: statement_entries.to_vec(), ledger_entries: ledger_entries.to_vec(), difference }
+    Match {
+        rule,
+        statement_entries: statement_entries.to_vec(),
+        ledger_entries: ledger_entries.to_vec(),
+        difference,
+        before_charges: false,
+    }
+}
+
+/// The one statement of a fixture.
+fn only(statements: Vec<Statement>) -> Statement {
+    assert_eq!(statements.len(), 1);
+    statements.into_iter().next().expect("one statement")
 }
 
 fn camt_statement() -> Statement {
-    parse_camt053(CAMT, 2).expect("the camt.053 fixture parses")
+    only(parse_camt(CAMT, &ParseOptions::with_scale(2)).expect("the camt.053 fixture parses").statements)
 }
 
 /// Against the camt.053 fixture (entries: 0 invoice in, 1 order out, 2 batch of three
@@ -144,7 +158,8 @@ fn mt940_ledger() -> Vec<LedgerEntry> {
 
 #[test]
 fn mt940_statement_against_the_ledger() {
-    let statement = parse_mt940(MT940, 2).expect("the MT940 fixture parses");
+    let statement =
+        only(parse_mt940(MT940, &ParseOptions::with_scale(2)).expect("the MT940 fixture parses").statements);
     let outcome = match_entries(&statement.entries, &mt940_ledger(), &MatchRules::default());
     assert_eq!(
         outcome,
@@ -193,4 +208,32 @@ fn outcomes_serialize_with_snake_case_rules() {
     assert_eq!(json["matches"][3]["rule"], "one_to_many");
     assert_eq!(json["matches"][4]["rule"], "amount_date_counterparty");
     assert_eq!(json["matches"][5]["difference"], 5);
+}
+
+const DUTCH: &[u8] = include_bytes!("fixtures/mt940_dutch.sta");
+
+/// The Dutch fixture's first day against a ledger that knows the end-to-end id, the other
+/// party's IBAN (under another name) and the invoice amount before the bank's charges.
+#[test]
+fn end_to_end_ids_ibans_and_charges_from_the_file() {
+    let file = parse_mt940(DUTCH, &ParseOptions::with_scale(2)).expect("the Dutch fixture parses");
+    let statement = &file.statements[0];
+    let mut ledger = vec![
+        ledger("tr-order", None, -85_000, date!(2026 - 03 - 02), Some("DV Office")),
+        ledger("tr-invoice", Some("2026-INV-77"), 10_000, date!(2026 - 03 - 02), None),
+        ledger("tr-jansen", Some("E2E-NL-0117"), 150_000, date!(2026 - 03 - 01), None),
+        ledger("tr-other-order", None, -85_000, date!(2026 - 03 - 02), None),
+    ];
+    ledger[0].counterparty_iban = Some("NL20 INGB 0001 2345 67".to_owned());
+    let outcome = match_entries(&statement.entries, &ledger, &MatchRules::default());
+    let charged = Match { before_charges: true, ..matched(MatchRule::Reference, &[2], &[1], -150) };
+    assert_eq!(
+        outcome.matches,
+        [
+            matched(MatchRule::Reference, &[0], &[2], 0),
+            charged,
+            matched(MatchRule::AmountDateCounterparty, &[1], &[0], 0),
+        ]
+    );
+    assert_eq!(outcome.unmatched_ledger, [3]);
 }

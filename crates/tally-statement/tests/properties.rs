@@ -4,15 +4,25 @@ mod common;
 
 use proptest::prelude::*;
 use tally_statement::{
-    CsvLayout, CsvStatementInfo, Entry, EntryDetail, Format, LedgerEntry, MatchRule, MatchRules, match_entries,
-    parse_camt053, parse_csv, parse_mt940,
+    CsvLayout, CsvStatementInfo, Entry, EntryDetail, Format, LedgerEntry, MatchRule, MatchRules, OtherAmount,
+    ParseOptions, Statement, StatementError, match_entries, parse_camt, parse_csv, parse_mt940,
 };
 use time::{Date, Duration};
 
-const FIXTURES: [&[u8]; 3] = [
+const FIXTURES: [&[u8]; 13] = [
     include_bytes!("fixtures/camt053_multi.xml"),
     include_bytes!("fixtures/mt940_multi.sta"),
     include_bytes!("fixtures/statement.csv"),
+    include_bytes!("fixtures/mt940_daily.sta"),
+    include_bytes!("fixtures/mt940_paged.sta"),
+    include_bytes!("fixtures/mt940_german.sta"),
+    include_bytes!("fixtures/mt940_swift_blocks.sta"),
+    include_bytes!("fixtures/mt940_polish_iso8859-2.sta"),
+    include_bytes!("fixtures/mt940_dutch.sta"),
+    include_bytes!("fixtures/camt053_v02_two_accounts.xml"),
+    include_bytes!("fixtures/camt053_v13_two_days.xml"),
+    include_bytes!("fixtures/camt052_intraday.xml"),
+    include_bytes!("fixtures/camt054_notifications.xml"),
 ];
 
 fn csv_layout() -> CsvLayout {
@@ -33,21 +43,34 @@ fn csv_info() -> CsvStatementInfo {
 /// parses must still be internally consistent.
 fn parse_everything(bytes: &[u8], scale: u8) {
     let _ = Format::detect(bytes);
-    for result in [
-        parse_camt053(bytes, scale),
-        parse_mt940(bytes, scale),
-        parse_csv(bytes, scale, &csv_layout(), &csv_info()),
-        parse_csv(bytes, scale, &CsvLayout::default(), &csv_info()),
-    ] {
-        match result {
-            Ok(statement) => {
+    let options = ParseOptions::with_scale(scale);
+    let files =
+        [parse_camt(bytes, &options), parse_mt940(bytes, &options)].map(|result| result.map(|file| file.statements));
+    let csv = [
+        parse_csv(bytes, scale, &csv_layout(), &csv_info()).map(|statement| vec![statement]),
+        parse_csv(bytes, scale, &CsvLayout::default(), &csv_info()).map(|statement| vec![statement]),
+    ];
+    for result in files.into_iter().chain(csv) {
+        check(result);
+    }
+}
+
+fn check(result: Result<Vec<Statement>, StatementError>) {
+    match result {
+        Ok(statements) => {
+            assert!(!statements.is_empty());
+            for statement in statements {
                 assert!(statement.entries.iter().all(|entry| entry.amount != 0));
-                assert_eq!(tally_statement::check_arithmetic(&statement), Ok(()));
+                assert!(statement.pages >= 1);
+                assert!(statement.notes.len() <= tally_statement::NOTES_MAX);
+                // The difference is exactly what check_arithmetic refuses.
+                let adds_up = matches!(statement.balance_difference(), Some(0) | None);
+                assert_eq!(adds_up, tally_statement::check_arithmetic(&statement).is_ok());
             }
-            Err(error) => {
-                assert!(error.code().starts_with("statement_"));
-                assert!(!error.location().is_empty());
-            }
+        }
+        Err(error) => {
+            assert!(error.code().starts_with("statement_"));
+            assert!(!error.location().is_empty());
         }
     }
 }
@@ -240,8 +263,9 @@ fn amount() -> impl Strategy<Value = i128> {
 
 fn statement_entry() -> impl Strategy<Value = Entry> {
     let details = prop::collection::vec((amount(), text_from(REFERENCES), text_from(NAMES)), 0..4);
-    (amount(), 0u8..8, text_from(REFERENCES), text_from(REFERENCES), text_from(NAMES), details).prop_map(
-        |(amount, offset, reference, bank_reference, counterparty, details)| Entry {
+    let charges = prop::option::of(1i128..=150);
+    (amount(), 0u8..8, text_from(REFERENCES), text_from(REFERENCES), text_from(NAMES), details, charges).prop_map(
+        |(amount, offset, reference, bank_reference, counterparty, details, charges)| Entry {
             location: String::new(),
             booking_date: day(offset),
             value_date: None,
@@ -249,9 +273,17 @@ fn statement_entry() -> impl Strategy<Value = Entry> {
             reversal: false,
             reference,
             bank_reference,
+            end_to_end_id: None,
             counterparty,
+            counterparty_iban: None,
             description: None,
             bank_code: None,
+            original_amount: None,
+            charges: charges.map(|minor| OtherAmount {
+                currency: "EUR".to_owned(),
+                amount: String::new(),
+                minor: Some(minor),
+            }),
             details: details
                 .into_iter()
                 .map(|(amount, reference, counterparty)| EntryDetail { amount, reference, counterparty })
@@ -268,6 +300,7 @@ fn ledger_entry() -> impl Strategy<Value = LedgerEntry> {
             amount,
             reference,
             counterparty,
+            counterparty_iban: None,
         },
     )
 }
@@ -307,7 +340,15 @@ proptest! {
             let statement_total: i128 = found.statement_entries.iter().map(|i| statement[*i].amount).sum();
             let ledger_total: i128 = found.ledger_entries.iter().map(|j| ledger[*j].amount).sum();
             prop_assert_eq!(found.difference, statement_total - ledger_total);
-            prop_assert!(found.difference.abs() <= tolerance, "{:?} beyond tolerance {}", found, tolerance);
+            if found.before_charges {
+                // Only one entry pairs with one on its amount before charges, and that amount is
+                // within the tolerance.
+                prop_assert_eq!((found.statement_entries.len(), found.ledger_entries.len()), (1, 1));
+                let gross = statement[found.statement_entries[0]].amount_before_charges();
+                prop_assert!(gross.is_some_and(|gross| (gross - ledger_total).abs() <= tolerance), "{:?}", found);
+            } else {
+                prop_assert!(found.difference.abs() <= tolerance, "{:?} beyond tolerance {}", found, tolerance);
+            }
             let first = &statement[found.statement_entries[0]];
             let sign = first.amount.signum();
             prop_assert!(sign != 0);
@@ -348,5 +389,130 @@ proptest! {
 
         // Deterministic: the same input gives the same outcome.
         prop_assert_eq!(&match_entries(&statement, &ledger, &rules), &outcome);
+    }
+}
+
+/// One generated statement: opening balance, entries split into pages, and how far its closing
+/// balance is off (0: it adds up).
+#[derive(Debug, Clone)]
+struct Generated {
+    account: &'static str,
+    opening: i128,
+    pages: Vec<Vec<i128>>,
+    closing_off_by: i128,
+}
+
+/// How messages are put into a file.
+#[derive(Debug, Clone, Copy)]
+enum Envelope {
+    /// `-` after each message.
+    Dashes,
+    /// One message after the other, nothing between.
+    RunOn,
+    /// Each message in `{1:}{2:}{4:` … `-}{5:}`.
+    SwiftBlocks,
+    /// Header records and blank lines before each message, `-` after it.
+    HeaderRecords,
+}
+
+fn generated() -> impl Strategy<Value = Generated> {
+    let entry = prop_oneof![1i128..=99_999, -99_999i128..=-1];
+    let page = prop::collection::vec(entry, 0..4);
+    (
+        prop::sample::select(vec!["DE89370400440532013000", "/PL61109010140000071219812874", "37040044/0532013000"]),
+        -500_000i128..=500_000,
+        prop::collection::vec(page, 1..4),
+        prop_oneof![4 => Just(0i128), 1 => -500i128..=500],
+    )
+        .prop_map(|(account, opening, pages, closing_off_by)| Generated {
+            account,
+            opening,
+            pages,
+            closing_off_by,
+        })
+}
+
+fn swift_balance(tag: &str, amount: i128) -> String {
+    let sign = if amount < 0 { 'D' } else { 'C' };
+    let magnitude = amount.unsigned_abs();
+    format!(":{tag}:{sign}260302EUR{},{:02}", magnitude / 100, magnitude % 100)
+}
+
+/// Renders the statements as an MT940 file.
+fn render(statements: &[Generated], envelope: Envelope, line_end: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for (index, statement) in statements.iter().enumerate() {
+        let mut balance = statement.opening;
+        let page_count = statement.pages.len();
+        for (page_index, page) in statement.pages.iter().enumerate() {
+            let first = page_index == 0;
+            let last = page_index + 1 == page_count;
+            match envelope {
+                Envelope::SwiftBlocks => {
+                    lines.push(
+                        "{1:F01BANKDEFFAXXX0000000000}{2:O9401200260302BANKDEFFXXXX00000000002603021200N}{4:".into(),
+                    );
+                }
+                Envelope::HeaderRecords => {
+                    lines.extend(["".into(), "0000 01BANKDEFFXXXX0000000001".into(), "940 00".into()])
+                }
+                Envelope::Dashes | Envelope::RunOn => {}
+            }
+            lines.push(format!(":20:GEN{index}"));
+            lines.push(format!(":25:{}", statement.account));
+            lines.push(format!(":28C:{index}/{}", page_index + 1));
+            lines.push(swift_balance(if first { "60F" } else { "60M" }, balance));
+            for amount in page {
+                let mark = if *amount < 0 { 'D' } else { 'C' };
+                let magnitude = amount.unsigned_abs();
+                lines.push(format!(":61:260302{mark}{},{:02}NTRFREF-{index}", magnitude / 100, magnitude % 100));
+                lines.push(format!(":86:?20entry of statement {index}"));
+                balance += amount;
+            }
+            let closing = if last { balance + statement.closing_off_by } else { balance };
+            lines.push(swift_balance(if last { "62F" } else { "62M" }, closing));
+            match envelope {
+                Envelope::SwiftBlocks => lines.push("-}{5:{CHK:123456789ABC}}".into()),
+                Envelope::Dashes | Envelope::HeaderRecords => lines.push("-".into()),
+                Envelope::RunOn => {}
+            }
+        }
+    }
+    lines.iter().map(|line| format!("{line}{line_end}")).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever the envelope and paging, a file of generated statements reads back as those
+    /// statements: one per statement, pages joined, every entry kept, the difference exact.
+    #[test]
+    fn mt940_files_read_back_as_the_statements_written(
+        statements in prop::collection::vec(generated(), 1..6),
+        envelope in prop::sample::select(vec![Envelope::Dashes, Envelope::RunOn, Envelope::SwiftBlocks, Envelope::HeaderRecords]),
+        line_end in prop::sample::select(vec!["\n", "\r\n"]),
+    ) {
+        let text = render(&statements, envelope, line_end);
+        let file = parse_mt940(text.as_bytes(), &ParseOptions::with_scale(2)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(file.statements.len(), statements.len());
+        for (read, written) in file.statements.iter().zip(&statements) {
+            let amounts: Vec<i128> = read.entries.iter().map(|entry| entry.amount).collect();
+            prop_assert_eq!(amounts, written.pages.concat());
+            prop_assert_eq!(read.pages as usize, written.pages.len());
+            prop_assert_eq!(read.opening.map(|b| b.amount), Some(written.opening));
+            prop_assert_eq!(read.balance_difference(), Some(written.closing_off_by));
+            prop_assert_eq!(read.account.as_str(), written.account);
+            // A last page that does not add up is located by a note when there are several.
+            let notes: Vec<(&str, Option<i128>)> = read.notes.iter().map(|note| (note.code, note.amount)).collect();
+            if written.closing_off_by != 0 && written.pages.len() > 1 {
+                prop_assert_eq!(notes, [("page_does_not_add_up", Some(written.closing_off_by))]);
+            } else {
+                prop_assert!(notes.is_empty(), "{:?}", notes);
+            }
+        }
+        let header_notes = file.notes.iter().filter(|note| note.code == "header_skipped").count();
+        let messages: usize = statements.iter().map(|s| s.pages.len()).sum();
+        let expected_headers = if matches!(envelope, Envelope::HeaderRecords) { 2 * messages } else { 0 };
+        prop_assert_eq!(header_notes, expected_headers.min(tally_statement::NOTES_MAX));
     }
 }

@@ -1,6 +1,8 @@
-//! `/v1/statements`: import a bank statement (camt.053 or MT940, the file as the body) for an
-//! account, matched against its journal; read a statement's report as JSON, CSV or HTML.
-//! CSV statements need a column layout and are imported with `tally statement import`.
+//! `/v1/statements`: import a bank statement file (camt.053, camt.052, camt.054 or MT940, the
+//! file as the body) of one or several statements, each mapped to the account that mirrors its
+//! bank account and matched against its journal; read a statement's or a file's report as JSON,
+//! CSV or HTML. CSV statements need a column layout and are imported with `tally statement
+//! import`.
 
 use crate::auth::{EVENT_READERS, Principal};
 use crate::body::{Path, Query, RawBody};
@@ -12,8 +14,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tally_recon::render::render_statement;
-use tally_recon::statement::{ImportOptions, import_statement, statement_report};
+use tally_recon::ReconError;
+use tally_recon::render::{render_file, render_statement};
+use tally_recon::statement::{ImportOptions, file_report, import_file, parse_mapping_entry, statement_report};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -21,10 +24,16 @@ use uuid::Uuid;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
-    /// The Tally account that mirrors the bank account (id or code).
-    pub account: String,
-    /// `camt053` or `mt940`; recognized from the file when absent.
+    /// The Tally account that mirrors the file's bank account (id or code); needed unless `map`
+    /// names every bank account of the file.
+    pub account: Option<String>,
+    /// Bank account to Tally account, comma-separated: `NL91ABNA0417164300=bank-nl,DE89370400440532013000=bank-de`.
+    /// Statements of bank accounts mapped to nothing are reported as unmapped.
+    pub map: Option<String>,
+    /// `camt053`, `camt052`, `camt054` or `mt940`; recognized from the file when absent.
     pub format: Option<String>,
+    /// The file's character set (`iso-8859-2`, `windows-1250`); UTF-8 or detected when absent.
+    pub encoding: Option<String>,
     /// Amounts that differ by at most this much still match (a decimal amount; default 0).
     pub tolerance: Option<String>,
     /// Dates that differ by at most this many days still match (0 to 31; default 2).
@@ -32,13 +41,17 @@ pub struct ImportQuery {
     pub date_window_days: Option<u32>,
 }
 
-/// An imported statement and its matching report.
+/// An imported statement file and its report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatementView {
-    pub statement_id: Uuid,
-    /// False when the same file had been imported before: nothing was written.
+    pub file_id: Uuid,
+    /// The file's statement, when it holds exactly one that is recorded.
+    pub statement_id: Option<Uuid>,
+    /// False when the same file had been imported before and nothing of it is new: nothing was
+    /// written.
     pub created: bool,
-    /// Matches, unmatched entries on both sides, balances against Tally's, findings.
+    /// Every statement of the file (imported, imported before, or unmapped), each imported one
+    /// with its matches, unmatched entries on both sides, balances against Tally's and findings.
     #[schema(value_type = Object)]
     pub report: serde_json::Value,
 }
@@ -48,7 +61,7 @@ pub struct StatementView {
     responses((status = 201, body = StatementView, description = "Imported and matched"),
               (status = 200, body = StatementView, description = "The same file was imported before: its report"),
               (status = 409, description = "statement_exists_with_different_content"),
-              (status = 422, description = "statement_malformed, statement_amount_invalid, statement_date_invalid, statement_balance_mismatch, statement_unsupported, statement_too_large, statement_currency_mismatch, statement_format_unknown")),
+              (status = 422, description = "statement_malformed, statement_amount_invalid, statement_date_invalid, statement_balance_mismatch, statement_unsupported, statement_too_large, statement_currency_mismatch, statement_format_unknown, statement_mapping_invalid, statement_mapping_ambiguous")),
     security(("bearer" = [])))]
 pub async fn import(
     State(state): State<AppState>,
@@ -59,25 +72,55 @@ pub async fn import(
     principal.require(EVENT_READERS)?;
     let format = match query.format.as_deref() {
         None => None,
-        Some("camt053") => Some(tally_statement::Format::Camt053),
-        Some("mt940") => Some(tally_statement::Format::Mt940),
-        Some(_) => return Err(ApiError::bad_request("invalid_query", "format must be camt053 or mt940")),
+        Some(name) => {
+            match tally_statement::Format::parse(name).filter(|format| *format != tally_statement::Format::Csv) {
+                Some(format) => Some(format),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        "format must be camt053, camt052, camt054 or mt940",
+                    ));
+                }
+            }
+        }
     };
-    let record = state.store.require_account(&query.account).await?;
-    principal.require_account(record.account.id.0)?;
-    let mut options = ImportOptions { format, ..ImportOptions::default() };
+    let mut mapping = Vec::new();
+    for entry in query.map.as_deref().unwrap_or("").split(',').filter(|entry| !entry.trim().is_empty()) {
+        mapping.push(parse_mapping_entry(entry)?);
+    }
+    // Every Tally account the import may touch must be one the key may act on; each is named
+    // by its id from here on.
+    let mut scale = None;
+    let mut account = None;
+    if let Some(named) = &query.account {
+        let record = state.store.require_account(named).await?;
+        principal.require_account(record.account.id.0)?;
+        scale = Some(record.scale);
+        account = Some(record.account.id.to_string());
+    }
+    for (_, tally) in &mut mapping {
+        let record = state.store.require_account(tally).await?;
+        principal.require_account(record.account.id.0)?;
+        scale = scale.or(Some(record.scale));
+        *tally = record.account.id.to_string();
+    }
+    let mut options =
+        ImportOptions { format, account, mapping, encoding: query.encoding.clone(), ..ImportOptions::default() };
     if let Some(tolerance) = &query.tolerance {
-        options.rules.amount_tolerance = tally_core::parse_amount(tolerance, record.scale)
+        // The tolerance is written in the currency of the first account named.
+        let scale = scale
+            .ok_or_else(|| ApiError::from(ReconError::StatementMappingInvalid("name an account or a map".into())))?;
+        options.rules.amount_tolerance = tally_core::parse_amount(tolerance, scale)
             .map_err(|e| ApiError::bad_request("invalid_amount", format!("tolerance: {e}")))?;
     }
     if let Some(days) = query.date_window_days {
         options.rules.date_window_days = days;
     }
-    let outcome =
-        import_statement(&state.recon, &record.account.id.to_string(), &body, &options, &principal.actor()).await?;
+    let outcome = import_file(&state.recon, &body, &options, &principal.actor()).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     let view = StatementView {
-        statement_id: outcome.statement_id,
+        file_id: outcome.file_id,
+        statement_id: outcome.only_statement(),
         created: outcome.created,
         report: serde_json::to_value(&outcome.report).expect("reports serialize"),
     };
@@ -85,8 +128,8 @@ pub async fn import(
 }
 
 #[utoipa::path(operation_id = "get_statement", get, path = "/v1/statements/{id}", tag = "reconciliation",
-    params(("id" = Uuid, Path, description = "The statement's id"), ReportQuery),
-    responses((status = 200, description = "The statement's report as JSON, CSV or HTML"),
+    params(("id" = Uuid, Path, description = "The id of a statement, or of a statement file"), ReportQuery),
+    responses((status = 200, description = "The statement's (or the file's) report as JSON, CSV or HTML"),
               (status = 404, description = "statement_not_found")),
     security(("bearer" = [])))]
 pub async fn show(
@@ -97,6 +140,12 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
-    let report = statement_report(&state.recon, id).await?;
-    Ok(rendered(render_statement(&report, format), format))
+    match statement_report(&state.recon, id).await {
+        Ok(report) => Ok(rendered(render_statement(&report, format), format)),
+        Err(ReconError::StatementNotFound(_)) => {
+            let report = file_report(&state.recon, id).await?;
+            Ok(rendered(render_file(&report, format), format))
+        }
+        Err(error) => Err(error.into()),
+    }
 }

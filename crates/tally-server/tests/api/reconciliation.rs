@@ -142,7 +142,7 @@ async fn a_statement_is_imported_over_the_api_once_and_its_report_read_back() {
     let first = post(camt.clone(), "account=bank-eur").await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!(first.body["report"]["format"], "camt053");
-    assert_eq!(first.body["report"]["statement_entries"], 7);
+    assert_eq!(first.body["report"]["statements"][0]["report"]["statement_entries"], 7);
     assert_eq!(first.body["report"]["actor"], "key:operator");
     let again = post(camt.clone(), "account=bank-eur").await;
     assert_eq!((again.status, &again.body["created"]), (StatusCode::OK, &json!(false)));
@@ -162,4 +162,24 @@ async fn a_statement_is_imported_over_the_api_once_and_its_report_read_back() {
     assert_eq!(unknown.code(), "statement_format_unknown");
     let missing = api.get(&format!("/v1/statements/{}", uuid::Uuid::now_v7()), &api.auditor).await;
     assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "statement_not_found"));
+
+    // A file of several bank accounts: mapped in the query; the one left out is reported.
+    api.open("bank-nl", "EUR", json!({"unrestricted": true})).await;
+    let dutch =
+        std::fs::read(format!("{}/../tally-statement/tests/fixtures/mt940_dutch.sta", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    let ambiguous = post(dutch.clone(), "account=bank-nl").await;
+    assert_eq!((ambiguous.status, ambiguous.code()), (StatusCode::UNPROCESSABLE_ENTITY, "statement_mapping_ambiguous"));
+    let mapped = post(dutch.clone(), "map=NL91ABNA0417164300%3Dbank-nl,NL02ABNA0123456789%3Dbank-eur").await;
+    assert_eq!(mapped.status, StatusCode::CREATED, "{}", mapped.body);
+    assert_eq!(
+        (mapped.body["report"]["imported"].as_i64(), mapped.body["report"]["unmapped"].as_i64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(mapped.body["statement_id"], json!(null));
+    let file = mapped.body["file_id"].as_str().unwrap();
+    let csv = api.get(&format!("/v1/statements/{file}?format=csv"), &api.auditor).await;
+    assert!(csv.body.as_str().unwrap().contains("unmapped_statement"), "{}", csv.body);
+    let bad_map = post(dutch, "map=NL91ABNA0417164300").await;
+    assert_eq!(bad_map.code(), "statement_mapping_invalid");
 }
