@@ -199,6 +199,7 @@ impl ReconError {
             ReconError::StatementNotFound(_) => "statement_not_found",
             ReconError::StatementRulesInvalid(_) => "statement_rules_invalid",
             ReconError::Store(error) => error.code(),
+            ReconError::Db(error) if tally_store::error::is_connection_lost(error) => "database_unavailable",
             ReconError::Db(_) => "database_error",
         }
     }

@@ -154,7 +154,7 @@ pub async fn import_statement(
                       "entries": statement.entries.len(), "sha256": hex_of(&digest)}),
     };
     append(&db_tx, &[entry]).await?;
-    db_tx.commit().await?;
+    tally_store::commit_transaction(db_tx).await?;
     drop(client);
 
     let report = match_and_store(recon, statement_id, &record, &statement, &reference, &options.rules, actor).await?;
@@ -394,7 +394,7 @@ async fn match_and_store(
                       "unmatched_statement": report.unmatched_statement, "unmatched_ledger": report.unmatched_ledger}),
     };
     append(&db_tx, &[entry]).await?;
-    db_tx.commit().await?;
+    tally_store::commit_transaction(db_tx).await?;
     Ok(report)
 }
 

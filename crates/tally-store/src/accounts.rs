@@ -169,7 +169,7 @@ impl Store {
         let after = serde_json::to_value(&record).expect("account serializes");
         append_audit_and_events(&tx, actor, &[("account.create", "account.created", id.to_string(), None, after)])
             .await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok((record, true))
     }
 
@@ -277,7 +277,7 @@ impl Store {
         let after = serde_json::to_value(&record).expect("serializes");
         let change_row = (change.action(), change.event_type(), id.to_string(), Some(before), after);
         append_audit_and_events(&tx, actor, &[change_row]).await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok(record)
     }
 }
@@ -354,7 +354,7 @@ impl Store {
             })
             .collect();
         crate::journal::append(&tx, &entries).await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok(created.len())
     }
 }
