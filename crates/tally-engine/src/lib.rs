@@ -756,8 +756,13 @@ impl Pipeline {
                     let actors = decide::actors(&batch.submissions);
                     match connection.commit_batch(&state, &output, &actors, &expected, at, order).await {
                         Ok(()) => Settled::Committed(outcomes),
-                        Err(StoreError::CommitUnanswered { batch: Some(unanswered), .. }) => {
-                            match decide::resolve(&inner.store, &unanswered, inner.config.resolve_within).await {
+                        Err(StoreError::CommitUnanswered { batch, .. }) => {
+                            let within = inner.config.resolve_within;
+                            let resolved = match batch {
+                                Some(unanswered) => decide::resolve(&inner.store, &unanswered, within).await,
+                                None => None,
+                            };
+                            match resolved {
                                 Some(BatchOutcome::Committed | BatchOutcome::Unchanged) => Settled::Committed(outcomes),
                                 Some(BatchOutcome::RolledBack) => Settled::RolledBack,
                                 None => Settled::Unknown,

@@ -265,3 +265,47 @@ async fn a_successor_of_an_unknown_outcome_is_answered_truly() {
     assert_applied(&faulty, &faulty.submit(&second).await);
     faulty.assert_applied_once(&[&first, &second]).await;
 }
+
+/// A replay whose COMMIT answer is lost with the database then gone: the batch wrote nothing
+/// (the transfer was decided before), so there is nothing to find out, and the caller gets the
+/// replay's answer at once.
+#[tokio::test]
+async fn a_replay_whose_commit_answer_is_lost_is_answered_without_looking_it_up() {
+    for speculative in [true, false] {
+        let faulty = faulty(speculative).await;
+        let request = faulty.payment();
+        assert_applied(&faulty, &faulty.submit(&request).await);
+        let started = tokio::time::Instant::now();
+        faulty.proxy.arm(Fault::new(Stage::Commit, Cut::AfterSending).then_unreachable());
+        let replayed = faulty.submit(&request).await;
+        assert!(!faulty.proxy.is_armed(), "{}: the replay's batch committed nothing", faulty.path());
+        let replayed = replayed.unwrap_or_else(|error| panic!("{}: {} ({error})", faulty.path(), error.code()));
+        assert_eq!(replayed.result, TransferResult::Exists, "{}", faulty.path());
+        assert!(started.elapsed() < RESOLVE_WITHIN, "{}: the engine looked for nothing", faulty.path());
+        faulty.proxy.set_reachable(true);
+        faulty.assert_applied_once(&[&request]).await;
+    }
+}
+
+/// An expiry pass whose COMMIT answer is lost: the engine finds its hold resolutions (by their
+/// audit rows) and reports the hold it expired, which is expired once.
+#[tokio::test]
+async fn an_expiry_pass_whose_commit_answer_is_lost_is_resolved() {
+    for speculative in [true, false] {
+        let faulty = faulty(speculative).await;
+        let hold = crate::support::pending(faulty.wallet, faulty.shop, AMOUNT, Some(1));
+        assert_applied(&faulty, &faulty.submit(&hold).await);
+        let later = tally_core::Timestamp(faulty.ledger.db.store.now().0 + 3_600_000_000);
+        faulty.proxy.arm(Fault::new(Stage::Commit, Cut::AfterSending));
+        let expired = faulty.ledger.engine.expire_due(later).await;
+        assert!(!faulty.proxy.is_armed(), "{}", faulty.path());
+        assert_eq!(expired.expect("the expiry pass is answered"), 1, "{}: the pass expired the hold", faulty.path());
+        let status = match faulty.ledger.db.store.journal_row(hold.id.0).await.unwrap() {
+            Some(tally_store::JournalRow::Applied { transfer, .. }) => transfer.status,
+            other => panic!("{}: {other:?}", faulty.path()),
+        };
+        assert_eq!(status, tally_core::TransferStatus::Expired, "{}", faulty.path());
+        assert_eq!(faulty.ledger.balance(faulty.wallet).await, FUNDS, "{}: the hold was released", faulty.path());
+        faulty.ledger.assert_consistent().await;
+    }
+}
