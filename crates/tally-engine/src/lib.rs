@@ -797,8 +797,9 @@ impl Pipeline {
                     true
                 }
                 Settled::Unknown => {
-                    // Running it again could not be answered more truly before the database is
-                    // back, and its callers waited long enough: they are told the truth now.
+                    // Its callers have waited the bound: they are told the outcome is unknown,
+                    // rather than made to wait for a rerun that cannot learn more while the
+                    // database stays away.
                     batch.fail(&EngineError::OutcomeUnknown);
                     if let Some(reply) = expiry_reply {
                         let _ = reply.send(Err(EngineError::OutcomeUnknown));

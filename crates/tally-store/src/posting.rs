@@ -160,8 +160,8 @@ impl UnansweredBatch {
 pub enum BatchOutcome {
     Committed,
     RolledBack,
-    /// It inserted no journal row and resolved no hold (each of its requests replayed an id
-    /// decided before): committed or not, it changed nothing.
+    /// It inserted no journal row and resolved no hold (its requests only replayed ids decided
+    /// before, or an expiry pass found nothing due): committed or not, it changed nothing.
     Unchanged,
 }
 
@@ -199,9 +199,7 @@ impl Store {
             stage_times: self.stage_times.clone(),
         })
     }
-}
 
-impl Store {
     /// Whether the batch whose COMMIT went unanswered committed. It first waits, at most
     /// `lock_wait`, until that batch's transaction has ended: the transaction holds its commit
     /// lock until then (a server restart since ended it too), so that an answer read while it
