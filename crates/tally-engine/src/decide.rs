@@ -13,13 +13,16 @@
 //!   every assumption when the batch writes (see `speculative`).
 //!
 //! The store then writes the decided batch (`BatchConn::write_and_commit`); it decides nothing.
+//! When the connection is lost after the batch's COMMIT was sent, `resolve` finds out on another
+//! connection whether it committed, for a bounded time.
 
 use crate::speculative::Sequencer;
-use crate::{Outcome, Submission};
+use crate::{Outcome, RESOLVE_BACKOFF_BASE, RESOLVE_BACKOFF_MAX, Submission};
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 use tally_core::{AccountId, BatchOutput, LedgerState, Timestamp, TransferId, TransferRequest};
 use tally_store::timing::Stopwatch;
-use tally_store::{AccountOrder, BatchConn, Store, StoreError};
+use tally_store::{AccountOrder, BatchConn, BatchOutcome, Store, StoreError, UnansweredBatch};
 use uuid::Uuid;
 
 /// What a batch decides.
@@ -148,13 +151,55 @@ pub fn actors(submissions: &[Submission]) -> Vec<(TransferId, &str)> {
 
 /// Decides and writes one batch through the locking path, in one SQL transaction, and returns
 /// what it decided. Not retried: a transient failure rolls the whole batch back and is returned.
-pub async fn commit_locked(store: &Store, work: Work<'_>) -> Result<(LedgerState, BatchOutput), StoreError> {
+/// A COMMIT that went unanswered is resolved (for at most `resolve_within`): committed, the
+/// batch returns what it decided; rolled back, the lost connection is returned as the transient
+/// failure it then was; still unknown, `StoreError::CommitUnanswered` is returned.
+pub async fn commit_locked(
+    store: &Store,
+    work: Work<'_>,
+    resolve_within: Duration,
+) -> Result<(LedgerState, BatchOutput), StoreError> {
     // The submissions name each request's actor; an expiry pass has none.
     let actors = match &work {
         Work::Transfers { submissions, .. } => actors(submissions),
         Work::Expiry { .. } => Vec::new(),
     };
     let Decided { batch, state, output, expected, at } = decide(store, Reads::Locking, work).await?;
-    batch.commit_batch(&state, &output, &actors, &expected, at, AccountOrder::alone()).await?;
-    Ok((state, output))
+    match batch.commit_batch(&state, &output, &actors, &expected, at, AccountOrder::alone()).await {
+        Ok(()) => Ok((state, output)),
+        Err(StoreError::CommitUnanswered { cause, batch: Some(unanswered) }) => {
+            match resolve(store, &unanswered, resolve_within).await {
+                Some(BatchOutcome::Committed | BatchOutcome::Unchanged) => Ok((state, output)),
+                Some(BatchOutcome::RolledBack) => Err(StoreError::Db(cause)),
+                None => Err(StoreError::CommitUnanswered { cause, batch: Some(unanswered) }),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Finds out whether a batch whose COMMIT went unanswered committed, asking the database again,
+/// with backoff, for at most `within` (it may be restarting). `None` when that could not be
+/// found out in time: the outcome stays unknown.
+pub async fn resolve(store: &Store, batch: &UnansweredBatch, within: Duration) -> Option<BatchOutcome> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = RESOLVE_BACKOFF_BASE;
+    for attempts in 1.. {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, store.batch_outcome(batch, left)).await {
+            Ok(Ok(outcome)) => {
+                tracing::info!(attempts, ?outcome, "found out what became of a batch whose COMMIT went unanswered");
+                return Some(outcome);
+            }
+            Ok(Err(error)) => tracing::debug!(attempts, %error, "cannot yet find out whether a batch committed"),
+            Err(_) => break,
+        }
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + pause)).await;
+        pause = (pause * 2).min(RESOLVE_BACKOFF_MAX);
+    }
+    tracing::warn!(?within, "could not find out whether a batch whose COMMIT went unanswered committed");
+    None
 }

@@ -20,6 +20,15 @@
 //! committed meanwhile. Decisions (`version_conflict`, `insufficient_funds`, ...) are outcomes,
 //! never retried.
 //!
+//! Every answer is true. A failure before a batch's COMMIT was sent rolled it back, so it is
+//! retried, and a caller whose retries run out is told that nothing was written. A connection
+//! lost after the COMMIT was sent leaves the batch's outcome unknown: the engine then asks the
+//! database, on another connection and for at most `resolve_within`, whether the batch committed
+//! (`decide::resolve`). Committed, its callers get what it decided; rolled back, it is retried
+//! like any other failure; still unknown at the bound, its callers are answered `OutcomeUnknown`
+//! (the transfers may or may not have been applied, and a retry with the same ids is safe),
+//! never that they failed.
+//!
 //! Several commit tasks, and several Tally processes, may write at once: correctness comes from
 //! PostgreSQL (row versions checked under row locks, unique keys), never from anything held in
 //! this process, which only makes the common case fast.
@@ -39,7 +48,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tally_core::{BATCH_SIZE_MAX, Timestamp, Transfer, TransferRequest, TransferResult};
-use tally_store::{AccountOrder, BatchToken, Store, StoreError};
+use tally_store::{AccountOrder, BatchOutcome, BatchToken, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -62,10 +71,22 @@ pub const SHUTDOWN_BOUND_MAX: Duration = Duration::from_secs(600);
 /// Bounds on how often the sweeper looks for holds past their timeout.
 pub const EXPIRY_SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);
 pub const EXPIRY_SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(3_600);
+/// How long the engine tries, by default, to find out whether a batch whose COMMIT went
+/// unanswered committed, before it answers `OutcomeUnknown`: long enough for a connection to be
+/// opened again to a PostgreSQL that restarts quickly, short enough for a caller to wait.
+pub const RESOLVE_WITHIN_DEFAULT: Duration = Duration::from_secs(5);
+/// The longest `resolve_within` may be.
+pub const RESOLVE_WITHIN_MAX: Duration = Duration::from_secs(60);
+/// The pause between two attempts to find that out starts here and doubles up to the maximum.
+pub const RESOLVE_BACKOFF_BASE: Duration = Duration::from_millis(50);
+pub const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 const _: () = assert!(ATTEMPTS_MAX >= 2 && BACKOFF_BASE.as_millis() < BACKOFF_MAX.as_millis());
 const _: () = assert!(EXPIRY_BATCH_MAX as usize <= BATCH_SIZE_MAX);
 const _: () = assert!(INTAKE_TRANSFERS_MAX >= BATCH_SIZE_MAX * COMMITTERS_MAX);
+const _: () = assert!(RESOLVE_BACKOFF_BASE.as_millis() < RESOLVE_BACKOFF_MAX.as_millis());
+const _: () = assert!(RESOLVE_BACKOFF_MAX.as_millis() < RESOLVE_WITHIN_DEFAULT.as_millis());
+const _: () = assert!(RESOLVE_WITHIN_DEFAULT.as_millis() <= RESOLVE_WITHIN_MAX.as_millis());
 
 /// One transfer request and the authenticated caller who sent it.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,12 +112,19 @@ pub enum EngineError {
     Overloaded,
     #[error("the engine is shutting down")]
     ShuttingDown,
-    #[error("gave up after {attempts} attempts: {last}")]
+    /// Every attempt rolled back: nothing was written.
+    #[error(
+        "the transfers were not applied: {attempts} attempts failed, the last with: {last}; nothing was written, \
+         and retrying them with the same ids is safe"
+    )]
     RetriesExhausted { attempts: u32, last: StoreError },
+    /// The batch's COMMIT was sent and its answer lost, and the engine could not find out in time
+    /// whether it committed.
     #[error(
         "the outcome is unknown: the transfers may or may not have been applied; retrying them with the same ids is safe"
     )]
     OutcomeUnknown,
+    /// The batch failed and wrote nothing; `code` is the failure's (`EngineError::code`).
     #[error("the batch this submission was in failed: {message}")]
     BatchFailed { code: &'static str, message: String },
     #[error(transparent)]
@@ -108,11 +136,22 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::BatchSizeInvalid(_) => "batch_size_invalid",
-            EngineError::Overloaded | EngineError::RetriesExhausted { .. } => "overloaded",
+            EngineError::Overloaded => "overloaded",
+            EngineError::RetriesExhausted { last, .. } if last.is_connection_lost() => "database_unavailable",
+            EngineError::RetriesExhausted { .. } => "overloaded",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::OutcomeUnknown => "outcome_unknown",
             EngineError::BatchFailed { code, .. } => code,
             EngineError::Store(error) => error.code(),
+        }
+    }
+
+    /// This failure as each caller of a batch gets it: `OutcomeUnknown` as it is, any other as
+    /// `BatchFailed` with its code and message (what failed wrote nothing).
+    fn for_caller(&self) -> EngineError {
+        match self {
+            EngineError::OutcomeUnknown => EngineError::OutcomeUnknown,
+            other => EngineError::BatchFailed { code: other.code(), message: other.to_string() },
         }
     }
 }
@@ -134,6 +173,9 @@ pub struct EngineConfig {
     /// How often a sweeper task expires holds past their timeout, through the batcher like any
     /// other write (`None`: only when `expire_due` is called).
     pub expiry_sweep_interval: Option<Duration>,
+    /// How long to try to find out whether a batch whose COMMIT went unanswered committed, before
+    /// its callers are answered `OutcomeUnknown` (above zero, up to `RESOLVE_WITHIN_MAX`).
+    pub resolve_within: Duration,
 }
 
 impl Default for EngineConfig {
@@ -148,6 +190,7 @@ impl Default for EngineConfig {
             speculative: true,
             // A hold is released at most about a second after its timeout.
             expiry_sweep_interval: Some(Duration::from_secs(1)),
+            resolve_within: RESOLVE_WITHIN_DEFAULT,
         }
     }
 }
@@ -167,6 +210,10 @@ impl EngineConfig {
                 "expiry_sweep_interval out of range"
             );
         }
+        assert!(
+            !self.resolve_within.is_zero() && self.resolve_within <= RESOLVE_WITHIN_MAX,
+            "resolve_within out of range"
+        );
     }
 }
 
@@ -296,7 +343,8 @@ impl Engine {
     pub async fn submit_direct(&self, submission: Submission) -> Result<Outcome, EngineError> {
         let submissions = [submission];
         let work = || Work::Transfers { submissions: &submissions, segment_ends: &[1] };
-        let (state, output) = retry(|| decide::commit_locked(&self.inner.store, work())).await?;
+        let within = self.inner.config.resolve_within;
+        let (state, output) = retry(|| decide::commit_locked(&self.inner.store, work(), within)).await?;
         let mut outcomes = decide::outcomes(&submissions, &state, &output);
         Ok(outcomes.pop().expect("one outcome per submission"))
     }
@@ -393,11 +441,21 @@ impl Batch {
     }
 
     fn fail(self, error: &EngineError) {
-        let (code, message) = (error.code(), error.to_string());
         for reply in self.replies {
-            let _ = reply.send(Err(EngineError::BatchFailed { code, message: message.clone() }));
+            let _ = reply.send(Err(error.for_caller()));
         }
     }
+}
+
+/// What became of a speculative batch's write transaction.
+enum Settled {
+    /// It committed (or, its COMMIT unanswered, was found to have committed, or to have changed
+    /// nothing): these are its callers' outcomes.
+    Committed(Vec<Outcome>),
+    /// It wrote nothing (it failed before its COMMIT was sent, or was found to have rolled back).
+    RolledBack,
+    /// Its COMMIT went unanswered and the engine could not find out in time whether it committed.
+    Unknown,
 }
 
 /// What a speculative commit task reports back to the batcher.
@@ -406,6 +464,9 @@ struct Done {
     committed: bool,
     /// The batch, when its callers were not answered and it must run again.
     rerun: Option<Batch>,
+    /// Whether the batch's outcome stayed unknown (its callers were told so): what the sequencer
+    /// knows may then be wrong, and the pipeline must start afresh from the database.
+    unknown: bool,
 }
 
 /// The batcher: packs waiting jobs into batches and hands each to a commit task.
@@ -422,6 +483,7 @@ async fn run_batcher(
         turn: None,
         number: 0,
         reruns: BTreeMap::new(),
+        unknown: false,
         tasks: JoinSet::new(),
     };
     let mut carried: Option<Job> = None;
@@ -536,7 +598,8 @@ async fn run_expiry(
 ) {
     if !inner.config.speculative {
         let work = || Work::Expiry { at: expiry.at, limit: EXPIRY_BATCH_MAX };
-        let result = retry(|| decide::commit_locked(&inner.store, work())).await;
+        let within = inner.config.resolve_within;
+        let result = retry(|| decide::commit_locked(&inner.store, work(), within)).await;
         let _ = expiry.reply.send(result.map(|(_, output)| output.resolved.len()));
         return;
     }
@@ -592,6 +655,8 @@ struct Pipeline {
     number: u64,
     /// Batches that must run again through the locking path, by number.
     reruns: BTreeMap<u64, Batch>,
+    /// Whether a batch's outcome stayed unknown since the pipeline last started afresh.
+    unknown: bool,
     /// The commit tasks, owned here so that aborting the batcher aborts them too (a bounded
     /// shutdown): each then drops its connection, which rolls its SQL transaction back.
     tasks: JoinSet<()>,
@@ -611,10 +676,11 @@ impl Pipeline {
         if let Some(batch) = report.rerun {
             self.reruns.insert(report.number, batch);
         }
+        self.unknown |= report.unknown;
     }
 
     fn must_fall_back(&self) -> bool {
-        !self.reruns.is_empty() || self.sequencer.account_count() > speculative::ACCOUNT_CACHE_MAX
+        !self.reruns.is_empty() || self.unknown || self.sequencer.account_count() > speculative::ACCOUNT_CACHE_MAX
     }
 
     /// With nothing in flight: forget all speculation and run the failed batches, and every
@@ -623,6 +689,7 @@ impl Pipeline {
         self.sequencer.clear();
         self.previous = None;
         self.turn = None;
+        self.unknown = false;
         let reruns = std::mem::take(&mut self.reruns);
         if !reruns.is_empty() {
             tracing::info!(batches = reruns.len(), "speculation failed; running batches again with account locks");
@@ -656,7 +723,7 @@ impl Pipeline {
         let turn = self.turn.replace(next_turn);
         let inner = inner.clone();
         self.spawn(async move {
-            let committed = match &decided {
+            let decided_ok = match &decided {
                 Ok(_) => true,
                 Err(error) => {
                     tracing::debug!(%error, "could not decide a batch speculatively");
@@ -672,7 +739,7 @@ impl Pipeline {
                 None => Ok(None),
                 Some(turn) => turn.await.map(Some),
             };
-            let outcome = match (decided, after) {
+            let settled = match (decided, after) {
                 (Ok(decided), Ok(after)) => {
                     let outcomes = decide::outcomes(&batch.submissions, &decided.state, &decided.output);
                     let decide::Decided { batch: connection, state, output, expected, at } = decided;
@@ -688,34 +755,57 @@ impl Pipeline {
                     };
                     let actors = decide::actors(&batch.submissions);
                     match connection.commit_batch(&state, &output, &actors, &expected, at, order).await {
-                        Ok(()) => Some(outcomes),
+                        Ok(()) => Settled::Committed(outcomes),
+                        Err(StoreError::CommitUnanswered { batch, .. }) => {
+                            let within = inner.config.resolve_within;
+                            let resolved = match batch {
+                                Some(unanswered) => decide::resolve(&inner.store, &unanswered, within).await,
+                                None => None,
+                            };
+                            match resolved {
+                                Some(BatchOutcome::Committed | BatchOutcome::Unchanged) => Settled::Committed(outcomes),
+                                Some(BatchOutcome::RolledBack) => Settled::RolledBack,
+                                None => Settled::Unknown,
+                            }
+                        }
                         Err(error) => {
                             tracing::debug!(%error, "speculative batch failed; it will run again with locks");
-                            None
+                            Settled::RolledBack
                         }
                     }
                 }
                 (Ok(decided), Err(_)) => {
                     decided.batch.rollback().await;
-                    None
+                    Settled::RolledBack
                 }
-                (Err(_), _) => None,
+                (Err(_), _) => Settled::RolledBack,
             };
-            let committed = committed && outcome.is_some();
+            let committed = decided_ok && matches!(settled, Settled::Committed(_));
             let earlier_answered = match previous {
                 Some(previous) => previous.await.unwrap_or(false),
                 None => true,
             };
-            let answered = match outcome {
-                Some(outcomes) if earlier_answered => {
+            let answered = match settled {
+                Settled::Committed(outcomes) if earlier_answered => {
                     inner.batches.fetch_add(1, Ordering::Relaxed);
                     inner.transfers.fetch_add(batch.submissions.len() as u64, Ordering::Relaxed);
                     batch.answer(outcomes);
                     if let Some(reply) = expiry_reply {
                         let _ = reply.send(Ok(expired));
                     }
-                    let _ = done.send(Done { number, committed, rerun: None });
+                    let _ = done.send(Done { number, committed, rerun: None, unknown: false });
                     true
+                }
+                Settled::Unknown => {
+                    // Its callers have waited the bound: they are told the outcome is unknown,
+                    // rather than made to wait for a rerun that cannot learn more while the
+                    // database stays away.
+                    batch.fail(&EngineError::OutcomeUnknown);
+                    if let Some(reply) = expiry_reply {
+                        let _ = reply.send(Err(EngineError::OutcomeUnknown));
+                    }
+                    let _ = done.send(Done { number, committed, rerun: None, unknown: true });
+                    false
                 }
                 _ => {
                     // An expiry pass is not run again: the caller (a sweeper) simply tries later.
@@ -723,7 +813,7 @@ impl Pipeline {
                         let message = "the expiry pass met a concurrent change; try again".to_owned();
                         let _ = reply.send(Err(EngineError::BatchFailed { code: "conflict", message }));
                     }
-                    let _ = done.send(Done { number, committed, rerun: Some(batch) });
+                    let _ = done.send(Done { number, committed, rerun: Some(batch), unknown: false });
                     false
                 }
             };
@@ -739,7 +829,8 @@ impl Pipeline {
 /// submission causes it gets the error: one client's bad data never fails another's transfers.
 async fn commit_locked(inner: &Inner, batch: Batch) {
     let work = || Work::Transfers { submissions: &batch.submissions, segment_ends: &batch.segment_ends };
-    let result = retry(|| decide::commit_locked(&inner.store, work())).await;
+    let within = inner.config.resolve_within;
+    let result = retry(|| decide::commit_locked(&inner.store, work(), within)).await;
     match result.map(|(state, output)| decide::outcomes(&batch.submissions, &state, &output)) {
         Ok(outcomes) => {
             inner.batches.fetch_add(1, Ordering::Relaxed);
@@ -759,7 +850,10 @@ async fn commit_locked(inner: &Inner, batch: Batch) {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails permanently, or `ATTEMPTS_MAX` is reached.
+/// Runs `attempt` until it succeeds, fails permanently, or `ATTEMPTS_MAX` is reached. Every
+/// attempt it repeats rolled back (an attempt whose COMMIT went unanswered and could not be
+/// resolved ends the retries with `OutcomeUnknown`), so running out of attempts means that
+/// nothing was written.
 async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, EngineError>
 where
     F: FnMut() -> Fut,
@@ -769,6 +863,10 @@ where
     for attempts in 1.. {
         match attempt().await {
             Ok(value) => return Ok(value),
+            Err(error @ StoreError::CommitUnanswered { .. }) => {
+                tracing::warn!(attempts, %error, "a batch's outcome stays unknown; its callers are told so");
+                return Err(EngineError::OutcomeUnknown);
+            }
             Err(error) if !error.is_transient() => return Err(EngineError::Store(error)),
             Err(error) if attempts >= ATTEMPTS_MAX => {
                 return Err(EngineError::RetriesExhausted { attempts, last: error });

@@ -112,7 +112,7 @@ pub async fn set_settings(
         after: serde_json::to_value(&after).expect("serializes"),
     };
     append(&db_tx, &[entry]).await?;
-    db_tx.commit().await?;
+    tally_store::commit_transaction(db_tx).await?;
     Ok(after)
 }
 
@@ -393,6 +393,6 @@ async fn close_day(recon: &Recon, day: Date, actor: &str) -> Result<(), ReconErr
         after: serde_json::json!({"day": text, "transfers": transfers, "accounts": accounts}),
     };
     append(&db_tx, &[entry]).await?;
-    db_tx.commit().await?;
+    tally_store::commit_transaction(db_tx).await?;
     Ok(())
 }

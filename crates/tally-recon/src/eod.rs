@@ -181,7 +181,7 @@ async fn finish_run(recon: &Recon, report: &DayReport) -> Result<(), ReconError>
         after: json!({"day": report.day, "status": report.status.as_str(), "findings": total, "listed": findings}),
     };
     append(&db_tx, &[entry]).await?;
-    db_tx.commit().await?;
+    tally_store::commit_transaction(db_tx).await?;
     Ok(())
 }
 

@@ -220,6 +220,7 @@ impl ReconError {
             ReconError::StatementMappingInvalid(_) => "statement_mapping_invalid",
             ReconError::StatementMappingAmbiguous(_) => "statement_mapping_ambiguous",
             ReconError::Store(error) => error.code(),
+            ReconError::Db(error) if tally_store::error::is_connection_lost(error) => "database_unavailable",
             ReconError::Db(_) => "database_error",
         }
     }

@@ -449,7 +449,7 @@ pub async fn import_file(
             store_statement_run(&db_tx, statement_report, actor).await?;
         }
         store_file_run(&db_tx, &report, file_id, started_at, actor).await?;
-        db_tx.commit().await?;
+        tally_store::commit_transaction(db_tx).await?;
         return Ok(ImportOutcome { file_id, created: true, report });
     }
     Err(ReconError::RunInProgress(format!("an import of the statements of file {}", hex_of(&digest))))

@@ -84,7 +84,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        debug_assert!(
+        assert!(
             CODES.iter().any(|(c, s)| *c == code && *s == status.as_u16()) || TransferResult::from_code(code).is_some(),
             "undocumented error code {code} ({status})"
         );
@@ -120,6 +120,25 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    /// 503 `database_unavailable`: the database could not be reached, or the connection to it was
+    /// lost before anything was committed.
+    pub fn database_unavailable() -> ApiError {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; nothing was written; retry shortly (a transfer with the same id)",
+        );
+        error.retry_after = Some(1);
+        error
+    }
+
+    /// 503 `outcome_unknown`: a COMMIT was sent and its answer lost.
+    pub fn outcome_unknown(message: impl Into<String>) -> ApiError {
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message);
+        error.retry_after = Some(1);
+        error
     }
 
     /// The HTTP status a transfer result answers with.
@@ -164,13 +183,13 @@ impl From<tally_recon::ReconError> for ApiError {
     fn from(error: tally_recon::ReconError) -> ApiError {
         use tally_recon::ReconError as E;
         let status = match &error {
+            // Classified like every database error of the store: a lost connection is
+            // `database_unavailable`, a refusal `database_error`.
             E::Store(_) | E::Db(_) => {
                 return match error {
                     E::Store(store) => ApiError::from(store),
-                    other => {
-                        tracing::error!(error = %other, "reconciliation failed on the database");
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database_error", "the database failed")
-                    }
+                    E::Db(db) => ApiError::from(StoreError::Db(db)),
+                    _ => unreachable!("matched above"),
                 };
             }
             E::DayInvalid(_) | E::TimeInvalid(_) => StatusCode::BAD_REQUEST,
@@ -194,6 +213,10 @@ impl From<tally_recon::ReconError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
+        if error.is_connection_lost() {
+            tracing::warn!(code = error.code(), %error, "the database is unavailable");
+            return ApiError::database_unavailable();
+        }
         let status = match &error {
             StoreError::AccountNotFound(_)
             | StoreError::TransferNotFound(_)
@@ -209,6 +232,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             StoreError::Conflict(_) | StoreError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::CommitUnanswered { .. } => {
+                tracing::warn!(code = error.code(), %error, "a change's COMMIT went unanswered");
+                return ApiError::outcome_unknown(
+                    "the connection to the database was lost after the change was sent to be committed: it may or \
+                     may not have been made; read it back, or repeat the request with the same id or Idempotency-Key",
+                );
+            }
             StoreError::MigrationChanged { .. } | StoreError::SchemaTooNew { .. } | StoreError::Db(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -222,12 +252,11 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { expected, actual } => json!({"expected": expected, "actual": actual}),
             _ => json!({}),
         };
-        let mut api = ApiError::new(status, error.code(), error.to_string()).with_details(details);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            api.code = if matches!(error, StoreError::Pool(_)) { "database_unavailable" } else { "overloaded" };
-            api.retry_after = Some(1);
+            // A conflict with a concurrent writer: the operation rolled back.
+            return ApiError::overloaded("the operation met a concurrent change and wrote nothing; retry it");
         }
-        api
+        ApiError::new(status, error.code(), error.to_string()).with_details(details)
     }
 }
 
@@ -240,17 +269,27 @@ impl From<EngineError> for ApiError {
                 api.retry_after = Some(1);
                 api
             }
-            EngineError::OutcomeUnknown => {
-                let mut api = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", error.to_string());
-                api.retry_after = Some(1);
-                api
-            }
+            EngineError::OutcomeUnknown => ApiError::outcome_unknown(error.to_string()),
             EngineError::BatchSizeInvalid(_) => ApiError::bad_request("invalid_body", error.to_string()),
             EngineError::Overloaded => ApiError::overloaded(error.to_string()),
-            // The database's words stay in the log (they may name tables and constraints).
+            // A batch that failed wrote nothing (an unknown outcome is `outcome_unknown`). The
+            // database's words stay in the log (they may name tables and constraints).
             EngineError::RetriesExhausted { .. } | EngineError::BatchFailed { .. } => {
-                tracing::error!(code = error.code(), %error, "a batch could not be committed");
-                ApiError::overloaded("the transfer could not be committed now; retry it with the same id")
+                let code = error.code();
+                tracing::error!(code, %error, "a batch could not be committed");
+                match code {
+                    "outcome_unknown" => ApiError::outcome_unknown(EngineError::OutcomeUnknown.to_string()),
+                    "database_unavailable" => ApiError::database_unavailable(),
+                    "overloaded" => ApiError::overloaded(
+                        "the transfer was not applied (it met concurrent changes too often); nothing was written; \
+                         retry it with the same id",
+                    ),
+                    _ => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "database_error",
+                        "the database refused the transfer; nothing was written; see the server log",
+                    ),
+                }
             }
         }
     }

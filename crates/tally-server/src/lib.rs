@@ -109,7 +109,11 @@ impl utoipa::Modify for BearerAuth {
             ("422", "Refused by a rule"),
             ("429", "rate_limited"),
             ("500", "internal_error, database_error"),
-            ("503", "overloaded, shutting_down, database_unavailable"),
+            (
+                "503",
+                "Retry-After. overloaded, shutting_down, database_unavailable: nothing was written; outcome_unknown: \
+                 a change was sent to be committed and its answer lost, so it may or may not have been made",
+            ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = path == "/healthz";

@@ -273,13 +273,13 @@ impl<'a> Matcher<'a> {
             statement_entries.iter().fold(0i128, |sum, i| sum.saturating_add(self.statement[*i].amount));
         let ledger_total = ledger_entries.iter().fold(0i128, |sum, j| sum.saturating_add(self.ledger[*j].amount));
         let difference = statement_total.saturating_sub(ledger_total);
-        debug_assert!(before_charges || difference.unsigned_abs() <= self.tolerance);
+        assert!(before_charges || difference.unsigned_abs() <= self.tolerance);
         for i in &statement_entries {
-            debug_assert!(!self.statement_used[*i]);
+            assert!(!self.statement_used[*i]);
             self.statement_used[*i] = true;
         }
         for j in &ledger_entries {
-            debug_assert!(!self.ledger_used[*j]);
+            assert!(!self.ledger_used[*j]);
             self.ledger_used[*j] = true;
         }
         self.matches.push(Match { rule, statement_entries, ledger_entries, difference, before_charges });

@@ -173,7 +173,7 @@ impl Store {
         let after = serde_json::to_value(&record).expect("account serializes");
         append_audit_and_events(&tx, actor, &[("account.create", "account.created", id.to_string(), None, after)])
             .await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok((record, true))
     }
 
@@ -292,7 +292,7 @@ impl Store {
         let after = serde_json::to_value(&record).expect("serializes");
         let change_row = (change.action(), change.event_type(), id.to_string(), Some(before), after);
         append_audit_and_events(&tx, actor, &[change_row]).await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok(record)
     }
 }
@@ -369,7 +369,7 @@ impl Store {
             })
             .collect();
         crate::journal::append(&tx, &entries).await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok(created.len())
     }
 }

@@ -167,7 +167,7 @@ impl Store {
             after: key_audit_view(&key),
         };
         append(&transaction, &[entry]).await?;
-        transaction.commit().await?;
+        crate::commit_transaction(transaction).await?;
         Ok(key)
     }
 
@@ -218,7 +218,7 @@ impl Store {
             after: key_audit_view(&key),
         };
         append(&transaction, &[entry]).await?;
-        transaction.commit().await?;
+        crate::commit_transaction(transaction).await?;
         Ok(key)
     }
 

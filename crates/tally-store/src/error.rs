@@ -1,7 +1,17 @@
 //! Store errors: operating errors with stable codes. Programmer errors are assertions instead.
+//!
+//! Three kinds of database failure are told apart, because they tell a caller different things:
+//! - the database could not be reached, or the connection was lost before a COMMIT was sent
+//!   (`is_connection_lost`, code `database_unavailable`): nothing was written, since PostgreSQL
+//!   rolls back a transaction whose connection ends before its COMMIT;
+//! - the connection was lost after a COMMIT was sent and before its answer arrived
+//!   (`CommitUnanswered`, code `outcome_unknown`): the change may or may not have been made;
+//! - PostgreSQL answered with an error (code `database_error`, unless it is one of the decisions
+//!   mapped to codes of their own): the statement, and its transaction, wrote nothing.
 
+use crate::posting::UnansweredBatch;
 use thiserror::Error;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -39,6 +49,14 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
+    /// A COMMIT was sent and its answer never came (the connection closed, an I/O error, the
+    /// server ended the session): the transaction may or may not have committed. For a batch of
+    /// the engine, `batch` says what it wrote, so that `Store::batch_outcome` can find out later.
+    #[error(
+        "the connection was lost after COMMIT was sent, so the change may or may not have been made: {}",
+        describe(.cause)
+    )]
+    CommitUnanswered { cause: tokio_postgres::Error, batch: Option<Box<UnansweredBatch>> },
 }
 
 impl StoreError {
@@ -61,28 +79,78 @@ impl StoreError {
             StoreError::MigrationChanged { .. } => "migration_changed",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::Pool(_) => "database_unavailable",
+            StoreError::Db(error) if is_connection_lost(error) => "database_unavailable",
             StoreError::Db(_) => "database_error",
+            StoreError::CommitUnanswered { .. } => "outcome_unknown",
         }
     }
 
-    /// True when the same work may succeed if simply tried again: serialization failures,
-    /// deadlocks, a concurrent insert of the same transfer id, lost connections.
-    pub fn is_transient(&self) -> bool {
+    /// True when the database could not be reached or the connection to it was lost, before any
+    /// COMMIT was sent: nothing was written, and the same work may succeed once the database is
+    /// back (`database_unavailable`). A connection lost after a COMMIT was sent is
+    /// `CommitUnanswered` instead.
+    pub fn is_connection_lost(&self) -> bool {
         match self {
-            StoreError::Pool(_) | StoreError::Conflict(_) => true,
-            StoreError::Db(error) => match error.code() {
-                Some(state) => {
-                    *state == SqlState::T_R_SERIALIZATION_FAILURE
-                        || *state == SqlState::T_R_DEADLOCK_DETECTED
-                        || *state == SqlState::UNIQUE_VIOLATION && concurrent_decision(constraint(error))
-                        || *state == SqlState::ADMIN_SHUTDOWN
-                        || *state == SqlState::CANNOT_CONNECT_NOW
-                }
-                None => error.is_closed(),
-            },
+            StoreError::Pool(_) => true,
+            StoreError::Db(error) => is_connection_lost(error),
             _ => false,
         }
     }
+
+    /// True when the same work may succeed if simply tried again, having written nothing:
+    /// serialization failures, deadlocks, a concurrent insert of the same transfer id, lost
+    /// connections (`is_connection_lost`). Never `CommitUnanswered`: work whose
+    /// COMMIT may have committed is found out about first, not repeated blindly.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Conflict(_) => true,
+            StoreError::Db(error) => {
+                is_connection_lost(error)
+                    || error.code().is_some_and(|state| {
+                        *state == SqlState::T_R_SERIALIZATION_FAILURE
+                            || *state == SqlState::T_R_DEADLOCK_DETECTED
+                            || *state == SqlState::UNIQUE_VIOLATION && concurrent_decision(constraint(error))
+                    })
+            }
+            other => other.is_connection_lost(),
+        }
+    }
+}
+
+/// Whether a database client error means that the server could not be reached or the session
+/// ended: SQLSTATE class 08 (connection exception), 57P01 to 57P03 (the server shut down, or
+/// is starting up), 53300 (no connection slot free), a closed connection, or an I/O error
+/// talking to the server. Errors of encoding or decoding a message, which are the client's,
+/// are not.
+pub fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
+    if let Some(db) = error.as_db_error() {
+        let state = db.code();
+        return state.code().starts_with("08")
+            || *state == SqlState::ADMIN_SHUTDOWN
+            || *state == SqlState::CRASH_SHUTDOWN
+            || *state == SqlState::CANNOT_CONNECT_NOW
+            || *state == SqlState::TOO_MANY_CONNECTIONS;
+    }
+    if error.is_closed() {
+        return true;
+    }
+    let io = std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| !matches!(io.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData))
+}
+
+/// The error of a COMMIT that did not succeed. An error PostgreSQL answered with severity
+/// ERROR (a deferred constraint, a serialization failure) means that the transaction rolled
+/// back; anything else (the connection closed, an I/O error, a FATAL that ended the session,
+/// possibly after the commit) leaves the outcome unknown.
+pub(crate) fn commit_error(cause: tokio_postgres::Error, batch: Option<UnansweredBatch>) -> StoreError {
+    let refused = cause.as_db_error().is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
+    if refused { StoreError::Db(cause) } else { StoreError::CommitUnanswered { cause, batch: batch.map(Box::new) } }
+}
+
+/// Commits a write transaction, telling a COMMIT that went unanswered (`CommitUnanswered`: the
+/// change may or may not have been made) from one that was refused (nothing was written).
+pub async fn commit_transaction(transaction: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    transaction.commit().await.map_err(|cause| commit_error(cause, None))
 }
 
 /// Unique indexes that a concurrent batch can trip by deciding the same id, or resolving or

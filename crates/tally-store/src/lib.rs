@@ -20,9 +20,9 @@ pub mod timing;
 
 pub use accounts::{AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
-pub use error::StoreError;
+pub use error::{StoreError, commit_transaction};
 pub use migrate::{MigrationReport, migrate, migrate_through};
-pub use posting::{AccountOrder, BatchConn, BatchToken, EXPIRY_ACTOR, JournalRow};
+pub use posting::{AccountOrder, BatchConn, BatchOutcome, BatchToken, EXPIRY_ACTOR, JournalRow, UnansweredBatch};
 pub use queries::{AuditRecord, Direction, EventRecord, EventSubject, HistoryEntry, TransferFilter};
 pub use server::{create_database_if_missing, drop_database_if_exists};
 
@@ -168,7 +168,7 @@ impl Store {
             after: serde_json::to_value(&checked).expect("serializes"),
         };
         journal::append(&tx, &[entry]).await?;
-        tx.commit().await?;
+        crate::commit_transaction(tx).await?;
         Ok(true)
     }
 }

@@ -20,12 +20,19 @@
 //! `LOCK_TIMEOUT`. Tally never waits on anything of its own while a write transaction is open.
 //!
 //! Nothing is retried here: a transient failure (deadlock, serialization failure, a concurrent
-//! insert of the same transfer id, a lock timeout) rolls the whole batch back and is returned,
-//! and the engine retries the batch. An expected-version precondition is a decision, never
-//! retried.
+//! insert of the same transfer id, a lost connection) rolls the whole batch back and is
+//! returned, and the engine retries the batch. An expected-version precondition is a decision,
+//! never retried.
+//!
+//! A connection lost after COMMIT was sent is different: the batch may have committed. It is
+//! returned as `StoreError::CommitUnanswered` with what the batch wrote (`UnansweredBatch`), and
+//! `Store::batch_outcome` finds out later, on another connection, whether it committed: every
+//! journal row a batch writes carries its batch id, and so does the audit row of every hold it
+//! resolves.
 
 use crate::accounts::{ACCOUNT_COLUMNS, account_from_row};
 use crate::convert::{from_numeric, from_system_time, to_numeric, to_system_time};
+use crate::error::commit_error;
 use crate::journal::{self, AuditEntry};
 use crate::timing::Stopwatch;
 use crate::{Store, StoreError};
@@ -122,6 +129,42 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() < IDLE_IN_TRANSACTION_TIMEOUT.as_
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchToken(i64);
 
+/// A batch whose COMMIT was sent and never answered: what it wrote, for `Store::batch_outcome`
+/// to tell afterwards whether it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnansweredBatch {
+    /// Its write transaction, which holds its commit lock until it ends.
+    token: BatchToken,
+    /// The id every journal row it inserted carries, and the audit row of every hold it resolved.
+    batch_id: Uuid,
+    /// The journal rows it inserted, applied and rejected.
+    journal_ids: Vec<Uuid>,
+    /// The holds it resolved.
+    resolved_ids: Vec<Uuid>,
+}
+
+impl UnansweredBatch {
+    fn new(token: BatchToken, batch_id: Uuid, output: &BatchOutput) -> UnansweredBatch {
+        let mut journal_ids: Vec<Uuid> =
+            output.created.iter().map(|t| t.id.0).chain(output.rejected.iter().map(|r| r.request.id.0)).collect();
+        journal_ids.sort_unstable();
+        journal_ids.dedup();
+        assert_eq!(journal_ids.len(), output.created.len() + output.rejected.len(), "one journal row per id");
+        let resolved_ids: Vec<Uuid> = output.resolved.iter().map(|r| r.pending_id.0).collect();
+        UnansweredBatch { token, batch_id, journal_ids, resolved_ids }
+    }
+}
+
+/// What became of a batch whose COMMIT went unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Committed,
+    RolledBack,
+    /// It inserted no journal row and resolved no hold (its requests only replayed ids decided
+    /// before, or an expiry pass found nothing due): committed or not, it changed nothing.
+    Unchanged,
+}
+
 /// Where a pipelined batch stands among the batches in flight.
 pub struct AccountOrder<B> {
     /// The batch this one was decided after: this one updates accounts only once that one
@@ -155,6 +198,55 @@ impl Store {
             token: None,
             stage_times: self.stage_times.clone(),
         })
+    }
+
+    /// Whether the batch whose COMMIT went unanswered committed. It first waits, at most
+    /// `lock_wait`, until that batch's transaction has ended: the transaction holds its commit
+    /// lock until then (a server restart since ended it too), so that an answer read while it
+    /// still ran cannot be overtaken by its COMMIT. Then it looks for the batch's id on the
+    /// journal rows and hold resolutions it wrote: all of them or none, as one SQL transaction
+    /// writes them. One attempt: a failure (the database still unreachable) is returned.
+    pub async fn batch_outcome(
+        &self,
+        batch: &UnansweredBatch,
+        lock_wait: Duration,
+    ) -> Result<BatchOutcome, StoreError> {
+        if batch.journal_ids.is_empty() && batch.resolved_ids.is_empty() {
+            return Ok(BatchOutcome::Unchanged);
+        }
+        let mut client = self.client().await?;
+        let db_tx = client.transaction().await?;
+        // A number of ours, never user-supplied.
+        db_tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", lock_wait.as_millis().max(1))).await?;
+        let wait = db_tx
+            .prepare_cached("SELECT pg_advisory_xact_lock_shared($1::int4, ($2::int8 % 2147483647)::int4)")
+            .await?;
+        db_tx.query_one(&wait, &[&COMMIT_LOCK_CLASS, &batch.token.0]).await?;
+        let journal =
+            db_tx.prepare_cached("SELECT count(*) FROM transfers WHERE id = ANY($1) AND batch_id = $2").await?;
+        let journal: i64 = db_tx.query_one(&journal, &[&batch.journal_ids, &batch.batch_id]).await?.get(0);
+        let resolved: Vec<String> = batch.resolved_ids.iter().map(Uuid::to_string).collect();
+        let resolutions = db_tx
+            .prepare_cached(
+                "SELECT count(*) FROM audit_log
+                 WHERE entity_id = ANY($1) AND action = 'transfer.resolve' AND after->>'batch_id' = $2",
+            )
+            .await?;
+        let resolutions: i64 = db_tx.query_one(&resolutions, &[&resolved, &batch.batch_id.to_string()]).await?.get(0);
+        db_tx.commit().await?;
+        let written = (usize::try_from(journal).expect("a count"), usize::try_from(resolutions).expect("a count"));
+        let all = (batch.journal_ids.len(), batch.resolved_ids.len());
+        assert!(
+            written == all || written == (0, 0),
+            "one SQL transaction commits all of its rows or none: batch {} has {} of {} journal rows and {} of {} \
+             hold resolutions",
+            batch.batch_id,
+            written.0,
+            all.0,
+            written.1,
+            all.1
+        );
+        Ok(if written == all { BatchOutcome::Committed } else { BatchOutcome::RolledBack })
     }
 }
 
@@ -280,8 +372,13 @@ impl BatchConn {
             }
         };
         (order.begun)(token);
-        write_batch(self.client(), state, output, actors, expected, at, watch, token, order.after).await?;
-        self.client().batch_execute("COMMIT").await?;
+        let batch_id = Uuid::now_v7();
+        write_batch(self.client(), state, output, actors, expected, at, watch, token, batch_id, order.after).await?;
+        // Until here every failure rolled the batch back. From here on, one may come after
+        // PostgreSQL committed.
+        if let Err(cause) = self.client().batch_execute("COMMIT").await {
+            return Err(commit_error(cause, Some(UnansweredBatch::new(token, batch_id, output))));
+        }
         watch.lap(9);
         self.in_transaction = false;
         Ok(())
@@ -374,6 +471,7 @@ async fn write_batch(
     at: Timestamp,
     watch: &mut Stopwatch<'_>,
     token: BatchToken,
+    batch_id: Uuid,
     after: Option<BatchToken>,
 ) -> Result<(), StoreError> {
     let actors = {
@@ -385,7 +483,6 @@ async fn write_batch(
     };
     let actor_of = |id: TransferId| -> &str { actors.get(&id).copied().unwrap_or(EXPIRY_ACTOR) };
     assert_accounts_read(state, output, expected);
-    let batch_id = Uuid::now_v7();
     copy_journal_rows(client, output, &actor_of, batch_id, at).await?;
     resolve_holds(client, output, at).await?;
     watch.lap(4);

@@ -11,6 +11,12 @@
 //!   advisory lock. Each test then runs `CREATE DATABASE ... TEMPLATE ...`.
 //! - Upgrade tests: [`database_at`] gives a database migrated only as far as an earlier release.
 //! - Clean-up: dropping a [`TestDb`] drops its database.
+//! - Faults: [`FaultProxy`] sits between a store and the server and cuts connections at chosen
+//!   moments of a transaction, or makes the database unreachable (`fault`).
+
+pub mod fault;
+
+pub use fault::{Cut, Fault, FaultProxy, Stage};
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

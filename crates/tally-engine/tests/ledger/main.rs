@@ -4,5 +4,6 @@ mod accounts;
 mod bad_input;
 mod compat;
 mod concurrency;
+mod faults;
 mod support;
 mod transfers;

@@ -84,7 +84,8 @@ async fn respond(state: &AppState, id: Uuid, outcome: Outcome) -> Result<Respons
               (status = 404, description = "currency_not_found (no such currency), account_not_found (a code that names no account); nothing written"),
               (status = 409, description = "version_conflict, exists_with_different_fields"),
               (status = 422, description = "Refused by a rule (insufficient_funds, account_frozen, currency_mismatch with the currencies in its details, ...); recorded under its id"),
-              (status = 503, description = "overloaded: retry with the same id")),
+              (status = 503, description = "Retry-After. overloaded, shutting_down, database_unavailable: not applied, nothing written; \
+                  outcome_unknown: may or may not have been applied. A retry with the same id is safe after each")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -127,7 +128,9 @@ async fn currency_mismatch(
 #[utoipa::path(operation_id = "create_transfer_batch", post, path = "/v1/transfers/batch", tag = "transfers", request_body = BatchBody,
     responses((status = 200, body = BatchView, description = "One result per transfer, in order"),
               (status = 400, description = "A malformed item: nothing written (details.index names it)"),
-              (status = 413, description = "More than 8,190 transfers, or a body over the batch limit")),
+              (status = 413, description = "More than 8,190 transfers, or a body over the batch limit"),
+              (status = 503, description = "Retry-After. overloaded, shutting_down, database_unavailable: none applied, nothing written; \
+                  outcome_unknown: each may or may not have been applied. A retry with the same ids is safe after each")),
     security(("bearer" = [])))]
 pub async fn batch(
     State(state): State<AppState>,
@@ -218,7 +221,9 @@ macro_rules! action_route {
             params(("id" = Uuid, Path, description = "The transfer acted on")),
             request_body(content = Option<$body>, description = "Optional: the new transfer's id; for a post, the amount"),
             responses((status = 201, body = TransferView), (status = 200, body = TransferView, description = "Replayed"),
-                      (status = 422, description = "pending_not_found, pending_already_posted, already_reversed, ...")),
+                      (status = 422, description = "pending_not_found, pending_already_posted, already_reversed, ..."),
+                      (status = 503, description = "Retry-After. overloaded, shutting_down, database_unavailable: not applied, nothing written; \
+                          outcome_unknown: may or may not have been applied. A retry with the same id is safe after each")),
             security(("bearer" = [])))]
         pub async fn $name(
             State(state): State<AppState>,

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod battery;
+mod faults;
 mod feed;
 mod ops;
 mod reconciliation;

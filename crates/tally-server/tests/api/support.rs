@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tally_engine::{Engine, EngineConfig};
 use tally_server::{AppState, ServerConfig, generate_key};
-use tally_store::{NewApiKey, Role};
+use tally_store::{NewApiKey, Role, Store};
 
 use tally_testkit::TestDb;
 use tower::ServiceExt;
@@ -47,10 +47,16 @@ pub async fn api() -> Api {
 
 pub async fn api_with(config: ServerConfig) -> Api {
     let db = tally_testkit::fresh_database().await;
-    let engine =
-        Engine::start(db.store.clone(), EngineConfig { expiry_sweep_interval: None, ..EngineConfig::default() });
+    let store = db.store.clone();
+    api_on(db, store, config).await
+}
+
+/// An API on the database `db` whose server (engine, reads, reconciliation) reaches it through
+/// `store`, which may be another way in than `db.store` (a fault proxy, say).
+pub async fn api_on(db: TestDb, store: Store, config: ServerConfig) -> Api {
+    let engine = Engine::start(store.clone(), EngineConfig { expiry_sweep_interval: None, ..EngineConfig::default() });
     let (shutdown, receiver) = tokio::sync::watch::channel(false);
-    let state = AppState::new(db.store.clone(), engine.clone(), config, receiver);
+    let state = AppState::new(store, engine.clone(), config, receiver);
     let router = tally_server::router(state.clone());
     let mut api = Api {
         db,
