@@ -11,6 +11,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 commit="${1:-HEAD}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/tally-first-run.XXXXXX")"
+chmod 755 "$work"   # as root, the embedded server runs as another user, who must reach the clone
 git clone --quiet "$repo" "$work/clone"
 git -C "$work/clone" checkout --quiet "$commit"
 export CARGO_HOME="$work/cargo-home" PIP_NO_CACHE_DIR=1
