@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "lean_writes", sql: include_str!("../migrations/0008_lean_writes.sql") },
     Migration { version: 9, name: "events_at_commit", sql: include_str!("../migrations/0009_events_at_commit.sql") },
     Migration { version: 10, name: "statement_files", sql: include_str!("../migrations/0010_statement_files.sql") },
+    Migration { version: 11, name: "events_out", sql: include_str!("../migrations/0011_events_out.sql") },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.
