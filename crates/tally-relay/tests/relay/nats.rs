@@ -271,3 +271,28 @@ async fn a_relay_whose_nats_connection_is_cut_mid_stream_carries_on_and_loses_no
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_outlives_a_database_outage_and_resumes_where_it_stopped() {
+    bounded(Duration::from_secs(60), async {
+        // The relay reaches PostgreSQL through a proxy; the engine does not.
+        let (ledger, proxy) = Ledger::behind_proxy().await;
+        let stream = TestStream::new().await;
+        let config = stream.config(20);
+        let relay = start_nats(&ledger.outbox, &config);
+        ledger.transfers(50).await;
+        eventually(WITHIN, "the relay catches up", || async {
+            (ledger.outbox.stats().nats_delivered_seq.load(Ordering::Relaxed) == 54).then_some(())
+        })
+        .await;
+        proxy.set_reachable(false);
+        ledger.transfers(50).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!ledger.outbox.stats().nats_active.load(Ordering::Relaxed), "no lease without the database");
+        proxy.set_reachable(true);
+        wait_cursor(&ledger, &config.cursor_name(), 104).await;
+        stream.assert_holds_exactly(&ledger.events().await).await;
+        relay.stop().await;
+    })
+    .await;
+}

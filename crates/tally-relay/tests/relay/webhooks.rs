@@ -627,3 +627,31 @@ async fn an_endpoint_disabled_and_enabled_mid_delivery_never_gets_two_deliveries
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_outlives_a_database_outage_and_resumes_where_it_stopped() {
+    bounded(Duration::from_secs(60), async {
+        // The dispatcher reaches PostgreSQL through a proxy; the engine does not.
+        let (ledger, proxy) = Ledger::behind_proxy().await;
+        let receiver = Receiver::start().await;
+        register(&ledger.outbox, &receiver.url, &["*"], None).await;
+        let dispatcher = start_webhooks(&ledger.outbox, &webhook_config());
+        ledger.transfers(20).await;
+        receiver.wait_delivered(&(5..=24).collect::<Vec<_>>(), WITHIN).await;
+
+        proxy.set_reachable(false);
+        ledger.transfers(20).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(receiver.delivered().iter().all(|seq| *seq <= 24), "nothing it could not read");
+        proxy.set_reachable(true);
+
+        let expected: Vec<i64> = (5..=44).collect();
+        receiver.wait_delivered(&expected, WITHIN).await;
+        wait_positions(&ledger, 44).await;
+        dispatcher.stop().await;
+        let (distinct, repeats) = split_repeats(&receiver.delivered());
+        assert_eq!(distinct, expected, "every event, in order");
+        assert!(repeats.len() <= 1, "at most the one in flight again: {repeats:?}");
+    })
+    .await;
+}
