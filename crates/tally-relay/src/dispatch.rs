@@ -113,7 +113,7 @@ pub async fn run_webhooks(
             return Ok(());
         };
         outbox.stats().webhooks_active.store(true, Ordering::Relaxed);
-        let result = dispatch_while_held(&outbox, &config, Arc::new(lease), &mut shutdown).await;
+        let result = dispatch_while_held(&outbox, &config, Arc::new(lease), &mut shutdown, &mut failures).await;
         outbox.stats().webhooks_active.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => return Ok(()),
@@ -141,6 +141,7 @@ async fn dispatch_while_held(
     config: &WebhookConfig,
     lease: Arc<Lease>,
     shutdown: &mut watch::Receiver<bool>,
+    failures: &mut u32,
 ) -> Result<(), RelayError> {
     let shared = Arc::new(Shared {
         outbox: outbox.clone(),
@@ -150,6 +151,10 @@ async fn dispatch_while_held(
     });
     let (newest_tx, newest_rx) = watch::channel(outbox.store().last_event_seq().await?);
     let mut workers: HashMap<Uuid, (watch::Sender<WebhookRecord>, JoinHandle<()>)> = HashMap::new();
+    // Workers told to stop (their endpoint disabled or deleted) that may still be finishing an
+    // attempt. No other worker starts for their endpoint until they have: an endpoint disabled
+    // and enabled again at once would otherwise get two deliveries at a time, and repeats.
+    let mut stopping: Vec<(Uuid, JoinHandle<()>)> = Vec::new();
     let mut next_refresh = Instant::now();
     let result = loop {
         if *shutdown.borrow() {
@@ -165,12 +170,26 @@ async fn dispatch_while_held(
                 Err(error) => break Err(error),
             };
             // Dropping a worker's sender stops it: its endpoint was deleted or disabled.
-            workers.retain(|id, (_, handle)| {
-                !handle.is_finished() && endpoints.iter().any(|e| e.id == *id && e.status == "active")
-            });
+            let gone: Vec<Uuid> = workers
+                .iter()
+                .filter(|(id, (_, handle))| {
+                    handle.is_finished() || !endpoints.iter().any(|e| e.id == **id && e.status == "active")
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                let (sender, handle) = workers.remove(&id).expect("listed");
+                drop(sender);
+                stopping.push((id, handle));
+            }
+            stopping.retain(|(_, handle)| !handle.is_finished());
             for endpoint in endpoints.into_iter().filter(|e| e.status == "active") {
                 if let Some((sender, _)) = workers.get(&endpoint.id) {
                     sender.send_replace(endpoint);
+                    continue;
+                }
+                if stopping.iter().any(|(id, _)| *id == endpoint.id) {
+                    // Started at a later refresh, once the previous worker has stopped.
                     continue;
                 }
                 let id = endpoint.id;
@@ -182,6 +201,8 @@ async fn dispatch_while_held(
         match outbox.store().last_event_seq().await {
             Ok(newest) => {
                 newest_tx.send_if_modified(|seen| std::mem::replace(seen, newest) != newest);
+                // A pass went through: the next failure starts the backoff afresh.
+                *failures = 0;
             }
             Err(error) => break Err(error.into()),
         }
@@ -191,7 +212,8 @@ async fn dispatch_while_held(
     };
     // Stop the workers: an attempt in flight finishes (bounded by the timeout) or is abandoned,
     // in which case it is sent again later.
-    let handles: Vec<JoinHandle<()>> = workers.into_values().map(|(_, handle)| handle).collect();
+    let handles: Vec<JoinHandle<()>> =
+        workers.into_values().map(|(_, handle)| handle).chain(stopping.into_iter().map(|(_, handle)| handle)).collect();
     let bound = config.timeout + Duration::from_secs(1);
     for handle in handles {
         let abort = handle.abort_handle();
@@ -252,11 +274,13 @@ async fn deliver(
     newest: watch::Receiver<i64>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
-    let (id, url, types, delivered) = {
+    let (id, url, types) = {
         let e = endpoint.borrow();
-        (e.id, e.url.clone(), e.event_types.clone(), e.delivered_seq)
+        (e.id, e.url.clone(), e.event_types.clone())
     };
-    let secret = shared.outbox.webhook_secret(id).await?;
+    // The position as it is now, not as the dispatcher last read it: a previous worker may have
+    // moved it since.
+    let (secret, delivered) = shared.outbox.webhook_secret(id).await?;
     let config = &shared.config;
     let mut head = open_delivery(shared, id).await?;
     // Every event up to `scanned` is delivered, in `buffer`, or does not match the filter.

@@ -195,18 +195,16 @@ async fn relay_while_held(
             let subject = format!("{}.{}", config.subject_prefix, view.event_type);
             acks.push(js.send_publish(subject, message).await.map_err(nats_error)?);
         }
-        let count = acks.len() as u64;
-        let mut duplicates = 0;
+        // Each acknowledgement is counted as it comes, so that a page whose cursor update is
+        // lost still shows in the counters (and its re-send as duplicates).
         for ack in acks {
-            if ack.await.map_err(nats_error)?.duplicate {
-                duplicates += 1;
-            }
+            let duplicate = ack.await.map_err(nats_error)?.duplicate;
+            Stats::add(&outbox.stats().nats_published, 1);
+            Stats::add(&outbox.stats().nats_duplicates, u64::from(duplicate));
         }
         lease.advance(last).await?;
         cursor = last;
         *failures = 0;
-        Stats::add(&outbox.stats().nats_published, count);
-        Stats::add(&outbox.stats().nats_duplicates, duplicates);
         outbox.stats().nats_delivered_seq.store(last, Ordering::Relaxed);
     }
 }

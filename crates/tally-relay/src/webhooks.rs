@@ -282,11 +282,12 @@ impl Outbox {
         row.as_ref().map(endpoint_from_row).ok_or(RelayError::WebhookNotFound(id))
     }
 
-    /// The secret that signs the endpoint's deliveries (for the dispatcher).
-    pub(crate) async fn webhook_secret(&self, id: Uuid) -> Result<String, RelayError> {
+    /// The secret that signs the endpoint's deliveries, and the endpoint's position (for the
+    /// dispatcher).
+    pub(crate) async fn webhook_secret(&self, id: Uuid) -> Result<(String, i64), RelayError> {
         let client = self.client().await?;
-        let row = client.query_opt("SELECT secret FROM webhook_endpoints WHERE id = $1", &[&id]).await?;
-        row.map(|row| row.get(0)).ok_or(RelayError::WebhookNotFound(id))
+        let row = client.query_opt("SELECT secret, delivered_seq FROM webhook_endpoints WHERE id = $1", &[&id]).await?;
+        row.map(|row| (row.get(0), row.get(1))).ok_or(RelayError::WebhookNotFound(id))
     }
 
     /// Enables or disables an endpoint. A disabled endpoint gets nothing; enabled again, it
