@@ -30,9 +30,14 @@ pub struct Lease {
     alive: Arc<AtomicBool>,
 }
 
-impl Lease {
-    /// Takes the lease `name` if nobody holds it. `holder` is recorded for operators.
-    pub async fn try_take(outbox: &Outbox, name: &str, holder: &str) -> Result<Option<Lease>, RelayError> {
+/// A connection of the lease's own, and whether it is still open.
+struct Session {
+    client: tokio_postgres::Client,
+    alive: Arc<AtomicBool>,
+}
+
+impl Session {
+    async fn open(outbox: &Outbox) -> Result<Session, RelayError> {
         let mut config = outbox.store().connection_config();
         config.application_name("tally-relay-lease").keepalives_idle(KEEPALIVE_IDLE);
         let (client, connection) = config.connect(NoTls).await.map_err(StoreError::from)?;
@@ -50,25 +55,43 @@ impl Lease {
                 "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
             )
             .await?;
-        let taken: bool = client
+        Ok(Session { client, alive })
+    }
+
+    fn is_open(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !self.client.is_closed()
+    }
+
+    /// Tries the lock once; on success the session becomes the lease.
+    async fn try_lock(self, name: &str, holder: &str) -> Result<Result<Lease, Session>, RelayError> {
+        let taken: bool = self
+            .client
             .query_one("SELECT pg_try_advisory_lock(hashtextextended('tally.relay:' || $1::text, 0))", &[&name])
             .await?
             .get(0);
         if !taken {
-            return Ok(None);
+            return Ok(Err(self));
         }
-        client
+        self.client
             .execute(
                 "INSERT INTO relay_cursors (name, holder, held_since) VALUES ($1, $2, now())
                  ON CONFLICT (name) DO UPDATE SET holder = $2, held_since = now()",
                 &[&name, &holder],
             )
             .await?;
-        Ok(Some(Lease { name: name.to_owned(), client, alive }))
+        Ok(Ok(Lease { name: name.to_owned(), client: self.client, alive: self.alive }))
+    }
+}
+
+impl Lease {
+    /// Takes the lease `name` if nobody holds it. `holder` is recorded for operators.
+    pub async fn try_take(outbox: &Outbox, name: &str, holder: &str) -> Result<Option<Lease>, RelayError> {
+        Ok(Session::open(outbox).await?.try_lock(name, holder).await?.ok())
     }
 
     /// Waits until the lease is taken (`Some`) or `shutdown` turns true (`None`), trying every
-    /// `poll`. Database failures are retried: a standby outlives them.
+    /// `poll` on one connection kept open meanwhile. Database failures are retried: a standby
+    /// outlives them, and says so once per outage.
     pub async fn wait(
         outbox: &Outbox,
         name: &str,
@@ -77,19 +100,43 @@ impl Lease {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Lease> {
         assert!((LEASE_POLL_MIN..=LEASE_POLL_MAX).contains(&poll), "lease poll {poll:?} out of bounds");
+        let mut session: Option<Session> = None;
         let mut announced = false;
+        let mut failing = false;
         loop {
-            match Lease::try_take(outbox, name, holder).await {
-                Ok(Some(lease)) => {
-                    tracing::info!(lease = name, holder, "lease taken: relaying");
-                    return Some(lease);
+            if session.as_ref().is_none_or(|s| !s.is_open()) {
+                session = match Session::open(outbox).await {
+                    Ok(opened) => Some(opened),
+                    Err(error) => {
+                        if !failing {
+                            tracing::warn!(lease = name, %error, "cannot reach the database to take the lease; retrying");
+                        }
+                        failing = true;
+                        None
+                    }
+                };
+            }
+            if let Some(open) = session.take() {
+                match open.try_lock(name, holder).await {
+                    Ok(Ok(lease)) => {
+                        tracing::info!(lease = name, holder, "lease taken: relaying");
+                        return Some(lease);
+                    }
+                    Ok(Err(kept)) => {
+                        failing = false;
+                        session = Some(kept);
+                        if !announced {
+                            announced = true;
+                            tracing::info!(lease = name, "another relay holds the lease: standing by");
+                        }
+                    }
+                    Err(error) => {
+                        if !failing {
+                            tracing::warn!(lease = name, %error, "cannot take the lease now; retrying");
+                        }
+                        failing = true;
+                    }
                 }
-                Ok(None) if !announced => {
-                    announced = true;
-                    tracing::info!(lease = name, "another relay holds the lease: standing by");
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(lease = name, %error, "cannot take the lease now"),
             }
             if sleep_or_shutdown(poll, shutdown).await {
                 return None;
