@@ -119,7 +119,11 @@ for family in parse(text):
         names.append(sample.name)
         assert family.type != "unknown" and family.documentation, \
             f"sample {sample.name} is in no family with HELP and TYPE (family {family.name}, type {family.type})"
-assert "tally_http_requests_total" in names and "tally_transfer_results_total" in names, names
+for name in ["tally_http_requests_total", "tally_transfer_results_total", "tally_events_newest_seq",
+             "tally_relay_delivered_seq", "tally_relay_lag_events", "tally_webhook_lag_events",
+             "tally_webhook_deliveries_parked", "tally_relay_published_total", "tally_relay_duplicates_total",
+             "tally_webhook_deliveries_total", "tally_relay_active", "tally_relay_positions_read"]:
+    assert name in names, (name, names)
 print(len(names))
 "#;
 
@@ -132,6 +136,23 @@ async fn the_metrics_exposition_parses_and_describes_every_sample() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let (status, _) = send(&client, server.addr, &api.operator, "/v1/accounts/alice/balance", None).await;
     assert_eq!(status, StatusCode::OK);
+    // A NATS relay's cursor, as a relay in another process leaves it, and an active webhook: each
+    // has its position and lag on /metrics.
+    api.db
+        .connect()
+        .await
+        .execute("INSERT INTO relay_cursors (name, delivered_seq, holder) VALUES ('nats:TALLY', 1, 'elsewhere:1')", &[])
+        .await
+        .unwrap();
+    let (status, _) = send(
+        &client,
+        server.addr,
+        &api.admin,
+        "/v1/webhooks",
+        Some(json!({"url": "http://127.0.0.1:9/hook", "event_types": ["account.frozen"], "after_seq": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
     let request = Request::get(format!("http://{}/metrics", server.addr))
         .header("authorization", format!("Bearer {}", api.auditor))
         .body(Full::new(Bytes::new()))
