@@ -27,7 +27,9 @@ const _: () = assert!(tally_relay::webhooks::EVENT_TYPES_PER_WEBHOOK_MAX == 32, 
 
 #[utoipa::path(operation_id = "create_webhook", post, path = "/v1/webhooks", tag = "webhooks", request_body = NewWebhookBody,
     responses((status = 201, body = CreatedWebhookView,
-               description = "Registered. The answer carries the endpoint's signing secret: the only time it is shown"),
+               description = "Registered. The answer carries the endpoint's signing secret: the only time it is shown \
+                              (so no Idempotency-Key: a stored answer would keep the secret; after a lost answer, list \
+                              the endpoints and delete a second registration)"),
               (status = 400, description = "webhook_url_invalid, event_type_invalid, webhook_invalid, invalid_body, malformed_json"),
               (status = 409, description = "webhook_limit_reached (at most 100 endpoints)")),
     security(("bearer" = [])))]

@@ -13,18 +13,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tally_server::{ServerConfig, Shutdown};
 
-struct Running {
-    api: Api,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<Shutdown>>,
+/// A server on a loopback port (`serve`, with its relays), on the API's database and engine.
+pub(crate) struct Running {
+    pub(crate) api: Api,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) server: tokio::task::JoinHandle<std::io::Result<Shutdown>>,
 }
 
 async fn running() -> Running {
     running_with(ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() }).await
 }
 
-async fn running_with(config: ServerConfig) -> Running {
+pub(crate) async fn running_with(config: ServerConfig) -> Running {
     let api = api().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

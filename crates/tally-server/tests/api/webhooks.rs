@@ -2,6 +2,7 @@
 //! actor), refusals that write nothing, disable/enable/delete, the delivery log, redelivery, and
 //! what `/metrics` says of them; deliveries made by a real server to receivers on the loopback.
 
+use crate::server::{Running, running_with};
 use crate::support::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -228,9 +229,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 /// A server that dispatches webhooks quickly: retries after about 20 ms, parked after 2 attempts.
-async fn dispatching()
--> (Api, SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<Shutdown>>) {
-    let api = api().await;
+async fn dispatching() -> Running {
     let webhooks = WebhookConfig {
         attempts_max: 2,
         retry_base: Duration::from_millis(20),
@@ -240,15 +239,8 @@ async fn dispatching()
         refresh_interval: Duration::from_millis(50),
         lease_poll: Duration::from_millis(50),
     };
-    let config = ServerConfig { key_cache_ttl: Duration::ZERO, webhooks: Some(webhooks), ..ServerConfig::default() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        tokio::spawn(tally_server::serve(listener, api.db.store.clone(), api.engine.clone(), config, None, async {
-            let _ = stopped.await;
-        }));
-    (api, addr, stop, server)
+    running_with(ServerConfig { key_cache_ttl: Duration::ZERO, webhooks: Some(webhooks), ..ServerConfig::default() })
+        .await
 }
 
 async fn scrape(addr: SocketAddr, key: &str) -> String {
@@ -266,7 +258,7 @@ async fn scrape(addr: SocketAddr, key: &str) -> String {
 
 #[tokio::test]
 async fn deliveries_are_signed_logged_parked_and_redelivered_and_metrics_report_them() {
-    let (api, addr, stop, server) = dispatching().await;
+    let Running { api, addr, stop, server } = dispatching().await;
     let good = receiver(StatusCode::OK).await;
     let bad = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
     let register = |url: String| {
@@ -372,7 +364,7 @@ async fn deliveries_are_signed_logged_parked_and_redelivered_and_metrics_report_
         .get(0);
     assert_eq!(audit, 1);
 
-    stop.send(()).unwrap();
+    stop.unwrap().send(()).unwrap();
     let shutdown = tokio::time::timeout(Duration::from_secs(30), server).await.expect("stops").unwrap().unwrap();
     assert_eq!(shutdown, Shutdown::Complete);
 }
