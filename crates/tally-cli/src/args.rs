@@ -74,6 +74,15 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Relay events out of the ledger in a process of its own, until SIGTERM or Ctrl-C: to NATS
+    /// JetStream (--nats-url), to the registered webhooks (--webhooks), or both. Of several
+    /// relays on one database (`tally serve` dispatches webhooks too, unless --no-webhooks), one
+    /// holds each lease and the others stand by.
+    Relay(RelayArgs),
+    /// Register, list, show, disable, enable and delete webhook endpoints; read their delivery
+    /// logs; redeliver a parked delivery.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Manage the embedded PostgreSQL server.
     #[command(subcommand)]
     Pg(PgCommand),
@@ -512,6 +521,115 @@ pub struct ServeArgs {
     /// shortly before it are rolled back where possible and answered `outcome_unknown`.
     #[arg(long, default_value = "30s")]
     pub shutdown_timeout: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Dispatch no webhooks in this process (by default it does, unless another process on the
+    /// database holds the dispatcher's lease: then it stands by). `tally relay --webhooks` can
+    /// dispatch them instead.
+    #[arg(long, conflicts_with_all = ["webhook_attempts", "webhook_retry_base", "webhook_timeout"])]
+    pub no_webhooks: bool,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// Where to relay events in NATS JetStream.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// Relay every event to NATS JetStream at this URL (nats://host:port), each exactly once in
+    /// the stream (its Nats-Msg-Id is the event's sequence number).
+    #[arg(long, env = "TALLY_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// The JetStream stream, created if missing [default: TALLY].
+    #[arg(long, value_name = "NAME", requires = "nats_url")]
+    pub nats_stream: Option<String>,
+    /// The first token of every subject: `<prefix>.<event type>` [default: tally].
+    #[arg(long, value_name = "PREFIX", requires = "nats_url")]
+    pub nats_subject_prefix: Option<String>,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Attempts before a webhook delivery is parked (1 to 50) [default: 12].
+    #[arg(long, value_name = "N")]
+    pub webhook_attempts: Option<u32>,
+    /// The first retry's delay, e.g. 1s; each further one doubles, up to an hour, with jitter
+    /// [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub webhook_retry_base: Option<String>,
+    /// How long an endpoint has to answer, connecting included, e.g. 10s (at most 60s)
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub webhook_timeout: Option<String>,
+}
+
+impl WebhookArgs {
+    /// Whether any of these flags was given.
+    pub fn given(&self) -> bool {
+        self.webhook_attempts.is_some() || self.webhook_retry_base.is_some() || self.webhook_timeout.is_some()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Dispatch the registered webhooks.
+    #[arg(long)]
+    pub webhooks: bool,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register an endpoint; prints it with its signing secret, which is shown only this once.
+    Add {
+        /// Where deliveries are POSTed (http:// or https://).
+        url: String,
+        /// Event types to deliver, comma-separated: types (transfer.posted), families
+        /// (transfer.*) or everything (*).
+        #[arg(long, value_delimiter = ',', required = true, value_name = "TYPES")]
+        events: Vec<String>,
+        /// What the endpoint is for (at most 256 characters).
+        #[arg(long)]
+        description: Option<String>,
+        /// Deliver the events after this sequence number (0: every event so far); by default
+        /// only events to come.
+        #[arg(long, value_name = "SEQ")]
+        after_seq: Option<i64>,
+    },
+    /// List endpoints (never their secrets).
+    List,
+    /// Show an endpoint.
+    Show { id: uuid::Uuid },
+    /// Stop delivering to an endpoint until it is enabled again.
+    Disable { id: uuid::Uuid },
+    /// Deliver to an endpoint again, from where it stopped.
+    Enable { id: uuid::Uuid },
+    /// Delete an endpoint and its delivery log (the audit log keeps that it existed).
+    Delete { id: uuid::Uuid },
+    /// An endpoint's delivery log, newest first, with each delivery's attempts.
+    Deliveries {
+        id: uuid::Uuid,
+        #[arg(long, value_enum)]
+        status: Option<DeliveryStatusArg>,
+        /// At most this many deliveries (1 to 1,000).
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Only deliveries of events before this sequence number (the previous page's last).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<i64>,
+    },
+    /// Send a parked delivery again now; the endpoint's later events follow it in order.
+    Redeliver { id: uuid::Uuid, seq: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryStatusArg {
+    Pending,
+    Delivered,
+    Parked,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod demo;
 mod load;
 mod loadcheck;
 mod recon;
+mod relay;
 mod render;
 mod serve;
 
@@ -56,6 +57,9 @@ fn code_of(error: &anyhow::Error) -> Option<&'static str> {
     if let Some(error) = error.downcast_ref::<tally_core::CurrencyError>() {
         return Some(error.code());
     }
+    if let Some(error) = error.downcast_ref::<tally_relay::RelayError>() {
+        return Some(error.code());
+    }
     None
 }
 
@@ -85,6 +89,18 @@ async fn run(cli: Cli) -> Result<()> {
             problem: "tally serve answers over HTTP in JSON already; it prints no JSON of its own".into(),
         }
         .into());
+    }
+    if let Command::Relay(args) = &cli.command {
+        if cli.json {
+            return Err(render::Malformed {
+                flag: "--json",
+                value: String::new(),
+                problem: "tally relay prints lines of its state; it prints no JSON".into(),
+            }
+            .into());
+        }
+        // Refused before the database is opened: a relay with nothing to do, or a bad flag.
+        relay::relay_configs(args)?;
     }
     let db = match &cli.command {
         Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
@@ -122,6 +138,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Load(args) => load::run(&db, &args).await,
         Command::Serve(args) => serve::serve(&db, &args).await,
         Command::Key(command) => serve::key(&db, &out, command).await,
+        Command::Relay(args) => relay::relay(&db, &args).await,
+        Command::Webhook(command) => relay::webhook(&db, &out, command).await,
         Command::Pg(_) | Command::Bench(_) | Command::BenchEod(_) | Command::Loadcheck(_) => {
             unreachable!("handled above")
         }

@@ -87,6 +87,8 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
             "off" => None,
             text => Some(humantime::parse_duration(text).context("--reconcile-after")?),
         },
+        webhooks: if args.no_webhooks { None } else { Some(crate::relay::webhook_config(&args.webhook)?) },
+        nats: crate::relay::nats_config(&args.nats)?,
         ..ServerConfig::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;
@@ -95,7 +97,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
 
 /// A future that resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed here, before
 /// the server announces itself, so that a signal sent right after the announcement is caught.
-fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -18,6 +18,7 @@ impl Cli {
             .arg(&self.db.conninfo)
             .args(args)
             .env_remove("DATABASE_URL")
+            .env_remove("TALLY_NATS_URL")
             .output()
             .expect("run tally")
     }
@@ -592,4 +593,132 @@ async fn statement_files_of_several_accounts_are_mapped_and_refusals_say_why_onc
     assert_eq!(message.matches(reason).count(), 1, "{message}");
     assert!(message.contains(&format!("statement refused: {reason}")), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn webhooks_are_added_listed_disabled_and_deleted_and_the_secret_is_shown_once() {
+    let cli = Cli::new().await;
+    let added = cli.json(&[
+        "webhook",
+        "add",
+        "https://hooks.example.com/tally",
+        "--events",
+        "transfer.*,account.frozen",
+        "--description",
+        "payments",
+    ]);
+    let secret = added["secret"].as_str().expect("the secret is printed").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(added["event_types"], serde_json::json!(["account.frozen", "transfer.*"]));
+    assert_eq!(added["status"], "active");
+    let id = added["id"].as_str().unwrap().to_owned();
+
+    // As a table: the secret once, and a line saying it will not be shown again.
+    let text = cli.run(&["webhook", "add", "http://127.0.0.1:9/hook", "--events", "*"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+    assert!(stdout.contains("secret: whsec_") && stdout.contains("will not be shown again"), "{stdout}");
+
+    let listed = cli.json(&["webhook", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains("secret") && !listed.to_string().contains(&secret), "{listed}");
+    let table = cli.run(&["webhook", "list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("https://hooks.example.com/tally"));
+    assert_eq!(cli.json(&["webhook", "disable", &id])["status"], "disabled");
+    assert_eq!(cli.json(&["webhook", "show", &id])["status"], "disabled");
+    assert_eq!(cli.json(&["webhook", "enable", &id])["status"], "active");
+    let log = cli.json(&["webhook", "deliveries", &id, "--status", "parked", "--limit", "5"]);
+    assert_eq!(log["deliveries"], serde_json::json!([]));
+    let not_parked = cli.run(&["webhook", "redeliver", &id, "1"]);
+    assert_eq!(not_parked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_parked.stderr).contains("(delivery_not_found)"), "{not_parked:?}");
+    assert_eq!(cli.json(&["webhook", "delete", &id])["deleted"], true);
+    let gone = cli.run(&["webhook", "show", &id]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("(webhook_not_found)"), "{gone:?}");
+    let invalid = cli.run(&["webhook", "add", "ftp://example.com/x", "--events", "*"]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("(webhook_url_invalid)"), "{invalid:?}");
+    let unknown = cli.run(&["webhook", "add", "https://example.com/", "--events", "transfers.*"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("(event_type_invalid)"), "{unknown:?}");
+    assert_eq!(cli.json(&["webhook", "list"]).as_array().unwrap().len(), 1);
+
+    // Audited with the CLI's actor: two registrations, a disable, an enable, a delete.
+    let actors: Vec<String> = cli
+        .db
+        .connect()
+        .await
+        .query("SELECT actor FROM audit_log WHERE entity_type = 'webhook'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(actors.len(), 5, "{actors:?}");
+    assert!(actors.iter().all(|actor| actor.starts_with("cli:")), "{actors:?}");
+}
+
+#[tokio::test]
+async fn relay_needs_something_to_relay_and_flags_that_apply() {
+    let cli = Cli::new().await;
+    for args in [
+        vec!["relay"],
+        vec!["relay", "--webhook-attempts", "3"],
+        vec!["relay", "--nats-stream", "X", "--webhooks"],
+        vec!["--json", "relay", "--webhooks"],
+        vec!["serve", "--no-webhooks", "--webhook-timeout", "5s"],
+    ] {
+        let output = cli.run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        if args == ["relay"] {
+            assert!(stderr.contains("--nats-url") && stderr.contains("--webhooks"), "{stderr}");
+        }
+    }
+    let bad = cli.run(&["relay", "--nats-url", "http://127.0.0.1:4222"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("(relay_config_invalid)"), "{bad:?}");
+}
+
+/// Two `tally relay --webhooks` on one database: one holds the lease, the other stands by; each
+/// stops promptly on SIGTERM and exits 0.
+#[tokio::test]
+async fn relays_take_the_lease_or_stand_by_and_stop_on_sigterm() {
+    use std::io::BufRead;
+    let cli = Cli::new().await;
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["--database-url", &cli.db.conninfo, "relay", "--webhooks"])
+            .env_remove("DATABASE_URL")
+            .env_remove("TALLY_NATS_URL")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start tally relay");
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, lines)
+    };
+    let state = |lines: &mut std::io::Lines<std::io::BufReader<std::process::ChildStdout>>| loop {
+        let line = lines.next().expect("tally relay says how it stands").unwrap();
+        if line.starts_with("webhooks:") {
+            return line;
+        }
+    };
+    let (mut first, mut first_lines) = start();
+    // (On a slow machine it may say it stands by before it takes the free lease.)
+    while !state(&mut first_lines).contains("holding the lease") {}
+    let (mut second, mut second_lines) = start();
+    let standing = state(&mut second_lines);
+    assert!(standing.contains("standing by"), "{standing}");
+    for (child, lines) in [(&mut first, first_lines), (&mut second, second_lines)] {
+        let sent = std::time::Instant::now();
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "SIGTERM stops tally relay with 0: {exit:?}");
+        assert!(sent.elapsed() < std::time::Duration::from_secs(10), "stopped in {:?}", sent.elapsed());
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(
+            rest.iter().any(|l| l.starts_with("stopping")) && rest.last().is_some_and(|l| l == "stopped"),
+            "{rest:?}"
+        );
+    }
 }

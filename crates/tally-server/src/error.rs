@@ -23,6 +23,9 @@ pub const CODES: &[(&str, u16)] = &[
     ("time_zone_invalid", 400),
     ("cutoff_invalid", 400),
     ("day_definition_locked", 400),
+    ("webhook_url_invalid", 400),
+    ("event_type_invalid", 400),
+    ("webhook_invalid", 400),
     ("unauthenticated", 401),
     ("forbidden", 403),
     ("not_found", 404),
@@ -32,6 +35,8 @@ pub const CODES: &[(&str, u16)] = &[
     ("key_not_found", 404),
     ("reconciliation_not_found", 404),
     ("statement_not_found", 404),
+    ("webhook_not_found", 404),
+    ("delivery_not_found", 404),
     ("method_not_allowed", 405),
     ("request_timeout", 408),
     ("version_conflict", 409),
@@ -44,6 +49,8 @@ pub const CODES: &[(&str, u16)] = &[
     ("day_not_closed", 409),
     ("reconciliation_running", 409),
     ("statement_exists_with_different_content", 409),
+    ("webhook_limit_reached", 409),
+    ("delivery_not_parked", 409),
     ("precondition_failed", 412),
     ("body_too_large", 413),
     ("unsupported_media_type", 415),
@@ -208,6 +215,36 @@ impl From<tally_recon::ReconError> for ApiError {
             E::TimeZoneInvalid(_) | E::CutoffInvalid(_) | E::DayDefinitionLocked => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+impl From<tally_relay::RelayError> for ApiError {
+    fn from(error: tally_relay::RelayError) -> ApiError {
+        use tally_relay::RelayError as E;
+        let error = match error {
+            // Classified like every database error of the store.
+            E::Store(store) => return ApiError::from(store),
+            other => other,
+        };
+        let status = match &error {
+            E::Store(_) => unreachable!("answered above"),
+            E::WebhookUrlInvalid(_) | E::EventTypeInvalid(_) | E::WebhookInvalid(_) => StatusCode::BAD_REQUEST,
+            E::WebhookNotFound(_) | E::DeliveryNotFound { .. } => StatusCode::NOT_FOUND,
+            E::WebhookLimitReached(_) | E::DeliveryNotParked { .. } => StatusCode::CONFLICT,
+            // What only the relays meet, never a request: a bug if it reaches one.
+            E::Nats(_) | E::LeaseLost(_) | E::Config(_) => {
+                tracing::error!(code = error.code(), %error, "relay error in a request");
+                return ApiError::internal("an unexpected relay error; see the server log");
+            }
+        };
+        let details = match &error {
+            E::WebhookNotFound(id) => json!({"webhook_id": id}),
+            E::DeliveryNotFound { id, seq } => json!({"webhook_id": id, "seq": seq}),
+            E::DeliveryNotParked { id, seq, status } => json!({"webhook_id": id, "seq": seq, "status": status}),
+            E::WebhookLimitReached(limit) => json!({"limit": limit}),
+            _ => json!({}),
+        };
+        ApiError::new(status, error.code(), error.to_string()).with_details(details)
     }
 }
 

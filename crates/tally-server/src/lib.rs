@@ -31,12 +31,13 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use routes::{accounts, feed, ops, reconciliations, statements, transfers};
+use routes::{accounts, feed, ops, reconciliations, statements, transfers, webhooks};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -49,12 +50,15 @@ use utoipa::OpenApi;
         transfers::show, transfers::list,
         feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::show,
         statements::import, statements::show,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::delete, webhooks::disable, webhooks::enable,
+        webhooks::deliveries, webhooks::delivery, webhooks::redeliver,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
         views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
-        reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView)),
+        reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView,
+        views::NewWebhookBody, views::WebhookView, views::CreatedWebhookView, views::DeliveryView, views::AttemptView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -101,7 +105,11 @@ impl utoipa::Modify for BearerAuth {
             ),
             ("401", "unauthenticated"),
             ("403", "forbidden"),
-            ("404", "Not found: not_found, account_not_found, transfer_not_found, currency_not_found"),
+            (
+                "404",
+                "Not found: not_found, account_not_found, transfer_not_found, currency_not_found, webhook_not_found, \
+                 delivery_not_found",
+            ),
             ("408", "request_timeout"),
             ("409", "A conflict: version_conflict, exists_with_different_fields, ..."),
             ("413", "body_too_large"),
@@ -117,7 +125,7 @@ impl utoipa::Modify for BearerAuth {
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = path == "/healthz";
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
                 for (status, description) in common {
                     if public && status != "503" {
                         continue;
@@ -189,6 +197,13 @@ pub fn router(state: AppState) -> Router {
             post(statements::import).layer(DefaultBodyLimit::max(tally_statement::STATEMENT_BYTES_MAX)),
         )
         .route("/v1/statements/{id}", get(statements::show))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::show).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/disable", post(webhooks::disable))
+        .route("/v1/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{seq}", get(webhooks::delivery))
+        .route("/v1/webhooks/{id}/deliveries/{seq}/redeliver", post(webhooks::redeliver))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
@@ -302,10 +317,41 @@ pub enum Shutdown {
     Abandoned,
 }
 
+/// Starts the relays `config` asks for (webhooks, NATS) on `outbox`; each runs until `shutdown`
+/// turns true, and logs if it stops with an error.
+fn spawn_relays(
+    outbox: &tally_relay::Outbox,
+    config: &ServerConfig,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut relays = Vec::new();
+    if let Some(webhooks) = config.webhooks.clone() {
+        let run = tally_relay::run_webhooks(outbox.clone(), webhooks, shutdown.clone());
+        relays.push(tokio::spawn(async move {
+            if let Err(error) = run.await {
+                tracing::error!(code = error.code(), %error, "the webhook dispatcher stopped");
+            }
+        }));
+    }
+    if let Some(nats) = config.nats.clone() {
+        let run = tally_relay::run_nats(outbox.clone(), nats, shutdown.clone());
+        relays.push(tokio::spawn(async move {
+            if let Err(error) = run.await {
+                tracing::error!(code = error.code(), %error, "the NATS relay stopped");
+            }
+        }));
+    }
+    relays
+}
+
 /// Serves the API on `listener` until `stop` resolves; then stops accepting, tells long-polls
 /// and streams to end, answers every request in flight, and shuts the engine down (committing
 /// whatever it accepted). Returns once all of that is done, or once `config.shutdown_timeout`
 /// has passed since `stop`, whichever comes first. With `tls`, every connection is TLS.
+///
+/// It also runs the relays of `config.webhooks` and `config.nats` until `stop`, and waits for
+/// them within the same bound (what they had not delivered is delivered by the next relay to
+/// take the lease: their positions are in the database).
 pub async fn serve(
     listener: TcpListener,
     store: tally_store::Store,
@@ -320,6 +366,8 @@ pub async fn serve(
     let bound = config.shutdown_timeout;
     let mut stopping = shutdown.clone();
     let state = AppState::new(store, engine.clone(), config, shutdown.clone());
+    let relays = spawn_relays(&state.outbox, &state.config, &shutdown);
+    let outbox = state.outbox.clone();
     if let Some(after) = reconcile_after {
         tokio::spawn(scheduler::run(state.recon.clone(), after, shutdown));
     }
@@ -366,12 +414,37 @@ pub async fn serve(
     let start = stopped_at.get().copied().unwrap_or_else(tokio::time::Instant::now);
     let left = (start + bound).saturating_duration_since(tokio::time::Instant::now());
     let engine_in_time = engine.shutdown_within(left).await;
+    let left = (start + bound).saturating_duration_since(tokio::time::Instant::now());
+    // A relay cut off at the bound loses nothing (its position is in the database), so it does
+    // not make the shutdown `Abandoned`.
+    stop_relays(relays, left).await;
+    outbox.close();
     if answered_in_time && engine_in_time {
         tracing::info!("shut down: every accepted transfer was answered");
         Ok(Shutdown::Complete)
     } else {
         tracing::warn!(?bound, "shut down at the bound: open requests cut off, batches in flight (if any) abandoned");
         Ok(Shutdown::Abandoned)
+    }
+}
+
+/// Waits for the relays to stop (they were told to) for at most `bound`; aborts the rest, which
+/// is safe: delivery is at least once, and whatever they had not recorded is sent again.
+async fn stop_relays(relays: Vec<JoinHandle<()>>, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut in_time = true;
+    for relay in relays {
+        let abort = relay.abort_handle();
+        if tokio::time::timeout_at(deadline, relay).await.is_err() {
+            abort.abort();
+            in_time = false;
+        }
+    }
+    if !in_time {
+        tracing::warn!(
+            ?bound,
+            "relays still delivering at the shutdown bound were stopped; they resume from the database"
+        );
     }
 }
 

@@ -1,4 +1,6 @@
-//! Prometheus metrics: requests, latencies, results by code, and the engine's batches and queue.
+//! Prometheus metrics: requests, latencies, results by code, the engine's batches and queue, and
+//! events out (relay and webhook positions read from the database at each scrape, so that a relay
+//! running in another process is reported too; this process's relay counters).
 //!
 //! `prometheus-client` writes the OpenMetrics text format, where a counter family `x` is
 //! described by `# HELP x` and `# TYPE x counter` and its samples are `x_total`; the answer says
@@ -36,6 +38,25 @@ pub struct RouteLabels {
 pub struct CodeLabels {
     pub code: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayLabels {
+    pub relay: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// How long a scrape waits for the relays' positions from the database before it answers
+/// without them.
+pub const POSITIONS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Metrics {
     registry: Registry,
@@ -100,8 +121,15 @@ impl Metrics {
         self.transfer_results[result as usize].inc();
     }
 
-    /// The OpenMetrics text exposition (`CONTENT_TYPE`), with the engine's figures read now.
-    pub fn render(&self, engine: &tally_engine::Engine) -> String {
+    /// The OpenMetrics text exposition (`CONTENT_TYPE`), with the engine's figures read now, this
+    /// process's relay counters (`relays`), and the relays' positions (`None` when they could not
+    /// be read: the rest is reported all the same).
+    pub fn render(
+        &self,
+        engine: &tally_engine::Engine,
+        relays: &tally_relay::Stats,
+        positions: Option<&tally_relay::Positions>,
+    ) -> String {
         let stats = engine.stats();
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.engine_batches.set(gauge(stats.batches));
@@ -110,9 +138,97 @@ impl Metrics {
         self.engine_reruns.set(gauge(stats.reruns));
         self.engine_mean_batch.set(gauge(stats.transfers.checked_div(stats.batches).unwrap_or(0)));
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        encode_registry(&mut text, &self.registry).expect("writing to a String");
+        encode_registry(&mut text, &relay_registry(relays, positions)).expect("writing to a String");
+        encode_eof(&mut text).expect("writing to a String");
         text
     }
+}
+
+fn gauge(value: i64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value);
+    gauge
+}
+
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+/// The relay families, made afresh at each scrape: webhooks and relays come and go, and a
+/// family kept across scrapes would go on reporting the ones that went.
+fn relay_registry(stats: &tally_relay::Stats, positions: Option<&tally_relay::Positions>) -> Registry {
+    use std::sync::atomic::Ordering;
+    use tally_relay::Stats;
+    let mut registry = Registry::with_prefix("tally");
+    registry.register(
+        "relay_published",
+        "Events JetStream acknowledged to this process's NATS relay (re-sends included)",
+        counter(Stats::get(&stats.nats_published)),
+    );
+    registry.register(
+        "relay_duplicates",
+        "Of those, events JetStream already had (re-sends after a restart, dropped by message id)",
+        counter(Stats::get(&stats.nats_duplicates)),
+    );
+    let deliveries = Family::<OutcomeLabels, Counter>::default();
+    for (outcome, value) in
+        [("delivered", &stats.webhook_delivered), ("failed", &stats.webhook_failed), ("parked", &stats.webhook_parked)]
+    {
+        deliveries.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc_by(Stats::get(value));
+    }
+    registry.register(
+        "webhook_deliveries",
+        "Webhook delivery attempts by this process, by outcome: delivered (2xx), failed (retried later), parked \
+         (out of attempts)",
+        deliveries,
+    );
+    let active = Family::<RelayLabels, Gauge>::default();
+    for (relay, flag) in [("nats", &stats.nats_active), ("webhooks", &stats.webhooks_active)] {
+        active.get_or_create(&RelayLabels { relay: relay.to_owned() }).set(i64::from(flag.load(Ordering::Relaxed)));
+    }
+    registry.register("relay_active", "1 while this process holds the relay's lease and relays", active);
+    registry.register(
+        "relay_positions_read",
+        "1 if the relays' positions below were read from the database at this scrape, 0 if it could not be read",
+        gauge(i64::from(positions.is_some())),
+    );
+    let Some(positions) = positions else { return registry };
+    registry.register("events_newest_seq", "The newest event's sequence number", gauge(positions.newest));
+    let delivered = Family::<RelayLabels, Gauge>::default();
+    let lag = Family::<RelayLabels, Gauge>::default();
+    // The webhook dispatcher's lease row carries no position: each endpoint has its own.
+    for relay in positions.relays.iter().filter(|r| r.name != tally_relay::dispatch::LEASE_NAME) {
+        let labels = RelayLabels { relay: relay.name.clone() };
+        delivered.get_or_create(&labels).set(relay.delivered_seq);
+        lag.get_or_create(&labels).set(positions.newest.saturating_sub(relay.delivered_seq).max(0));
+    }
+    registry.register(
+        "relay_delivered_seq",
+        "Every event up to this sequence number was acknowledged by the relay's destination (any process's relay)",
+        delivered,
+    );
+    registry.register("relay_lag_events", "Events committed and not yet acknowledged, by relay", lag);
+    let webhook_lag = Family::<WebhookLabels, Gauge>::default();
+    for (id, delivered_seq) in &positions.endpoints {
+        webhook_lag
+            .get_or_create(&WebhookLabels { webhook: id.to_string() })
+            .set(positions.newest.saturating_sub(*delivered_seq).max(0));
+    }
+    registry.register(
+        "webhook_lag_events",
+        "Events after the active endpoint's position (delivered or not matching its filter), by endpoint",
+        webhook_lag,
+    );
+    registry.register(
+        "webhook_deliveries_parked",
+        "Webhook deliveries parked, waiting to be redelivered by hand",
+        gauge(positions.parked),
+    );
+    registry
 }
 
 impl Default for Metrics {

@@ -32,6 +32,12 @@ pub const SCALE_CACHE_MAX: usize = 10_000;
 /// Connections reconciliation (end-of-day runs, statements, balances as of a time) opens at
 /// most, beside the store's pool.
 pub const RECON_POOL_SIZE: usize = 8;
+/// Connections the relay's handle (webhook registrations, delivery log, `/metrics` positions, the
+/// webhook dispatcher and the NATS relay) opens at most, beside the store's pool; each lease
+/// holds one more connection of its own.
+pub const RELAY_POOL_SIZE: usize = 4;
+
+const _: () = assert!(RELAY_POOL_SIZE >= tally_relay::POOL_SIZE_MIN && RELAY_POOL_SIZE <= tally_relay::POOL_SIZE_MAX);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -58,6 +64,12 @@ pub struct ServerConfig {
     /// still unfinished shortly before it are abandoned (rolled back) and their callers are
     /// told the outcome is unknown.
     pub shutdown_timeout: Duration,
+    /// Dispatch webhooks (`None`: not in this process). The dispatcher takes a lease, so that of
+    /// several processes on one database only one dispatches; the others stand by.
+    pub webhooks: Option<tally_relay::WebhookConfig>,
+    /// Relay every event to NATS JetStream (`None`: no relay in this process). A lease per
+    /// stream, as for webhooks.
+    pub nats: Option<tally_relay::NatsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +85,8 @@ impl Default for ServerConfig {
             key_cache_ttl: Duration::from_secs(1),
             reconcile_after: None,
             shutdown_timeout: Duration::from_secs(30),
+            webhooks: Some(tally_relay::WebhookConfig::default()),
+            nats: None,
         }
     }
 }
@@ -97,10 +111,16 @@ impl ServerConfig {
                 "shutdown timeout must be 1 s to 10 min",
             ),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, message)) => Err((*message).to_owned()),
-            None => Ok(()),
+        if let Some((_, message)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err((*message).to_owned());
         }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.validate().map_err(|error| error.to_string())?;
+        }
+        if let Some(nats) = &self.nats {
+            nats.validate().map_err(|error| error.to_string())?;
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +181,9 @@ pub struct AppState {
     pub engine: Engine,
     /// Reconciliation, on its own connections to the store's database.
     pub recon: Recon,
+    /// Events out: webhook endpoints, their delivery log and the relays' positions, on
+    /// `RELAY_POOL_SIZE` connections of its own.
+    pub outbox: tally_relay::Outbox,
     pub config: Arc<ServerConfig>,
     pub keys: Arc<KeyCache>,
     pub limits: Arc<Limits>,
@@ -180,6 +203,7 @@ impl AppState {
         tokio::spawn(watch_events(store.clone(), sender, shutdown.clone()));
         AppState {
             recon: Recon::new(&store, RECON_POOL_SIZE),
+            outbox: tally_relay::Outbox::new(&store, RELAY_POOL_SIZE),
             store,
             engine,
             limits: Arc::new(Limits::new(&config)),

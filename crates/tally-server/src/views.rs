@@ -178,3 +178,143 @@ pub struct ActionBody {
     #[schema(pattern = r"^[0-9]{1,40}(\.[0-9]{1,18})?$", example = "25.00")]
     pub amount: Option<String>,
 }
+
+/// `POST /v1/webhooks`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhookBody {
+    /// Where deliveries are POSTed: `http://` or `https://`, no credentials, no fragment.
+    #[schema(example = "https://hooks.example.com/tally")]
+    pub url: String,
+    /// Event types (`transfer.posted`), families (`transfer.*`) or everything (`*`); each must
+    /// select a type Tally writes.
+    #[schema(min_items = 1, max_items = 32, example = json!(["transfer.*", "account.frozen"]))]
+    pub event_types: Vec<String>,
+    /// At most 256 characters.
+    pub description: Option<String>,
+    /// Deliver the events after this sequence number (0: every event in the outbox); only events
+    /// to come when absent.
+    #[schema(minimum = 0)]
+    pub after_seq: Option<i64>,
+}
+
+impl From<NewWebhookBody> for tally_relay::NewWebhook {
+    fn from(body: NewWebhookBody) -> tally_relay::NewWebhook {
+        tally_relay::NewWebhook {
+            url: body.url,
+            event_types: body.event_types,
+            description: body.description,
+            after_seq: body.after_seq,
+        }
+    }
+}
+
+/// A webhook endpoint (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    /// The event-type filter, sorted.
+    pub event_types: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Every event up to this sequence number was delivered to the endpoint or did not match
+    /// its filter.
+    pub delivered_seq: i64,
+    /// The parked delivery that stops the endpoint until it is redelivered, if any.
+    pub parked_seq: Option<i64>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WebhookView {
+    pub fn new(record: &tally_relay::WebhookRecord) -> WebhookView {
+        WebhookView {
+            id: record.id,
+            url: record.url.clone(),
+            description: record.description.clone(),
+            event_types: record.event_types.clone(),
+            status: record.status.clone(),
+            delivered_seq: record.delivered_seq,
+            parked_seq: record.parked_seq,
+            created_by: record.created_by.clone(),
+            created_at: time(record.created_at),
+            updated_at: time(record.updated_at),
+        }
+    }
+}
+
+/// A webhook just registered, with its secret: the only answer that shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CreatedWebhookView {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// Keys the HMAC-SHA256 of every delivery's `Tally-Signature` header
+    /// (`t=<unix seconds>,v1=<hex of HMAC(secret, "<t>.<body>")>`). Shown only here.
+    #[schema(example = "whsec_5f0c...")]
+    pub secret: String,
+}
+
+/// One attempt to deliver an event.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub at: String,
+    /// The endpoint's HTTP status, when it answered.
+    pub status_code: Option<i32>,
+    /// Why the attempt failed (no answer in time, refused, or a non-2xx answer's first bytes).
+    pub error: Option<String>,
+    pub duration_ms: i32,
+}
+
+/// The delivery of one event to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub webhook_id: Uuid,
+    /// The event's sequence number.
+    pub seq: i64,
+    pub event_type: String,
+    /// `pending` (tried again at `next_attempt_at`), `delivered` (answered 2xx) or `parked` (out
+    /// of attempts; the endpoint gets nothing more until it is redelivered).
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    /// The newest attempts (at most 50), oldest first.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+impl DeliveryView {
+    pub fn new(record: &tally_relay::DeliveryRecord) -> DeliveryView {
+        DeliveryView {
+            webhook_id: record.endpoint_id,
+            seq: record.seq,
+            event_type: record.event_type.clone(),
+            status: record.status.as_str().to_owned(),
+            attempts: record.attempts,
+            next_attempt_at: record.next_attempt_at.map(time),
+            last_status_code: record.last_status_code,
+            last_error: record.last_error.clone(),
+            created_at: time(record.created_at),
+            delivered_at: record.delivered_at.map(time),
+            attempt_log: record
+                .attempt_log
+                .iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    at: time(a.at),
+                    status_code: a.status_code,
+                    error: a.error.clone(),
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod ops;
 pub mod reconciliations;
 pub mod statements;
 pub mod transfers;
+pub mod webhooks;

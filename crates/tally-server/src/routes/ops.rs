@@ -35,7 +35,19 @@ pub async fn metrics(
     Extension(principal): Extension<Principal>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(OPERATORS)?;
-    let body = state.metrics.render(&state.engine);
+    // The relays' positions come from the database; without it, the rest is still reported.
+    let positions = match tokio::time::timeout(crate::metrics::POSITIONS_WAIT, state.outbox.positions()).await {
+        Ok(Ok(positions)) => Some(positions),
+        Ok(Err(error)) => {
+            tracing::warn!(code = error.code(), %error, "/metrics: the relays' positions could not be read");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(wait = ?crate::metrics::POSITIONS_WAIT, "/metrics: the relays' positions took too long");
+            None
+        }
+    };
+    let body = state.metrics.render(&state.engine, state.outbox.stats(), positions.as_ref());
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body))
 }
 

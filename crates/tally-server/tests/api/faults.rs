@@ -73,3 +73,27 @@ async fn a_read_that_loses_its_database_connection_answers_503_database_unavaila
     assert_eq!(api.balance("alice").await, "101.00");
     api.assert_consistent().await;
 }
+
+/// `/metrics` reads the relays' positions from the database at each scrape; without the
+/// database it still answers, promptly, with everything else (and says the positions are
+/// missing), so that a scrape never fails because PostgreSQL is down.
+#[tokio::test]
+async fn metrics_answer_without_the_relay_positions_while_the_database_is_down() {
+    let (api, proxy) = api_through_proxy().await;
+    let up = api.get("/metrics", &api.auditor).await;
+    assert_eq!(up.status, StatusCode::OK);
+    assert!(up.text.lines().any(|l| l == "tally_relay_positions_read 1"), "{}", up.text);
+    assert!(up.text.contains("\ntally_events_newest_seq "), "{}", up.text);
+
+    proxy.set_reachable(false);
+    let started = std::time::Instant::now();
+    let down = api.get("/metrics", &api.auditor).await;
+    assert_eq!(down.status, StatusCode::OK, "{}", down.text);
+    assert!(started.elapsed() < tally_server::metrics::POSITIONS_WAIT + Duration::from_secs(1));
+    assert!(down.text.lines().any(|l| l == "tally_relay_positions_read 0"), "{}", down.text);
+    assert!(!down.text.contains("tally_events_newest_seq"), "{}", down.text);
+    assert!(down.text.contains("tally_http_requests_total{"), "{}", down.text);
+    assert!(down.text.contains("tally_webhook_deliveries_total{outcome=\"parked\"} 0"), "{}", down.text);
+    assert!(down.text.ends_with("# EOF\n"), "{}", down.text);
+    proxy.set_reachable(true);
+}

@@ -11,3 +11,4 @@ mod server;
 mod support;
 mod tls;
 mod transfers;
+mod webhooks;

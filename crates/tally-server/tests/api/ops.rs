@@ -59,9 +59,37 @@ async fn the_openapi_description_lists_every_route_and_validates() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/disable",
+        "/v1/webhooks/{id}/enable",
+        "/v1/webhooks/{id}/deliveries",
+        "/v1/webhooks/{id}/deliveries/{seq}",
+        "/v1/webhooks/{id}/deliveries/{seq}/redeliver",
     ] {
         assert!(paths.contains_key(path), "{path} is described");
     }
+    assert!(paths["/v1/webhooks/{id}"]["delete"]["responses"]["204"].is_object(), "DELETE answers 204");
+    let schemas = reply.body["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "TransferEvent",
+        "AccountEvent",
+        "CurrencyCreatedEvent",
+        "LedgerDayClosedEvent",
+        "ReconciliationFinishedEvent",
+        "StatementImportedEvent",
+        "NewWebhookBody",
+        "WebhookView",
+        "CreatedWebhookView",
+        "DeliveryView",
+        "AttemptView",
+    ] {
+        assert!(schemas.contains_key(schema), "the schema {schema} is described");
+    }
+    let created = &paths["/v1/webhooks"]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
+    assert_eq!(created["$ref"], "#/components/schemas/CreatedWebhookView", "{created}");
+    assert!(schemas["CreatedWebhookView"].to_string().contains("\"secret\""));
+    assert!(schemas["WebhookView"]["properties"].get("secret").is_none());
     assert_eq!(reply.body["components"]["securitySchemes"]["bearer"]["scheme"], json!("bearer"));
     // Validated by openapi-spec-validator, which scripts/test installs.
     let file = std::env::temp_dir().join(format!("tally-openapi-{}.json", uuid::Uuid::now_v7()));

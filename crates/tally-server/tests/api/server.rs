@@ -13,18 +13,19 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tally_server::{ServerConfig, Shutdown};
 
-struct Running {
-    api: Api,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<Shutdown>>,
+/// A server on a loopback port (`serve`, with its relays), on the API's database and engine.
+pub(crate) struct Running {
+    pub(crate) api: Api,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) server: tokio::task::JoinHandle<std::io::Result<Shutdown>>,
 }
 
 async fn running() -> Running {
     running_with(ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..ServerConfig::default() }).await
 }
 
-async fn running_with(config: ServerConfig) -> Running {
+pub(crate) async fn running_with(config: ServerConfig) -> Running {
     let api = api().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -119,7 +120,11 @@ for family in parse(text):
         names.append(sample.name)
         assert family.type != "unknown" and family.documentation, \
             f"sample {sample.name} is in no family with HELP and TYPE (family {family.name}, type {family.type})"
-assert "tally_http_requests_total" in names and "tally_transfer_results_total" in names, names
+for name in ["tally_http_requests_total", "tally_transfer_results_total", "tally_events_newest_seq",
+             "tally_relay_delivered_seq", "tally_relay_lag_events", "tally_webhook_lag_events",
+             "tally_webhook_deliveries_parked", "tally_relay_published_total", "tally_relay_duplicates_total",
+             "tally_webhook_deliveries_total", "tally_relay_active", "tally_relay_positions_read"]:
+    assert name in names, (name, names)
 print(len(names))
 "#;
 
@@ -132,6 +137,23 @@ async fn the_metrics_exposition_parses_and_describes_every_sample() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let (status, _) = send(&client, server.addr, &api.operator, "/v1/accounts/alice/balance", None).await;
     assert_eq!(status, StatusCode::OK);
+    // A NATS relay's cursor, as a relay in another process leaves it, and an active webhook: each
+    // has its position and lag on /metrics.
+    api.db
+        .connect()
+        .await
+        .execute("INSERT INTO relay_cursors (name, delivered_seq, holder) VALUES ('nats:TALLY', 1, 'elsewhere:1')", &[])
+        .await
+        .unwrap();
+    let (status, _) = send(
+        &client,
+        server.addr,
+        &api.admin,
+        "/v1/webhooks",
+        Some(json!({"url": "http://127.0.0.1:9/hook", "event_types": ["account.frozen"], "after_seq": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
     let request = Request::get(format!("http://{}/metrics", server.addr))
         .header("authorization", format!("Bearer {}", api.auditor))
         .body(Full::new(Bytes::new()))
