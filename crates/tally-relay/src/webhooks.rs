@@ -421,7 +421,9 @@ impl Outbox {
             )
             .await?;
         let Some(row) = row else {
+            // Give the connection back before taking another: a pool of one must not wait on itself.
             drop(db_tx);
+            drop(client);
             self.webhook(id).await?;
             return Err(RelayError::DeliveryNotFound { id, seq });
         };
@@ -448,6 +450,7 @@ impl Outbox {
         };
         append(&db_tx, &[entry]).await?;
         tally_store::commit_transaction(db_tx).await?;
+        drop(client);
         self.delivery(id, seq).await
     }
 }
