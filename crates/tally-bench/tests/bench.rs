@@ -3,7 +3,7 @@
 //! server.
 
 use std::time::Duration;
-use tally_bench::{BenchConfig, BenchMode, Database, Distribution, EodConfig};
+use tally_bench::{BenchConfig, BenchMode, Database, Distribution, EodConfig, EventsOutConfig};
 
 /// A database name no other test uses.
 fn unique_name() -> String {
@@ -73,6 +73,7 @@ fn short_run(mode: BenchMode) -> BenchConfig {
         speculative: true,
         linger: Duration::from_millis(1),
         seed: Some(7),
+        events_out: EventsOutConfig::default(),
     }
 }
 

@@ -63,3 +63,9 @@ CREATE TABLE webhook_attempts (
     PRIMARY KEY (endpoint_id, seq, attempt),
     FOREIGN KEY (endpoint_id, seq) REFERENCES webhook_deliveries (endpoint_id, seq) ON DELETE CASCADE
 );
+
+-- Webhook registrations, changes and redeliveries are audited with their actor.
+ALTER TABLE audit_log DROP CONSTRAINT audit_log_entity_type_check;
+ALTER TABLE audit_log ADD CONSTRAINT audit_log_entity_type_check
+    CHECK (entity_type IN ('account', 'transfer', 'currency', 'batch', 'api_key', 'ledger_day', 'reconciliation',
+                           'statement', 'statement_file', 'webhook'));
