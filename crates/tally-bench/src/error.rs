@@ -4,6 +4,7 @@
 
 use tally_engine::EngineError;
 use tally_recon::ReconError;
+use tally_relay::RelayError;
 use tally_store::StoreError;
 use thiserror::Error;
 
@@ -24,6 +25,10 @@ pub enum BenchError {
     Http(String),
     #[error("the API server: {0}")]
     Server(String),
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("events out: {0}")]
+    Task(String),
     #[error("drawing the chart: {0}")]
     Chart(String),
     #[error("the embedded PostgreSQL: {0}")]
@@ -38,6 +43,8 @@ pub enum BenchError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Recon(#[from] ReconError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
 }
 
 impl BenchError {
@@ -51,6 +58,8 @@ impl BenchError {
             BenchError::ClientPanicked(_) => "bench_client_panicked",
             BenchError::Http(_) => "bench_http_failed",
             BenchError::Server(_) => "bench_server_failed",
+            BenchError::Nats(_) => "bench_nats_failed",
+            BenchError::Task(_) => "bench_events_out_failed",
             BenchError::Chart(_) => "bench_chart_failed",
             BenchError::EmbeddedPg(_) => "embedded_postgres_failed",
             BenchError::Io(_) => "io_error",
@@ -58,6 +67,7 @@ impl BenchError {
             BenchError::Store(error) => error.code(),
             BenchError::Engine(error) => error.code(),
             BenchError::Recon(error) => error.code(),
+            BenchError::Relay(error) => error.code(),
         }
     }
 }

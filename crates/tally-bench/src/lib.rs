@@ -3,11 +3,13 @@
 //! - [`run_bench`] (`tally bench`): opens and funds accounts on a fresh database, runs clients
 //!   against the posting engine (or one SQL transaction per transfer, or the HTTP API) for a
 //!   fixed time, and reports throughput, latency, batch sizes, WAL and CPU per transfer, memory,
-//!   where each batch commit spends its time, and whether the books still balance.
+//!   where each batch commit spends its time, and whether the books still balance. With events
+//!   out ([`EventsOutConfig`]), the NATS relay and the webhook dispatcher run beside the load, and
+//!   the report says how far behind the relay fell and how long it took to catch up.
 //! - [`run_eod`] (`tally bench-eod`): generates a ledger of many transfers a day through the
 //!   engine, then times the end of day of each day.
 //!
-//! The crate holds no database client and no SQL: what it reads of the server (settings, the WAL
+//! The crate holds no database client and no SQL (the relay's tables are `tally_relay`'s): what it reads of the server (settings, the WAL
 //! position, the server process behind a connection, row counts) and the maintenance it needs
 //! are `tally_store` functions, the checks are `tally_recon`'s, and every transfer, generated or
 //! benchmarked, goes through `tally_engine` (or the HTTP API in front of it) with every trigger
@@ -15,6 +17,7 @@
 
 mod eod;
 mod error;
+mod events_out;
 mod generate;
 mod http;
 mod report;
@@ -25,6 +28,9 @@ mod workload;
 pub use eod::{ACCOUNTS_MAX as EOD_ACCOUNTS_MAX, TRANSFERS_PER_DAY_MAX};
 pub use eod::{DAYS_MAX, DayTiming, EOD_BENCH_DB, EodBenchReport, EodConfig, run_eod};
 pub use error::BenchError;
+pub use events_out::{
+    DRAIN_TIMEOUT_MAX, EventsOutConfig, EventsOutReport, LAG_SAMPLE_INTERVAL, LagSummary, NatsReport, WebhooksReport,
+};
 pub use report::{BenchReport, Latency, cpu_us_per_transfer, wal_per_transfer};
 pub use throughput::{BENCH_DB, BenchConfig, BenchMode, CONCURRENCY_MAX, Distribution, run_bench};
 

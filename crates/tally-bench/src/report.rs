@@ -1,6 +1,7 @@
 //! The benchmark's result: a table for people, JSON for programs, an SVG chart.
 
 use crate::BenchError;
+use crate::events_out::{EventsOutReport, LagSummary};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
@@ -73,6 +74,9 @@ pub struct BenchReport {
     pub tally_rss_mib_per_second: Vec<f64>,
     /// (latency upper bound in ms, share of requests at or below it).
     pub latency_distribution_ms: Vec<(f64, f64)>,
+    /// Events pushed out during the run (`--nats-url`, `--webhooks-dead`, `--webhook-sink`);
+    /// null when nothing was.
+    pub events_out: Option<EventsOutReport>,
     pub postgres_settings: Vec<(String, String)>,
     pub machine: String,
     pub command: String,
@@ -217,7 +221,10 @@ impl BenchReport {
                 format!("{per_transfer:.2}"),
             ]);
         }
-        format!("{table}\n{stages}")
+        match &self.events_out {
+            Some(events_out) => format!("{table}\n{stages}\n{}", events_out.table()),
+            None => format!("{table}\n{stages}"),
+        }
     }
 
     /// Tally's RSS at the first, middle and last sampled second.
@@ -267,6 +274,99 @@ impl BenchReport {
         latency.draw_series(LineSeries::new(points, &RED))?;
         root.present()?;
         Ok(())
+    }
+}
+
+impl EventsOutReport {
+    /// The "events out" section of the report.
+    pub fn table(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header(["events out", "value"]);
+        let rate = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}/s"));
+        let lag = |l: Option<LagSummary>, unit: &str| {
+            l.map_or_else(|| "n/a".to_owned(), |l| format!("{:.0} / {:.0} / {:.0}{unit}", l.max, l.p50, l.p99))
+        };
+        let mut rows: Vec<(String, String)> = Vec::new();
+        if let Some(nats) = &self.nats {
+            rows.push(("NATS stream".into(), format!("{} at {}", nats.stream, nats.url)));
+            rows.push((
+                "setup events published before the load".into(),
+                match nats.setup_catch_up_seconds {
+                    Some(seconds) => format!(
+                        "{} in {seconds:.1} s ({})",
+                        nats.setup_events,
+                        rate(nats.setup_catch_up_events_per_second)
+                    ),
+                    None => format!("{}: NOT caught up within the drain timeout", nats.setup_events),
+                },
+            ));
+            rows.push((
+                "events written during the load".into(),
+                format!("{} ({:.0}/s)", nats.events_written_during_load, nats.events_written_per_second),
+            ));
+            if nats.relay_during_load {
+                rows.push((
+                    "events published during the load".into(),
+                    format!("{} ({:.0}/s)", nats.events_published_during_load, nats.relay_events_per_second_under_load),
+                ));
+                rows.push(("lag max / p50 / p99 (events)".into(), lag(nats.lag_events, "")));
+                rows.push(("lag max / p50 / p99 (oldest unpublished)".into(), lag(nats.lag_ms, " ms")));
+            } else {
+                rows.push(("relay during the load".into(), "stopped (--nats-after)".into()));
+            }
+            rows.push((
+                "backlog when the load stopped, drain".into(),
+                match nats.drain_seconds {
+                    Some(seconds) => format!(
+                        "{} events, drained in {seconds:.2} s ({})",
+                        nats.backlog_at_load_end,
+                        rate(nats.drain_events_per_second)
+                    ),
+                    None => format!("{} events, NOT drained within the drain timeout", nats.backlog_at_load_end),
+                },
+            ));
+            rows.push((
+                "final lag / stream messages / events".into(),
+                format!(
+                    "{} / {} / {} ({} duplicates{})",
+                    nats.final_lag_events,
+                    nats.stream_messages,
+                    nats.events_total,
+                    nats.duplicates,
+                    if nats.stream_kept { ", stream kept" } else { ", stream deleted" }
+                ),
+            ));
+        }
+        if let Some(webhooks) = &self.webhooks {
+            if webhooks.dead_endpoints > 0 {
+                rows.push((
+                    "dead webhook endpoints".into(),
+                    format!(
+                        "{} at {}: {} failed attempts, {} delivered, {} parked",
+                        webhooks.dead_endpoints,
+                        webhooks.dead_url.as_deref().unwrap_or("?"),
+                        webhooks.failed_attempts,
+                        webhooks.dead_delivered,
+                        webhooks.parked
+                    ),
+                ));
+            }
+            if webhooks.sink {
+                rows.push((
+                    "webhook sink deliveries during the load".into(),
+                    format!(
+                        "{} ({}), lag at the load's end {}",
+                        webhooks.sink_delivered_during_load,
+                        rate(webhooks.sink_deliveries_per_second),
+                        webhooks.sink_lag_at_load_end.map_or_else(|| "n/a".to_owned(), |lag| lag.to_string())
+                    ),
+                ));
+            }
+        }
+        for (name, value) in rows {
+            table.add_row(vec![name, value]);
+        }
+        table.to_string()
     }
 }
 

@@ -6,6 +6,7 @@
 //! Every generated transfer is valid (accounts are funded far beyond what a run can spend), so
 //! any refusal is counted as `refused_valid` and is a defect.
 
+use crate::events_out::{EventsOut, EventsOutConfig};
 use crate::report::{self, BenchReport};
 use crate::workload::{AccountPicker, Client};
 use crate::{BENCH_ACTOR, BenchError, Database, http, system};
@@ -79,6 +80,8 @@ pub struct BenchConfig {
     pub linger: Duration,
     /// Seed for the clients' random choices (random when absent).
     pub seed: Option<u64>,
+    /// Events pushed out during the run: the NATS relay, webhooks (issue 13).
+    pub events_out: EventsOutConfig,
 }
 
 impl BenchConfig {
@@ -109,7 +112,7 @@ impl BenchConfig {
         if !(self.zipf_exponent > 0.0 && self.zipf_exponent <= 5.0) {
             return invalid("--zipf-exponent must be in (0, 5]".into());
         }
-        Ok(())
+        self.events_out.validate()
     }
 
     fn engine_config(&self) -> tally_engine::EngineConfig {
@@ -153,6 +156,9 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
         Distribution::Uniform => AccountPicker::uniform(accounts),
         Distribution::Zipf => AccountPicker::zipf(accounts, config.zipf_exponent),
     };
+    // The relay and the dispatcher start now, and the relay publishes the setup's events before
+    // the load starts.
+    let mut events_out = EventsOut::start(conninfo, &config.events_out).await?;
     let settings = store.server_settings(&SETTINGS).await?;
     let backend_pid = store.backend_pid().await?;
     let pg_server = system::PgServer::from_backend(u32::try_from(backend_pid).unwrap_or(0));
@@ -161,12 +167,28 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
     let cpu_before = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
     let stats_before = db.engine.stats();
     let stages_before = store.stage_times();
+    if let Some(events_out) = &mut events_out {
+        events_out.load_starting().await?;
+    }
     let measured = drive(&db, config, Arc::new(picker), pg_server.as_ref()).await?;
+    if let Some(events_out) = &mut events_out {
+        events_out.load_ended().await?;
+    }
     let elapsed = measured.elapsed;
     let cpu_after = (system::own_cpu_seconds(), pg_server.as_ref().map(system::PgServer::cpu_seconds));
     if let Some(server) = server {
         server.stop().await?;
     }
+    let events_out = match events_out {
+        Some(mut events_out) => {
+            let progress = ProgressBar::new_spinner().with_message("waiting for the relay to publish every event");
+            progress.enable_steady_tick(Duration::from_millis(200));
+            events_out.drain().await?;
+            progress.finish_and_clear();
+            Some(events_out.finish().await?)
+        }
+        None => None,
+    };
     let wal_after = store.wal_lsn().await?;
     let stats_after = db.engine.stats();
     let commit_stages_seconds = store
@@ -217,6 +239,7 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
         throughput_per_second: measured.per_second,
         tally_rss_mib_per_second: measured.tally_rss_mib,
         latency_distribution_ms: report::distribution(&measured.latency_us),
+        events_out,
         postgres_settings: settings,
         machine: report::machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -469,6 +492,7 @@ mod tests {
             speculative: true,
             linger: Duration::from_millis(1),
             seed: Some(1),
+            events_out: EventsOutConfig::default(),
         }
     }
 
@@ -484,6 +508,10 @@ mod tests {
             BenchConfig { mode: BenchMode::Http, pending_percent: 10, ..config() },
             BenchConfig { zipf_exponent: 0.0, ..config() },
             BenchConfig { linger: tally_engine::BATCH_LINGER_MAX + Duration::from_micros(1), ..config() },
+            BenchConfig {
+                events_out: EventsOutConfig { webhooks_dead: 101, ..EventsOutConfig::default() },
+                ..config()
+            },
         ];
         for config in bad {
             let error = config.validate().expect_err("refused");

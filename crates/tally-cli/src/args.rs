@@ -313,6 +313,30 @@ pub struct BenchArgs {
     /// Where to write the chart (throughput over time, latency distribution).
     #[arg(long, default_value = "tally-bench.svg")]
     pub svg_out: PathBuf,
+    /// Relay every event to NATS JetStream at this URL during the run, from this process, on a
+    /// stream of the run's own (BENCH_<time>_<pid>_<n>, deleted at the end), and report the
+    /// relay's throughput, its lag sampled every 100 ms, and its drain time.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// With --nats-url: stop the relay while the load runs, and time it draining the backlog
+    /// after.
+    #[arg(long, requires = "nats_url")]
+    pub nats_after: bool,
+    /// With --nats-url: keep the run's stream.
+    #[arg(long, requires = "nats_url")]
+    pub nats_keep_stream: bool,
+    /// With --nats-url: how long to wait for the relay to publish every event, before the
+    /// load and after it.
+    #[arg(long, default_value = "300s")]
+    pub nats_drain_timeout: String,
+    /// Register this many webhook endpoints at a port that refuses connections (all event
+    /// types), and run the webhook dispatcher during the run.
+    #[arg(long, default_value_t = 0)]
+    pub webhooks_dead: usize,
+    /// Run an HTTP receiver in this process that answers 200, register a webhook endpoint at
+    /// it, and report deliveries per second.
+    #[arg(long)]
+    pub webhook_sink: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,7 +5,7 @@ use crate::args::{BenchArgs, BenchEodArgs, BenchMode, Cli, Distribution};
 use crate::connect;
 use crate::render::Output;
 use anyhow::{Context, Result};
-use tally_bench::{BenchConfig, Database, EodConfig};
+use tally_bench::{BenchConfig, Database, EodConfig, EventsOutConfig};
 
 /// Where a benchmark runs: `--database-url`, or the embedded server in `--data-dir`.
 fn database(cli: &Cli) -> Result<Database> {
@@ -36,6 +36,14 @@ pub async fn bench(cli: &Cli, out: &Output, args: &BenchArgs) -> Result<()> {
         speculative: !args.no_speculation,
         linger: std::time::Duration::from_micros(args.linger_us),
         seed: args.seed,
+        events_out: EventsOutConfig {
+            nats_url: args.nats_url.clone(),
+            nats_after_load: args.nats_after,
+            nats_keep_stream: args.nats_keep_stream,
+            drain_timeout: humantime::parse_duration(&args.nats_drain_timeout).context("--nats-drain-timeout")?,
+            webhooks_dead: args.webhooks_dead,
+            webhook_sink: args.webhook_sink,
+        },
     };
     let report = tally_bench::run_bench(&database(cli)?, &config).await?;
     report.write_json(&args.json_out)?;
