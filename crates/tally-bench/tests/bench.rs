@@ -4,7 +4,7 @@
 //!
 //! Events out (issue 13): short runs with the NATS JetStream relay and the webhook dispatcher
 //! beside the load. These need a real NATS server with JetStream at `TALLY_TEST_NATS_URL`
-//! (default `nats://127.0.0.1:4222`, which `.ci/run` starts when nothing listens there);
+//! (default `nats://127.0.0.1:4222`, which `scripts/test` starts when nothing listens there);
 //! without one they fail, they do not skip.
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!   against `tally serve`, killed with SIGKILL mid-stream and started again: the receiver
 //!   processes every transfer event once, in order.
 //!
-//! NATS: `TALLY_TEST_NATS_URL`, else nats://127.0.0.1:4222 (`.ci/run` starts one when there is
+//! NATS: `TALLY_TEST_NATS_URL`, else nats://127.0.0.1:4222 (`scripts/test` starts one when there is
 //! none). Without it these tests fail, saying so.
 
 use async_nats::jetstream;
