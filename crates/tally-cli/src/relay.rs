@@ -13,8 +13,7 @@ use tally_server::views::{CreatedWebhookView, DeliveryView, WebhookView};
 use tokio::sync::watch;
 
 /// Connections `tally relay` opens for its relays (beside one per lease), and a `tally webhook`
-/// command (`Outbox::redeliver` reads the delivery back on a second connection while it still
-/// holds its first).
+/// command.
 const RELAY_POOL_SIZE: usize = 4;
 const WEBHOOK_COMMAND_POOL_SIZE: usize = 2;
 /// How often `tally relay` looks whether its relays hold their leases.
