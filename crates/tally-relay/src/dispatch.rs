@@ -508,7 +508,7 @@ async fn record(
     if recorded != 1 {
         // Someone else changed the delivery (another dispatcher, or it was deleted): start over
         // from what the database says.
-        return Err(RelayError::LeaseLost(format!("{LEASE_NAME} (delivery {} of {id} changed)", head.seq)));
+        return Err(RelayError::DeliveryChanged { id, seq: head.seq });
     }
     Ok(())
 }

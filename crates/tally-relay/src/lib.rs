@@ -148,6 +148,8 @@ pub enum RelayError {
     Nats(String),
     #[error("the lease on {0} was lost")]
     LeaseLost(String),
+    #[error("the delivery of event {seq} to webhook {id} was changed by someone else; starting over from the database")]
+    DeliveryChanged { id: uuid::Uuid, seq: i64 },
     #[error("webhook {0} not found")]
     WebhookNotFound(uuid::Uuid),
     #[error("invalid webhook URL: {0}")]
@@ -181,6 +183,7 @@ impl RelayError {
             RelayError::Store(error) => error.code(),
             RelayError::Nats(_) => "nats_unavailable",
             RelayError::LeaseLost(_) => "lease_lost",
+            RelayError::DeliveryChanged { .. } => "delivery_changed",
             RelayError::WebhookNotFound(_) => "webhook_not_found",
             RelayError::WebhookUrlInvalid(_) => "webhook_url_invalid",
             RelayError::EventTypeInvalid(_) => "event_type_invalid",

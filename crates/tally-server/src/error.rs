@@ -232,7 +232,7 @@ impl From<tally_relay::RelayError> for ApiError {
             E::WebhookNotFound(_) | E::DeliveryNotFound { .. } => StatusCode::NOT_FOUND,
             E::WebhookLimitReached(_) | E::DeliveryNotParked { .. } => StatusCode::CONFLICT,
             // What only the relays meet, never a request: a bug if it reaches one.
-            E::Nats(_) | E::LeaseLost(_) | E::Config(_) => {
+            E::Nats(_) | E::LeaseLost(_) | E::DeliveryChanged { .. } | E::Config(_) => {
                 tracing::error!(code = error.code(), %error, "relay error in a request");
                 return ApiError::internal("an unexpected relay error; see the server log");
             }
