@@ -33,7 +33,7 @@ pub fn account_json(record: &AccountRecord) -> Value {
 
 pub fn transfer_json(result: TransferResult, t: &Transfer, scale: u8, names: &Names) -> Value {
     json!({
-        "result": result.code(), "id": t.id, "kind": t.kind.as_str(), "status": t.status.as_str(),
+        "result": result.code(), "id": t.id, "ledger": t.ledger.0, "kind": t.kind.as_str(), "status": t.status.as_str(),
         "from": t.debit_account_id, "from_code": names.code(t.debit_account_id),
         "to": t.credit_account_id, "to_code": names.code(t.credit_account_id),
         "amount": format_amount(t.amount, scale),

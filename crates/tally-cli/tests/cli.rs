@@ -722,3 +722,50 @@ async fn relays_take_the_lease_or_stand_by_and_stop_on_sigterm() {
         );
     }
 }
+
+#[tokio::test]
+async fn ledgers_are_made_and_listed_and_hold_their_own_accounts() {
+    let cli = Cli::new().await;
+    let made = cli.json(&["ledger", "create", "cards", "--name", "Card programme"]);
+    assert_eq!(made["ledgers"][0]["id"], 2);
+    assert_eq!(made["ledgers"][0]["code"], "cards");
+    // Again with the same fields: nothing changes; with others: refused.
+    assert_eq!(cli.json(&["ledger", "create", "cards", "--name", "Card programme"]), made);
+    let other = cli.run(&["ledger", "create", "cards", "--name", "Other"]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("ledger_exists_with_different_fields"), "{other:?}");
+    let listed = cli.json(&["ledger", "list"]);
+    let codes: Vec<&str> = listed["ledgers"].as_array().unwrap().iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["default", "cards"]);
+
+    cli.json(&["account", "create", "--currency", "USD", "--code", "bank", "--unrestricted"]);
+    let card_bank =
+        cli.json(&["account", "create", "--ledger", "cards", "--currency", "USD", "--code", "bank", "--unrestricted"]);
+    assert_eq!(card_bank["ledger"], 2);
+    let alice = cli.json(&["account", "create", "--ledger", "2", "--currency", "USD", "--code", "alice"]);
+    let in_cards = cli.json(&["account", "list", "--ledger", "cards"]);
+    assert_eq!(in_cards["accounts"].as_array().unwrap().len(), 2);
+    // `bank` is a code of two ledgers: named alone it is ambiguous, by id it is not.
+    let ambiguous = cli.run(&["balance", "bank"]);
+    assert!(String::from_utf8_lossy(&ambiguous.stderr).contains("account_code_ambiguous"), "{ambiguous:?}");
+    let card_bank_id = card_bank["id"].as_str().unwrap();
+    let alice_id = alice["id"].as_str().unwrap();
+    let paid = cli.json(&["transfer", "--from", card_bank_id, "--to", alice_id, "--amount", "5.00"]);
+    assert_eq!((paid["result"].as_str(), paid["ledger"].as_i64()), (Some("ok"), Some(2)), "{paid}");
+    let default_bank = cli.json(&["account", "list", "--ledger", "default"])["accounts"][0]["id"].clone();
+    let across = cli.run(&[
+        "--json",
+        "transfer",
+        "--from",
+        default_bank.as_str().unwrap(),
+        "--to",
+        alice_id,
+        "--amount",
+        "1.00",
+    ]);
+    assert!(!across.status.success());
+    assert!(String::from_utf8_lossy(&across.stdout).contains("ledger_mismatch"), "{across:?}");
+    let key = cli.json(&["key", "create", "--name", "cards-ops", "--role", "operator", "--ledger", "cards"]);
+    assert_eq!(key["ledgers"], serde_json::json!([2]));
+    assert_eq!(cli.json(&["reconcile"])["findings"], Value::Array(vec![]));
+}

@@ -1,7 +1,7 @@
 //! Property tests of the batch state machine (`LedgerState::apply_batch` and `expire`).
 //!
-//! Random ledgers (4-8 accounts in USD and EUR, mixed balance rules, at least one unrestricted
-//! account per currency so that money can enter) receive random request sequences: posted and
+//! Random ledgers (4-8 accounts in USD and EUR, in two ledgers (books), mixed balance rules, at
+//! least one unrestricted account per currency so that money can enter) receive random request sequences: posted and
 //! pending transfers, post_pending / void_pending / reversal naming earlier requests or unknown
 //! ids, invalid amounts, unknown accounts, version preconditions, linked chains and duplicated
 //! ids. The sequence is cut into batches, time may advance between batches and holds may be
@@ -9,7 +9,8 @@
 //! below then check replay, batch cutting and expiry.
 //!
 //! Properties:
-//! 1. conservation: per currency, debits equal credits (posted and pending separately);
+//! 1. conservation: per ledger and currency, debits equal credits (posted and pending
+//!    separately), and no applied transfer crosses ledgers;
 //! 2. balance rules: every account within its rule, every total in `0..=AMOUNT_MAX`;
 //! 3. replay of a prefix is a no-op and answers `exists` / the recorded result;
 //! 4. batch-cut independence at chain boundaries;
@@ -23,8 +24,8 @@ use proptest::sample::Index;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use tally_core::{
-    AMOUNT_MAX, Account, AccountId, AccountStatus, BalanceRule, BatchOutput, LedgerState, Timestamp, TransferId,
-    TransferKind, TransferRequest, TransferResult, TransferStatus, validate,
+    AMOUNT_MAX, Account, AccountId, AccountStatus, BalanceRule, BatchOutput, LedgerId, LedgerState, Timestamp,
+    TransferId, TransferKind, TransferRequest, TransferResult, TransferStatus, validate,
 };
 use uuid::Uuid;
 
@@ -41,6 +42,7 @@ const CASES: u32 = 256;
 
 #[derive(Debug, Clone)]
 struct AccountSpec {
+    ledger: LedgerId,
     currency: &'static str,
     rule: BalanceRule,
     status: AccountStatus,
@@ -56,9 +58,9 @@ enum DebitPick {
 
 #[derive(Debug, Clone)]
 enum CreditPick {
-    /// Another account of the debit account's currency (the common, mostly valid case).
+    /// Another account of the debit account's ledger and currency (the common, mostly valid case).
     SameCurrency(Index),
-    /// Any account: may be the debit account itself or another currency.
+    /// Any account: may be the debit account itself, another currency or another ledger.
     Any(Index),
     Unknown,
 }
@@ -149,17 +151,24 @@ fn status() -> impl Strategy<Value = AccountStatus> {
 
 /// 4-8 accounts; the first two are active unrestricted USD and EUR accounts (money sources).
 fn accounts() -> impl Strategy<Value = Vec<AccountSpec>> {
-    prop::collection::vec((any::<bool>(), rule(), status()), 2..=6).prop_map(|rest| {
-        let source =
-            |currency| AccountSpec { currency, rule: BalanceRule::Unrestricted, status: AccountStatus::Active };
-        let mut all = vec![source("USD"), source("EUR")];
-        all.extend(rest.into_iter().map(|(usd, rule, status)| AccountSpec {
-            currency: if usd { "USD" } else { "EUR" },
-            rule,
-            status,
-        }));
-        all
-    })
+    prop::collection::vec((any::<bool>(), rule(), status(), prop_oneof![4 => Just(1), 1 => Just(2)]), 2..=6).prop_map(
+        |rest| {
+            let source = |currency| AccountSpec {
+                ledger: LedgerId::DEFAULT,
+                currency,
+                rule: BalanceRule::Unrestricted,
+                status: AccountStatus::Active,
+            };
+            let mut all = vec![source("USD"), source("EUR")];
+            all.extend(rest.into_iter().map(|(usd, rule, status, ledger)| AccountSpec {
+                ledger: LedgerId(ledger),
+                currency: if usd { "USD" } else { "EUR" },
+                rule,
+                status,
+            }));
+            all
+        },
+    )
 }
 
 fn amount() -> impl Strategy<Value = i128> {
@@ -262,7 +271,7 @@ fn account_id(index: usize) -> AccountId {
 fn ledger(accounts: &[AccountSpec]) -> LedgerState {
     let mut state = LedgerState::default();
     for (index, spec) in accounts.iter().enumerate() {
-        let mut account = Account::new(account_id(index), spec.currency, spec.rule);
+        let mut account = Account::new_in(spec.ledger, account_id(index), spec.currency, spec.rule);
         account.status = spec.status;
         state.accounts.insert(account.id, account);
     }
@@ -279,9 +288,10 @@ fn pick_accounts(accounts: &[AccountSpec], debit: &DebitPick, credit: &CreditPic
     let credit_id = match credit {
         CreditPick::SameCurrency(at) => {
             let candidates: Vec<usize> = match debit_index {
-                Some(d) => {
-                    (0..accounts.len()).filter(|&i| i != d && accounts[i].currency == accounts[d].currency).collect()
-                }
+                Some(d) => (0..accounts.len())
+                    .filter(|&i| i != d && accounts[i].currency == accounts[d].currency)
+                    .filter(|&i| accounts[i].ledger == accounts[d].ledger)
+                    .collect(),
                 None => Vec::new(),
             };
             if candidates.is_empty() {
@@ -422,18 +432,18 @@ fn cut_at_chain_ends(
 
 /// Properties 1, 2 and 8, on the whole state.
 fn check_state(state: &LedgerState) -> Result<(), TestCaseError> {
-    // 1. Conservation per currency, posted and pending separately.
-    let mut sums: BTreeMap<&str, [i128; 4]> = BTreeMap::new();
+    // 1. Conservation per ledger and currency, posted and pending separately.
+    let mut sums: BTreeMap<(LedgerId, &str), [i128; 4]> = BTreeMap::new();
     for account in state.accounts.values() {
-        let sum = sums.entry(account.currency.as_str()).or_default();
+        let sum = sums.entry((account.ledger, account.currency.as_str())).or_default();
         sum[0] += account.debits_posted;
         sum[1] += account.credits_posted;
         sum[2] += account.debits_pending;
         sum[3] += account.credits_pending;
     }
-    for (currency, [dp, cp, dh, ch]) in &sums {
-        prop_assert_eq!(dp, cp, "posted totals do not balance in {}", currency);
-        prop_assert_eq!(dh, ch, "pending totals do not balance in {}", currency);
+    for ((ledger, currency), [dp, cp, dh, ch]) in &sums {
+        prop_assert_eq!(dp, cp, "posted totals do not balance in ledger {} {}", ledger, currency);
+        prop_assert_eq!(dh, ch, "pending totals do not balance in ledger {} {}", ledger, currency);
     }
     // 2. Balance rules and ranges.
     for account in state.accounts.values() {
@@ -454,6 +464,7 @@ fn check_state(state: &LedgerState) -> Result<(), TestCaseError> {
             let account_state = state.accounts.get(&account);
             prop_assert!(account_state.is_some(), "transfer {} names unknown account {}", transfer.id, account);
             prop_assert_eq!(&account_state.unwrap().currency, &transfer.currency);
+            prop_assert_eq!(account_state.unwrap().ledger, transfer.ledger, "transfer {} crosses ledgers", transfer.id);
             *touches.get_mut(&account).unwrap() += 1 + i64::from(transfer.status == TransferStatus::Expired);
         }
         let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
@@ -970,7 +981,12 @@ fn scenario(lines: &[&str]) {
     ];
     let specs: Vec<AccountSpec> = accounts
         .iter()
-        .map(|(currency, rule)| AccountSpec { currency, rule: *rule, status: AccountStatus::Active })
+        .map(|(currency, rule)| AccountSpec {
+            ledger: LedgerId::DEFAULT,
+            currency,
+            rule: *rule,
+            status: AccountStatus::Active,
+        })
         .collect();
     let mut state = ledger(&specs);
     let mut now = T0;

@@ -5,6 +5,7 @@ mod accounts;
 mod battery;
 mod faults;
 mod feed;
+mod ledgers;
 mod ops;
 mod reconciliation;
 mod server;
