@@ -3,7 +3,8 @@
 //! Every event goes to the stream `config.stream` on the subject `<prefix>.<type>` (for example
 //! `tally.transfer.posted`), its body the event as `GET /v1/events` shows it, with headers
 //! `Nats-Msg-Id` (the event's sequence number: JetStream drops a second message with the same id
-//! inside its duplicate window), `Tally-Seq` and `Tally-Type`. Events go out in pages, published
+//! inside its duplicate window), `Tally-Seq`, `Tally-Type` and, for an event of one ledger,
+//! `Tally-Ledger`. Events go out in pages, published
 //! back to back and acknowledged in order; the cursor in PostgreSQL moves past a page only once
 //! JetStream has acknowledged all of it. A relay killed mid-page sends that page again when it
 //! (or a standby) resumes, and JetStream keeps one copy.
@@ -187,11 +188,14 @@ async fn relay_while_held(
             expected += 1;
             assert_eq!(event.seq, expected, "the outbox has no gap");
             let view = EventView::new(event, subject);
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .payload(view.to_json().into())
                 .message_id(view.seq.to_string())
                 .header("Tally-Seq", view.seq.to_string().as_str())
                 .header("Tally-Type", view.event_type.as_str());
+            if let Some(ledger) = view.ledger {
+                message = message.header("Tally-Ledger", ledger.to_string().as_str());
+            }
             let subject = format!("{}.{}", config.subject_prefix, view.event_type);
             acks.push(js.send_publish(subject, message).await.map_err(nats_error)?);
         }

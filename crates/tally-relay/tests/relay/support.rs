@@ -297,6 +297,7 @@ impl TestStream {
                 msg_id: header("Nats-Msg-Id"),
                 tally_seq: header("Tally-Seq"),
                 tally_type: header("Tally-Type"),
+                tally_ledger: header("Tally-Ledger"),
                 payload: message.payload.clone(),
             });
         }
@@ -318,6 +319,8 @@ impl TestStream {
             assert_eq!(message.msg_id, seq, "Nats-Msg-Id is the event's seq");
             assert_eq!(message.tally_seq, seq, "Tally-Seq");
             assert_eq!(message.tally_type, event.event_type, "Tally-Type");
+            let ledger = event.ledger.map(|l| l.to_string()).unwrap_or_default();
+            assert_eq!(message.tally_ledger, ledger, "Tally-Ledger of {seq}");
             assert_eq!(message.subject, format!("{}.{}", self.prefix, event.event_type), "subject of {seq}");
             assert_eq!(
                 message.payload.as_ref(),
@@ -356,6 +359,7 @@ pub struct StreamMessage {
     pub msg_id: String,
     pub tally_seq: String,
     pub tally_type: String,
+    pub tally_ledger: String,
     pub payload: Bytes,
 }
 
