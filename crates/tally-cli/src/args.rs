@@ -506,6 +506,34 @@ pub enum PgCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Make --data-dir a streaming standby of another data directory's running server.
+    #[command(subcommand)]
+    Standby(StandbyCommand),
+    /// Promote the standby in --data-dir to primary (`pg_ctl promote`) and wait until it accepts
+    /// writes. Its former primary must not run as a primary again.
+    Promote,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StandbyCommand {
+    /// Copy the running primary of --from into --data-dir (a new or empty directory) with
+    /// pg_basebackup, start it as a streaming standby, and make it the primary's synchronous
+    /// standby (synchronous_standby_names): every COMMIT on the primary then waits until this
+    /// standby has it, and waits while it is down. `tally pg start` starts it as a standby;
+    /// `tally pg promote` makes it the primary.
+    Create {
+        /// The primary's data directory (as its --data-dir); its server must be running.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The standby's application_name on the primary and the name of its replication slot
+        /// (lowercase letters, digits, underscores).
+        #[arg(long, default_value = tally_pg::STANDBY_NAME_DEFAULT)]
+        name: String,
+        /// An asynchronous replica instead (for reads): the primary does not wait for it, and
+        /// it may lack the last transactions the primary acknowledged.
+        #[arg(long = "async")]
+        asynchronous: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -44,12 +44,15 @@ pub fn embedded(cli: &Cli) -> Result<EmbeddedPg> {
     Ok(EmbeddedPg::new(cli.data_dir.join("pg"), bins))
 }
 
-/// Starts the embedded server if needed and makes sure the ledger database exists.
+/// Starts the embedded server if needed and makes sure the ledger database exists. A standby
+/// starts as a standby: its ledger database is its primary's, as replication brings it.
 pub async fn start_embedded(pg: &EmbeddedPg) -> Result<StartOutcome> {
     let outcome = pg.start().context("starting the embedded PostgreSQL")?;
-    tally_store::create_database_if_missing(&pg.connection_string("postgres"), LEDGER_DB)
-        .await
-        .context("creating the ledger database")?;
+    if !pg.is_standby() {
+        tally_store::create_database_if_missing(&pg.connection_string("postgres"), LEDGER_DB)
+            .await
+            .context("creating the ledger database")?;
+    }
     Ok(outcome)
 }
 
@@ -63,6 +66,12 @@ impl Database {
             Some(url) => (url.clone(), None),
             None => {
                 let pg = embedded(cli)?;
+                anyhow::ensure!(
+                    !pg.is_standby(),
+                    "the embedded PostgreSQL in {} is a standby (read-only, following its primary): use the primary's \
+                     --data-dir, or promote this one with `tally pg promote`",
+                    pg.data_dir().display()
+                );
                 let outcome = start_embedded(&pg).await?;
                 (pg.connection_string(LEDGER_DB), Some((pg, outcome)))
             }
