@@ -573,6 +573,13 @@ pub struct ServeArgs {
     /// shortly before it are rolled back where possible and answered `outcome_unknown`.
     #[arg(long, default_value = "30s")]
     pub shutdown_timeout: String,
+    /// How long the engine keeps trying to find out whether a batch whose COMMIT went
+    /// unanswered (the database lost mid-commit) committed, before its callers are answered
+    /// outcome_unknown; up to 60s and below --request-timeout. With a standby, set it above the
+    /// time a failover takes (noticing the loss and promoting), so that those callers get a
+    /// definite answer from the new primary.
+    #[arg(long, default_value = "5s")]
+    pub resolve_within: String,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Dispatch no webhooks in this process (by default it does, unless another process on the

@@ -7,7 +7,7 @@
 
 use crate::args::Cli;
 use anyhow::{Context, Result};
-use tally_engine::Engine;
+use tally_engine::{Engine, EngineConfig};
 use tally_pg::{EmbeddedPg, StartOutcome};
 use tally_recon::Recon;
 use tally_store::Store;
@@ -58,10 +58,10 @@ pub async fn start_embedded(pg: &EmbeddedPg) -> Result<StartOutcome> {
 
 impl Database {
     pub async fn open(cli: &Cli) -> Result<Database> {
-        Database::open_with_pool(cli, CLI_POOL_SIZE).await
+        Database::open_with(cli, CLI_POOL_SIZE, EngineConfig::default()).await
     }
 
-    pub async fn open_with_pool(cli: &Cli, pool_size: usize) -> Result<Database> {
+    pub async fn open_with(cli: &Cli, pool_size: usize, engine: EngineConfig) -> Result<Database> {
         let (conninfo, embedded) = match &cli.database_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -80,7 +80,7 @@ impl Database {
         let migrations = store.migrate().await.context("migrating the ledger database")?;
         let role = store.session_user().await?;
         Ok(Database {
-            engine: Engine::new(store.clone()),
+            engine: Engine::start(store.clone(), engine),
             recon: Recon::new(&store, CLI_RECON_POOL_SIZE),
             store,
             actor: format!("cli:{role}"),

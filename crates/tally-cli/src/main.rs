@@ -106,7 +106,9 @@ async fn run(cli: Cli) -> Result<()> {
         relay::relay_configs(args)?;
     }
     let db = match &cli.command {
-        Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
+        Command::Serve(args) => {
+            Database::open_with(&cli, connect::SERVER_POOL_SIZE, serve::engine_config(args)?).await?
+        }
         _ => Database::open(&cli).await?,
     };
     let result = match cli.command {

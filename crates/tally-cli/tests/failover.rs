@@ -601,3 +601,32 @@ async fn acknowledged_transfers_survive_failover_to_a_synchronous_standby() {
         ms(|r| r.promote).join(", ")
     );
 }
+
+/// What the standby commands and `--resolve-within` cannot do is refused with its code, before
+/// anything is changed.
+#[test]
+fn standby_commands_and_resolve_within_refuse_what_they_cannot_do() {
+    let root = std::env::temp_dir().join(format!("tally-failover-refused-{}", Uuid::new_v4().simple()));
+    let (nowhere, target) = (root.join("nowhere"), root.join("target"));
+    let refused = |args: &[&str], code: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("TALLY_DATA_DIR")
+            .output()
+            .expect("run tally");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "tally {args:?}: {stderr}");
+        assert!(stderr.contains(code), "tally {args:?} should say {code}: {stderr}");
+    };
+    refused(&["pg", "promote", "--data-dir", path(&nowhere)], "(postgres_not_standby)");
+    let create = ["pg", "standby", "create", "--from", path(&nowhere), "--data-dir", path(&target)];
+    refused(&create, "(postgres_not_running)");
+    refused(&[&create[..], &["--name", "Not-A-Slot"]].concat(), "(standby_name_invalid)");
+    assert!(!target.exists(), "a refused standby leaves nothing behind");
+    let serve = ["--database-url", "host=/nonexistent dbname=tally", "serve", "--resolve-within"];
+    refused(&[&serve[..], &["0s"]].concat(), "above 0");
+    refused(&[&serve[..], &["61s"]].concat(), "at most");
+    refused(&[&serve[..], &["30s", "--request-timeout", "30s"]].concat(), "shorter than --request-timeout");
+    let _ = std::fs::remove_dir_all(&root);
+}
