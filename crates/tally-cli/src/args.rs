@@ -577,9 +577,9 @@ pub struct ServeArgs {
     /// unanswered (the database lost mid-commit) committed, before its callers are answered
     /// outcome_unknown; up to 60s and below --request-timeout. With a standby, set it above the
     /// time a failover takes (noticing the loss and promoting), so that those callers get a
-    /// definite answer from the new primary.
-    #[arg(long, default_value = "5s")]
-    pub resolve_within: String,
+    /// definite answer from the new primary [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub resolve_within: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Dispatch no webhooks in this process (by default it does, unless another process on the

@@ -96,9 +96,12 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
 }
 
 /// The engine of `tally serve`: the default one, finding out about an unanswered COMMIT for
-/// `--resolve-within`, which must end before the request does.
+/// `--resolve-within` when given, which must then end before the request does.
 pub fn engine_config(args: &ServeArgs) -> Result<tally_engine::EngineConfig> {
-    let within = humantime::parse_duration(&args.resolve_within).context("--resolve-within")?;
+    let Some(within) = &args.resolve_within else {
+        return Ok(tally_engine::EngineConfig::default());
+    };
+    let within = humantime::parse_duration(within).context("--resolve-within")?;
     let request = humantime::parse_duration(&args.request_timeout).context("--request-timeout")?;
     anyhow::ensure!(
         !within.is_zero() && within <= tally_engine::RESOLVE_WITHIN_MAX,

@@ -185,8 +185,7 @@ struct Serve {
 impl Serve {
     fn start(url: &str, stderr: PathBuf) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0", "--no-webhooks"])
-            .args(["--reconcile-after", "off"])
+            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
             .env_remove("DATABASE_URL")
             .env("TALLY_LOG", "info")
             .stdin(Stdio::null())
