@@ -44,6 +44,7 @@ fn http_error(error: impl std::fmt::Display) -> BenchError {
 pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer, BenchError> {
     let generated = generate_key();
     let key = NewApiKey {
+        ledgers: Vec::new(),
         name: format!("bench-{}", &generated.prefix[4..]),
         role: Role::Operator,
         key_hash: generated.hash,

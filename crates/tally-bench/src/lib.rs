@@ -96,7 +96,14 @@ async fn open_accounts(
     for chunk in ids.chunks(ACCOUNT_CHUNK) {
         let news: Vec<NewAccount> = chunk
             .iter()
-            .map(|id| NewAccount { id: Some(*id), code: None, currency: "USD".into(), rule, metadata: None })
+            .map(|id| NewAccount {
+                ledger: tally_core::LedgerId::DEFAULT,
+                id: Some(*id),
+                code: None,
+                currency: "USD".into(),
+                rule,
+                metadata: None,
+            })
             .collect();
         store.create_accounts(&news, BENCH_ACTOR).await?;
         bar.inc(chunk.len() as u64);

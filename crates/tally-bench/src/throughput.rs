@@ -263,8 +263,14 @@ async fn open_accounts(db: &Handles, count: usize) -> Result<Vec<AccountId>, Ben
         ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec})").expect("valid template"),
     );
     progress.set_message("opening accounts");
-    let bank =
-        NewAccount { id: None, code: None, currency: "USD".into(), rule: BalanceRule::Unrestricted, metadata: None };
+    let bank = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        id: None,
+        code: None,
+        currency: "USD".into(),
+        rule: BalanceRule::Unrestricted,
+        metadata: None,
+    };
     let bank_id = db.store.create_account(&bank, BENCH_ACTOR).await?.0.account.id;
     let ids = crate::open_accounts(&db.store, count, BalanceRule::NoOverdraft, &progress).await?;
     progress.set_message("funding accounts");

@@ -51,6 +51,7 @@ async fn the_store_reports_the_server_it_runs_on() {
     assert_eq!(store.account_count().await.expect("count"), 0);
     let before = store.wal_lsn().await.expect("lsn");
     let new = tally_store::NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
         id: None,
         code: None,
         currency: "USD".into(),

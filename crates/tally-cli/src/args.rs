@@ -74,6 +74,10 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Make, list and show ledgers: sets of books. Every account belongs to one; a transfer
+    /// stays inside one. Everything that never names a ledger is in `default`.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Relay events out of the ledger in a process of its own, until SIGTERM or Ctrl-C: to NATS
     /// JetStream (--nats-url), to the registered webhooks (--webhooks), or both. Of several
     /// relays on one database (`tally serve` dispatches webhooks too, unless --no-webhooks), one
@@ -363,9 +367,12 @@ pub enum AccountCommand {
         /// Client-chosen account id (a UUID); generated (UUIDv7) when absent.
         #[arg(long)]
         id: Option<uuid::Uuid>,
-        /// Unique external code, e.g. wallet:alice.
+        /// External code, unique within the ledger, e.g. wallet:alice.
         #[arg(long)]
         code: Option<String>,
+        /// The ledger (id or code) the account belongs to; `default` when absent.
+        #[arg(long)]
+        ledger: Option<String>,
         /// Allow the balance to go this far below zero (a decimal amount).
         #[arg(long, conflicts_with = "unrestricted")]
         overdraft_limit: Option<String>,
@@ -382,6 +389,9 @@ pub enum AccountCommand {
     List {
         #[arg(long)]
         currency: Option<String>,
+        /// Only accounts of this ledger (id or code).
+        #[arg(long)]
+        ledger: Option<String>,
         #[arg(long, value_enum)]
         status: Option<StatusArg>,
         #[arg(long, default_value_t = 100)]
@@ -396,6 +406,25 @@ pub enum AccountCommand {
     Unfreeze(StatusChangeArgs),
     /// Close an empty account for good.
     Close(StatusChangeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Make a ledger (idempotent: the same code with the same fields changes nothing).
+    Create {
+        /// 1 to 63 lower-case letters, digits, _ or -, starting with a letter: eu-wallets.
+        code: String,
+        /// For people; the code when absent.
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON metadata (at most 4 KiB).
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List every ledger.
+    List,
+    /// Show one ledger, by id or code.
+    Show { ledger: String },
 }
 
 #[derive(Debug, Args)]
@@ -703,6 +732,10 @@ pub enum KeyCommand {
         /// For a reader: an account (id or code) it may read. Repeat for several.
         #[arg(long = "account")]
         accounts: Vec<String>,
+        /// Scope the key to a ledger (id or code): it reads and changes only that ledger's
+        /// accounts and transfers. Repeat for several; none means every ledger.
+        #[arg(long = "ledger")]
+        ledgers: Vec<String>,
     },
     /// List keys (never the keys themselves).
     List,

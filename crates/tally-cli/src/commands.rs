@@ -1,6 +1,8 @@
 //! The commands: translate arguments into engine and store calls, render the answers.
 
-use crate::args::{AccountCommand, CurrencyCommand, StatusArg, StatusChangeArgs, TransferAction, TransferArgs};
+use crate::args::{
+    AccountCommand, CurrencyCommand, LedgerCommand, StatusArg, StatusChangeArgs, TransferAction, TransferArgs,
+};
 use crate::connect::Database;
 use crate::render::{Malformed, Names, Output};
 use anyhow::{Context, Result, bail};
@@ -15,7 +17,11 @@ use uuid::Uuid;
 
 pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Result<()> {
     match command {
-        AccountCommand::Create { currency, id, code, overdraft_limit, unrestricted, metadata } => {
+        AccountCommand::Create { currency, id, code, ledger, overdraft_limit, unrestricted, metadata } => {
+            let ledger = match ledger {
+                Some(ledger) => db.store.require_ledger(&ledger).await?.id,
+                None => tally_core::LedgerId::DEFAULT,
+            };
             let scale = db.store.currency_scale(&currency).await?;
             let rule = match (unrestricted, overdraft_limit) {
                 (true, _) => BalanceRule::Unrestricted,
@@ -26,6 +32,7 @@ pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Re
                 ),
             };
             let new = NewAccount {
+                ledger,
                 id: id.map(tally_core::AccountId),
                 code,
                 currency,
@@ -39,14 +46,19 @@ pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Re
             out.account(&record);
         }
         AccountCommand::Show { account } => out.account(&db.store.require_account(&account).await?),
-        AccountCommand::List { currency, status, limit, after } => {
+        AccountCommand::List { currency, ledger, status, limit, after } => {
             let status = status.map(|s| match s {
                 StatusArg::Active => AccountStatus::Active,
                 StatusArg::Frozen => AccountStatus::Frozen,
                 StatusArg::Closed => AccountStatus::Closed,
             });
-            let page =
-                db.store.list_accounts(currency.as_deref(), status, after.map(tally_core::AccountId), limit).await?;
+            let ledgers = match ledger {
+                Some(ledger) => Some(vec![db.store.require_ledger(&ledger).await?.id]),
+                None => None,
+            };
+            let filter =
+                tally_store::AccountFilter { currency: currency.as_deref(), status, ledgers: ledgers.as_deref() };
+            let page = db.store.list_accounts(&filter, after.map(tally_core::AccountId), limit).await?;
             out.accounts(&page);
         }
         AccountCommand::Freeze(args) => change_status(db, out, args, StatusChange::Freeze).await?,
@@ -59,6 +71,26 @@ pub async fn account(db: &Database, out: &Output, command: AccountCommand) -> Re
 async fn change_status(db: &Database, out: &Output, args: StatusChangeArgs, change: StatusChange) -> Result<()> {
     let record = db.store.change_account_status(&args.account, change, args.expected_version, &db.actor).await?;
     out.account(&record);
+    Ok(())
+}
+
+pub async fn ledger(db: &Database, out: &Output, command: LedgerCommand) -> Result<()> {
+    match command {
+        LedgerCommand::Create { code, name, metadata } => {
+            let new = tally_store::NewLedger {
+                name: name.unwrap_or_else(|| code.clone()),
+                code,
+                metadata: parse_metadata(metadata.as_deref())?,
+            };
+            let (record, created) = db.store.create_ledger(&new, &db.actor).await?;
+            if !created {
+                out.note("the ledger already existed with these fields; nothing changed");
+            }
+            out.ledgers(std::slice::from_ref(&record));
+        }
+        LedgerCommand::List => out.ledgers(&db.store.ledgers().await?),
+        LedgerCommand::Show { ledger } => out.ledgers(std::slice::from_ref(&db.store.require_ledger(&ledger).await?)),
+    }
     Ok(())
 }
 

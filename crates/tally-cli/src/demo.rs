@@ -89,7 +89,14 @@ fn new_id() -> TransferId {
 }
 
 async fn open(db: &Database, code: &str, rule: BalanceRule) -> Result<tally_core::AccountId> {
-    let new = NewAccount { id: None, code: Some(code.into()), currency: CURRENCY.into(), rule, metadata: None };
+    let new = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        id: None,
+        code: Some(code.into()),
+        currency: CURRENCY.into(),
+        rule,
+        metadata: None,
+    };
     Ok(db.store.create_account(&new, &db.actor).await?.0.account.id)
 }
 

@@ -130,6 +130,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Account(command) => commands::account(&db, &out, command).await,
         Command::Currency(command) => commands::currency(&db, &out, command).await,
+        Command::Ledger(command) => commands::ledger(&db, &out, command).await,
         Command::Transfer(args) => commands::transfer(&db, &out, args).await,
         Command::Balance { account, as_of: None } => commands::balance(&db, &out, &account).await,
         Command::Balance { account, as_of: Some(as_of) } => recon::balance_as_of(&db, &out, &account, &as_of).await,

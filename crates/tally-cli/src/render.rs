@@ -17,7 +17,7 @@ pub fn account_json(record: &AccountRecord) -> Value {
     let a = &record.account;
     let s = record.scale;
     json!({
-        "id": a.id, "code": record.code, "currency": a.currency, "status": a.status.as_str(),
+        "id": a.id, "ledger": a.ledger.0, "code": record.code, "currency": a.currency, "status": a.status.as_str(),
         "balance": format_amount(a.balance(), s), "available": format_amount(a.available(), s),
         "debits_posted": format_amount(a.debits_posted, s), "credits_posted": format_amount(a.credits_posted, s),
         "debits_pending": format_amount(a.debits_pending, s), "credits_pending": format_amount(a.credits_pending, s),
@@ -160,9 +160,18 @@ impl Output {
         let value = account_json(record);
         self.value(&value, || {
             let mut table = table(&["field", "value"]);
-            for key in
-                ["id", "code", "currency", "status", "balance", "available", "balance_rule", "version", "created_at"]
-            {
+            for key in [
+                "id",
+                "ledger",
+                "code",
+                "currency",
+                "status",
+                "balance",
+                "available",
+                "balance_rule",
+                "version",
+                "created_at",
+            ] {
                 let text = match &value[key] {
                     Value::String(s) => s.clone(),
                     Value::Null => "-".into(),
@@ -174,13 +183,33 @@ impl Output {
         });
     }
 
+    pub fn ledgers(&self, records: &[tally_store::LedgerRecord]) {
+        let values: Vec<Value> = records
+            .iter()
+            .map(|l| {
+                json!({"id": l.id.0, "code": l.code, "name": l.name, "metadata": l.metadata,
+                       "created_at": time(l.created_at), "created_by": l.created_by})
+            })
+            .collect();
+        self.value(&json!({"ledgers": values}), || {
+            let mut table = table(&["id", "code", "name", "created_at", "created_by"]);
+            for v in &values {
+                let cell = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned);
+                table.add_row(["id", "code", "name", "created_at", "created_by"].map(cell));
+            }
+            table.to_string()
+        });
+    }
+
     pub fn accounts(&self, records: &[AccountRecord]) {
         let values: Vec<Value> = records.iter().map(account_json).collect();
         self.value(&json!({"accounts": values}), || {
-            let mut table = table(&["id", "code", "currency", "status", "balance", "available", "version"]);
+            let mut table = table(&["id", "ledger", "code", "currency", "status", "balance", "available", "version"]);
             for v in &values {
                 let cell = |k: &str| v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned);
-                table.add_row(["id", "code", "currency", "status", "balance", "available", "version"].map(cell));
+                table.add_row(
+                    ["id", "ledger", "code", "currency", "status", "balance", "available", "version"].map(cell),
+                );
             }
             table.to_string()
         });

@@ -24,23 +24,36 @@ async fn create_key(
     name: &str,
     role: Role,
     accounts: Vec<uuid::Uuid>,
+    ledgers: Vec<tally_core::LedgerId>,
 ) -> Result<(String, tally_store::ApiKeyRecord), StoreError> {
     let generated = generate_key();
-    let new = NewApiKey { name: name.to_owned(), role, key_hash: generated.hash, prefix: generated.prefix, accounts };
+    let new = NewApiKey {
+        name: name.to_owned(),
+        role,
+        key_hash: generated.hash,
+        prefix: generated.prefix,
+        accounts,
+        ledgers,
+    };
     let record = db.store.create_api_key(&new, &db.actor).await?;
     Ok((generated.key, record))
 }
 
 pub async fn key(db: &Database, out: &Output, command: KeyCommand) -> Result<()> {
     match command {
-        KeyCommand::Create { name, role: role_arg, accounts } => {
+        KeyCommand::Create { name, role: role_arg, accounts, ledgers } => {
             let mut ids = Vec::with_capacity(accounts.len());
             for account in &accounts {
                 ids.push(db.store.require_account(account).await?.account.id.0);
             }
-            let (key, record) = create_key(db, &name, role(role_arg), ids).await?;
+            let mut scope = Vec::with_capacity(ledgers.len());
+            for ledger in &ledgers {
+                scope.push(db.store.require_ledger(ledger).await?.id);
+            }
+            let (key, record) = create_key(db, &name, role(role_arg), ids, scope).await?;
             out.value(
-                &json!({"key": key, "name": record.name, "role": record.role, "id": record.id, "accounts": record.accounts}),
+                &json!({"key": key, "name": record.name, "role": record.role, "id": record.id, "accounts": record.accounts,
+                        "ledgers": record.ledgers}),
                 || format!("{key}\n(key {} with role {}: shown once; only its hash is stored)", record.name, record.role.as_str()),
             );
         }
@@ -50,13 +63,18 @@ pub async fn key(db: &Database, out: &Output, command: KeyCommand) -> Result<()>
                 let mut table = Table::new();
                 table
                     .load_preset(UTF8_FULL_CONDENSED)
-                    .set_header(["name", "role", "prefix", "accounts", "created", "by", "revoked"]);
+                    .set_header(["name", "role", "prefix", "accounts", "ledgers", "created", "by", "revoked"]);
                 for k in &keys {
                     table.add_row([
                         k.name.clone(),
                         k.role.as_str().to_owned(),
                         format!("{}…", k.prefix),
                         k.accounts.len().to_string(),
+                        if k.ledgers.is_empty() {
+                            "all".to_owned()
+                        } else {
+                            k.ledgers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
+                        },
                         tally_server::views::time(k.created_at),
                         k.created_by.clone(),
                         k.revoked_at.map(tally_server::views::time).unwrap_or_default(),
@@ -142,10 +160,10 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
         );
     }
     if active == 0 {
-        let created = match create_key(db, "admin", Role::Admin, Vec::new()).await {
+        let created = match create_key(db, "admin", Role::Admin, Vec::new(), Vec::new()).await {
             Err(StoreError::KeyNameTaken(_)) => {
                 let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
-                create_key(db, &format!("admin-{suffix}"), Role::Admin, Vec::new()).await
+                create_key(db, &format!("admin-{suffix}"), Role::Admin, Vec::new(), Vec::new()).await
             }
             other => other,
         };

@@ -51,6 +51,7 @@ impl Harness {
 
     async fn open_accounts(&self) {
         let bank = NewAccount {
+            ledger: tally_core::LedgerId::DEFAULT,
             id: None,
             code: Some("bank".into()),
             currency: "EUR".into(),
@@ -62,8 +63,14 @@ impl Harness {
         for index in 0..ACCOUNTS {
             // A mix of rules, and balances small enough that some transfers are refused.
             let rule = if index % 2 == 0 { BalanceRule::NoOverdraft } else { BalanceRule::OverdraftLimit(5_000) };
-            let new =
-                NewAccount { id: None, code: Some(format!("w{index}")), currency: "EUR".into(), rule, metadata: None };
+            let new = NewAccount {
+                ledger: tally_core::LedgerId::DEFAULT,
+                id: None,
+                code: Some(format!("w{index}")),
+                currency: "EUR".into(),
+                rule,
+                metadata: None,
+            };
             let id = self.store.create_account(&new, "harness").await.unwrap().0.account.id;
             let request = TransferRequest::posted(TransferId(Uuid::now_v7()), bank, id, 20_000);
             funding.push(Submission { request, actor: "harness".into() });

@@ -52,6 +52,7 @@ impl Ledger {
         let store = Store::connect(&db.conninfo, 4).unwrap();
         let engine = Engine::new(store.clone());
         let open = |code: String, rule| NewAccount {
+            ledger: tally_core::LedgerId::DEFAULT,
             id: None,
             code: Some(code),
             currency: "EUR".into(),

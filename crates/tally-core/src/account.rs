@@ -22,6 +22,30 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// A ledger: a set of books. Every account belongs to exactly one, and a transfer stays inside
+/// the ledger of its two accounts. Ledger 1 is `default`, where everything that never names a
+/// ledger lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LedgerId(pub i32);
+
+impl LedgerId {
+    /// The ledger `default`, made by the migration that introduced ledgers.
+    pub const DEFAULT: LedgerId = LedgerId(1);
+}
+
+impl Default for LedgerId {
+    fn default() -> LedgerId {
+        LedgerId::DEFAULT
+    }
+}
+
+impl fmt::Display for LedgerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Whether an account may move money. Only `Active` accounts may be debited or credited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +111,9 @@ impl BalanceRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
+    /// The ledger the account belongs to; it never changes.
+    #[serde(default)]
+    pub ledger: LedgerId,
     pub currency: String,
     pub status: AccountStatus,
     pub rule: BalanceRule,
@@ -103,10 +130,16 @@ pub struct Account {
 }
 
 impl Account {
-    /// A new, empty, active account at version 1.
+    /// A new, empty, active account at version 1, in the ledger `default`.
     pub fn new(id: AccountId, currency: &str, rule: BalanceRule) -> Account {
+        Account::new_in(LedgerId::DEFAULT, id, currency, rule)
+    }
+
+    /// A new, empty, active account at version 1, in `ledger`.
+    pub fn new_in(ledger: LedgerId, id: AccountId, currency: &str, rule: BalanceRule) -> Account {
         Account {
             id,
+            ledger,
             currency: currency.to_owned(),
             status: AccountStatus::Active,
             rule,

@@ -13,7 +13,7 @@
 //! group. The first failing member keeps its own result and every other member gets
 //! `linked_chain_failed`; the state is rolled back to the start of the chain through an undo log.
 
-use crate::account::{Account, AccountId, AccountStatus, BalanceRule};
+use crate::account::{Account, AccountId, AccountStatus, BalanceRule, LedgerId};
 use crate::amount::{AMOUNT_MAX, MinorUnits, checked_total};
 use crate::result::TransferResult;
 use crate::transfer::{
@@ -211,7 +211,8 @@ impl<'a> Run<'a> {
         if !cause.is_recorded_rejection() || !result.is_recorded_rejection() || decided || malformed {
             return;
         }
-        let rejection = Rejection { request: request.clone(), result, created_at: self.now };
+        let rejection =
+            Rejection { request: request.clone(), result, created_at: self.now, ledger: self.ledger_of(request) };
         self.state.rejections.insert(request.id, rejection.clone());
         self.output.rejected.push(rejection);
     }
@@ -284,6 +285,9 @@ impl<'a> Run<'a> {
             TransferKind::Posted | TransferKind::Pending => {
                 let debit = self.account(request.debit_account_id)?;
                 let credit = self.account(request.credit_account_id)?;
+                if debit.ledger != credit.ledger {
+                    return Err(TransferResult::LedgerMismatch);
+                }
                 if debit.currency != credit.currency {
                     return Err(TransferResult::CurrencyMismatch);
                 }
@@ -325,8 +329,10 @@ impl<'a> Run<'a> {
         check_rule(&debit_after, debit)?;
 
         let is_pending = request.kind == TransferKind::Pending;
+        assert_eq!(debit.ledger, credit.ledger, "a transfer stays inside one ledger");
         let transfer = Transfer {
             id: request.id,
+            ledger: debit.ledger,
             kind: request.kind,
             debit_account_id: debit.id,
             credit_account_id: credit.id,
@@ -347,6 +353,18 @@ impl<'a> Run<'a> {
         };
         let resolves = related.filter(|r| r.kind == TransferKind::Pending).map(|r| r.id);
         Ok(Effect { transfer, resolves, debit_after, credit_after })
+    }
+
+    /// The ledger a recorded rejection is filed under: that of an account or transfer the
+    /// request names and the state holds (debit account, credit account, related transfer, in
+    /// that order), else `default`. A replay of the same request finds the same ledger as long
+    /// as those accounts exist, and accounts are never deleted.
+    fn ledger_of(&self, request: &TransferRequest) -> LedgerId {
+        let account = |id: Option<AccountId>| id.and_then(|id| self.state.accounts.get(&id)).map(|a| a.ledger);
+        account(request.debit_account_id)
+            .or_else(|| account(request.credit_account_id))
+            .or_else(|| request.related_id.and_then(|id| self.state.transfers.get(&id)).map(|t| t.ledger))
+            .unwrap_or(LedgerId::DEFAULT)
     }
 
     fn account(&self, id: Option<AccountId>) -> Result<&Account, TransferResult> {
@@ -433,10 +451,11 @@ impl<'a> Run<'a> {
         let pending = self.state.transfers.get_mut(&pending_id).expect("resolving a prefetched pending transfer");
         assert_eq!(pending.status, TransferStatus::Pending);
         let before = pending.clone();
+        let ledger = before.ledger;
         pending.status = status;
         pending.completed_at = Some(self.now);
         self.undo.push(Undo::TransferStatus(before));
-        self.output.resolved.push(Resolution { pending_id, status, at: self.now });
+        self.output.resolved.push(Resolution { pending_id, status, at: self.now, ledger });
     }
 
     fn finish(mut self) -> BatchOutput {

@@ -12,7 +12,7 @@ pub mod currency;
 pub mod result;
 pub mod transfer;
 
-pub use account::{Account, AccountId, AccountStatus, BalanceRule};
+pub use account::{Account, AccountId, AccountStatus, BalanceRule, LedgerId};
 pub use amount::{AMOUNT_MAX, AmountError, MinorUnits, format_amount, parse_amount, parse_positive_amount};
 pub use batch::{BATCH_SIZE_MAX, BatchOutput, LedgerState, validate};
 pub use currency::{Currency, CurrencyError};

@@ -84,6 +84,8 @@ transfer_results! {
     Exists = 14, "exists", false;
     /// The debit or credit account does not exist.
     AccountNotFound = 15, "account_not_found", true;
+    /// The debit and credit accounts belong to different ledgers: a transfer stays inside one.
+    LedgerMismatch = 32, "ledger_mismatch", false;
     /// The accounts' currencies differ from each other or from the transfer's.
     CurrencyMismatch = 16, "currency_mismatch", false;
     /// The pending transfer named by post_pending or void_pending does not exist.
@@ -142,8 +144,12 @@ mod tests {
 
     #[test]
     fn numbers_and_codes_are_unique_and_round_trip() {
-        for (index, result) in TransferResult::ALL.iter().enumerate() {
-            assert_eq!(*result as usize, index, "numbers are dense and in precedence order");
+        // Numbers are stable, so a result added later takes the next number wherever it stands
+        // in precedence order (ledger_mismatch, 32, is checked before currency_mismatch, 16).
+        let mut numbers: Vec<usize> = TransferResult::ALL.iter().map(|r| *r as usize).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (0..TransferResult::ALL.len()).collect::<Vec<_>>(), "numbers are dense");
+        for result in TransferResult::ALL {
             assert_eq!(TransferResult::from_number(*result as u16), Some(*result));
             assert_eq!(TransferResult::from_code(result.code()), Some(*result));
             let json = serde_json::to_string(result).unwrap();

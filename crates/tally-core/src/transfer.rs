@@ -8,7 +8,7 @@
 //! - `void_pending`: releases a pending transfer.
 //! - `reversal`: a new transfer that moves a posted transfer's money back, and points to it.
 
-use crate::account::AccountId;
+use crate::account::{AccountId, LedgerId};
 use crate::amount::MinorUnits;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -197,6 +197,9 @@ impl TransferRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transfer {
     pub id: TransferId,
+    /// The ledger of its two accounts.
+    #[serde(default)]
+    pub ledger: LedgerId,
     pub kind: TransferKind,
     pub debit_account_id: AccountId,
     pub credit_account_id: AccountId,
@@ -221,6 +224,10 @@ pub struct Rejection {
     pub request: TransferRequest,
     pub result: crate::result::TransferResult,
     pub created_at: Timestamp,
+    /// The ledger it is filed under (see `LedgerState::apply_batch`: an account or transfer the
+    /// request names, else `default`).
+    #[serde(default)]
+    pub ledger: LedgerId,
 }
 
 /// A pending transfer whose status changed in this batch.
@@ -229,4 +236,7 @@ pub struct Resolution {
     pub pending_id: TransferId,
     pub status: TransferStatus,
     pub at: Timestamp,
+    /// The pending transfer's ledger.
+    #[serde(default)]
+    pub ledger: LedgerId,
 }

@@ -46,6 +46,7 @@ fn rule_of(index: usize) -> (BalanceRule, i128) {
 pub async fn prepare(store: &Store, accounts: usize) -> Result<Prepared, LoadError> {
     let run_id = Uuid::now_v7().simple().to_string()[20..].to_owned();
     let bank = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
         id: None,
         code: Some(format!("loadcheck-{run_id}-bank")),
         currency: CURRENCY.into(),
@@ -58,6 +59,7 @@ pub async fn prepare(store: &Store, accounts: usize) -> Result<Prepared, LoadErr
     for index in 0..accounts {
         let (rule, amount) = rule_of(index);
         let new = NewAccount {
+            ledger: tally_core::LedgerId::DEFAULT,
             id: None,
             code: Some(format!("loadcheck-{run_id}-hot-{index}")),
             currency: CURRENCY.into(),
@@ -85,6 +87,7 @@ pub async fn prepare(store: &Store, accounts: usize) -> Result<Prepared, LoadErr
     engine.shutdown().await;
     let generated = tally_server::generate_key();
     let key = NewApiKey {
+        ledgers: Vec::new(),
         name: format!("loadcheck-{run_id}"),
         role: Role::Operator,
         key_hash: generated.hash,

@@ -176,6 +176,7 @@ async fn finish_run(recon: &Recon, report: &DayReport) -> Result<(), ReconError>
         action: "reconciliation.run",
         event_type: Some("reconciliation.finished".into()),
         entity_type: "reconciliation",
+        ledger: None,
         entity_id: report.run_id.clone(),
         before: None,
         after: json!({"day": report.day, "status": report.status.as_str(), "findings": total, "listed": findings}),

@@ -173,7 +173,7 @@ async fn read_all(db: &TestDb) -> Reads {
     let mut accounts: Vec<AccountRecord> = Vec::new();
     loop {
         let after = accounts.last().map(|a| a.account.id);
-        let page = store.list_accounts(None, None, after, PAGE).await.expect("list accounts");
+        let page = store.list_accounts(&Default::default(), after, PAGE).await.expect("list accounts");
         if page.is_empty() {
             break;
         }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tally_core::LedgerId;
 use tally_store::{ApiKeyRecord, Role};
 use uuid::Uuid;
 
@@ -56,6 +57,8 @@ pub struct Principal {
     pub role: Role,
     /// A reader's accounts.
     pub accounts: Vec<Uuid>,
+    /// The ledgers the key is scoped to (empty: every ledger).
+    pub ledgers: Vec<LedgerId>,
 }
 
 impl Principal {
@@ -82,6 +85,36 @@ impl Principal {
         }
         // Not 404: a reader learns nothing about accounts it was not given, but is told why.
         Err(ApiError::forbidden("this key may not read that account"))
+    }
+
+    /// May this caller read or write in this ledger?
+    pub fn may_use_ledger(&self, ledger: LedgerId) -> bool {
+        self.ledgers.is_empty() || self.ledgers.contains(&ledger)
+    }
+
+    /// `ledger_forbidden` (403) unless the key may use this ledger.
+    pub fn require_ledger(&self, ledger: LedgerId) -> Result<(), ApiError> {
+        if self.may_use_ledger(ledger) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "ledger_forbidden",
+            format!("this key is scoped to other ledgers than ledger {ledger}"),
+        ))
+    }
+
+    /// The ledgers a listing may show: the one asked for (which the key must be allowed), else
+    /// the key's scope (`None`: every ledger).
+    pub fn ledger_scope(&self, asked: Option<LedgerId>) -> Result<Option<Vec<LedgerId>>, ApiError> {
+        match asked {
+            Some(ledger) => {
+                self.require_ledger(ledger)?;
+                Ok(Some(vec![ledger]))
+            }
+            None if self.ledgers.is_empty() => Ok(None),
+            None => Ok(Some(self.ledgers.clone())),
+        }
     }
 }
 
@@ -121,7 +154,13 @@ impl KeyCache {
 }
 
 fn principal_of(key: &ApiKeyRecord) -> Principal {
-    Principal { key_id: key.id, name: key.name.clone(), role: key.role, accounts: key.accounts.clone() }
+    Principal {
+        key_id: key.id,
+        name: key.name.clone(),
+        role: key.role,
+        accounts: key.accounts.clone(),
+        ledgers: key.ledgers.clone(),
+    }
 }
 
 /// Middleware: authenticates the request, applies the per-key rate limit, and puts the
@@ -182,7 +221,13 @@ mod tests {
     #[test]
     fn readers_read_only_their_accounts() {
         let mine = Uuid::now_v7();
-        let reader = Principal { key_id: Uuid::now_v7(), name: "r".into(), role: Role::Reader, accounts: vec![mine] };
+        let reader = Principal {
+            key_id: Uuid::now_v7(),
+            name: "r".into(),
+            role: Role::Reader,
+            accounts: vec![mine],
+            ledgers: vec![],
+        };
         assert!(reader.may_read_account(mine));
         assert!(!reader.may_read_account(Uuid::now_v7()));
         assert!(reader.require(MOVERS).is_err());

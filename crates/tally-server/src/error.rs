@@ -258,10 +258,13 @@ impl From<StoreError> for ApiError {
             StoreError::AccountNotFound(_)
             | StoreError::TransferNotFound(_)
             | StoreError::CurrencyNotFound(_)
+            | StoreError::LedgerNotFound(_)
             | StoreError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             StoreError::CurrencyExistsWithDifferentScale(_)
             | StoreError::AccountExistsWithDifferentFields(_)
             | StoreError::AccountCodeTaken(_)
+            | StoreError::AccountCodeAmbiguous(_)
+            | StoreError::LedgerExistsWithDifferentFields(_)
             | StoreError::KeyNameTaken(_)
             | StoreError::VersionConflict { .. } => StatusCode::CONFLICT,
             StoreError::AccountNotEmpty(_) | StoreError::StatusTransitionInvalid { .. } => {
@@ -353,6 +356,7 @@ pub fn describe(result: TransferResult) -> &'static str {
         ExistsWithDifferentFields => "a transfer with this id exists with different fields",
         AccountNotFound => "an account of the transfer does not exist",
         CurrencyMismatch => "the currency does not match the accounts",
+        LedgerMismatch => "the two accounts belong to different ledgers; a transfer stays inside one ledger",
         PendingNotFound => "the pending transfer does not exist",
         NotPending => "the transfer acted on is not a pending transfer",
         PendingAlreadyPosted => "the pending transfer was already posted",

@@ -31,7 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use routes::{accounts, feed, ops, reconciliations, statements, transfers, webhooks};
+use routes::{accounts, feed, ledgers, ops, reconciliations, statements, transfers, webhooks};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(title = "Tally", description = "A double-entry ledger on PostgreSQL. Amounts are decimal strings in the currency's scale."),
     paths(
+        ledgers::create, ledgers::list, ledgers::show,
         accounts::create, accounts::show, accounts::list, accounts::freeze, accounts::unfreeze, accounts::close,
         accounts::balance, accounts::history,
         transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
@@ -58,7 +59,7 @@ use utoipa::OpenApi;
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
         views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
         reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView,
-        views::NewWebhookBody, views::WebhookView, views::CreatedWebhookView, views::DeliveryView, views::AttemptView)),
+        views::NewLedgerBody, views::LedgerView, views::NewWebhookBody, views::WebhookView, views::CreatedWebhookView, views::DeliveryView, views::AttemptView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -174,6 +175,8 @@ pub fn router(state: AppState) -> Router {
     let batch_limit = state.config.batch_body_limit;
     let body_limit = state.config.body_limit;
     let authenticated = Router::new()
+        .route("/v1/ledgers", post(ledgers::create).get(ledgers::list))
+        .route("/v1/ledgers/{id_or_code}", get(ledgers::show))
         .route("/v1/accounts", post(accounts::create).get(accounts::list))
         .route("/v1/accounts/{id_or_code}", get(accounts::show))
         .route("/v1/accounts/{id_or_code}/freeze", post(accounts::freeze))

@@ -101,8 +101,11 @@ impl From<AuditRecord> for AuditView {
 pub struct NewAccountBody {
     /// A UUID; one is generated when absent.
     pub id: Option<Uuid>,
-    /// A unique external code such as `wallet:alice`.
+    /// An external code such as `wallet:alice`, unique within the ledger.
     pub code: Option<String>,
+    /// The ledger, by id or code; `default` when absent.
+    #[schema(example = "eu-wallets")]
+    pub ledger: Option<String>,
     pub currency: String,
     /// How far below zero the account may go, as a decimal string; 0 when absent.
     #[schema(pattern = r"^[0-9]{1,40}(\.[0-9]{1,18})?$", example = "50.00")]
@@ -112,6 +115,45 @@ pub struct NewAccountBody {
     pub unrestricted: bool,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+}
+
+/// `POST /v1/ledgers`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLedgerBody {
+    /// 1 to 63 lower-case letters, digits, `_` or `-`, starting with a letter: `eu-wallets`.
+    #[schema(example = "eu-wallets")]
+    pub code: String,
+    /// For people: `EU wallets`.
+    pub name: String,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// A ledger: a set of books. Every account belongs to one; a transfer stays inside one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LedgerView {
+    /// What accounts, transfers and events carry as `ledger`; 1 is `default`.
+    pub id: i32,
+    pub code: String,
+    pub name: String,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl LedgerView {
+    pub fn new(record: &tally_store::LedgerRecord) -> LedgerView {
+        LedgerView {
+            id: record.id.0,
+            code: record.code.clone(),
+            name: record.name.clone(),
+            metadata: record.metadata.clone(),
+            created_at: time(record.created_at),
+            created_by: record.created_by.clone(),
+        }
+    }
 }
 
 /// `POST /v1/accounts/{id}/freeze|unfreeze|close`: optional body.

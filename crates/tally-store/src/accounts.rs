@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tally_core::transfer::METADATA_BYTES_MAX;
-use tally_core::{Account, AccountId, AccountStatus, BalanceRule, Timestamp};
+use tally_core::{Account, AccountId, AccountStatus, BalanceRule, LedgerId, Timestamp};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -25,7 +25,9 @@ pub const ACCOUNT_CODES_IDS_MAX: usize = 2 * crate::queries::HISTORY_PAGE_SIZE_M
 pub struct NewAccount {
     /// Client-supplied id; a UUIDv7 is generated when absent.
     pub id: Option<AccountId>,
-    /// Optional unique external code, e.g. `"wallet:alice"`.
+    /// The ledger the account belongs to (`LedgerId::DEFAULT` when the client names none).
+    pub ledger: LedgerId,
+    /// Optional external code, unique within the ledger, e.g. `"wallet:alice"`.
     pub code: Option<String>,
     pub currency: String,
     pub rule: BalanceRule,
@@ -44,6 +46,15 @@ pub struct AccountRecord {
     pub metadata: Option<serde_json::Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// Which accounts `list_accounts` returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountFilter<'a> {
+    pub currency: Option<&'a str>,
+    pub status: Option<AccountStatus>,
+    /// Only accounts of these ledgers (`None`: every ledger).
+    pub ledgers: Option<&'a [LedgerId]>,
 }
 
 /// Status changes a client may ask for.
@@ -82,9 +93,9 @@ impl StatusChange {
 
 /// The columns `account_from_row` reads, in order.
 pub(crate) const ACCOUNT_COLUMNS: &str = "a.id, a.currency, a.status, a.unrestricted, a.overdraft_limit, \
-     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version";
+     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version, a.ledger_id";
 const RECORD_COLUMNS: &str = "a.id, a.currency, a.status, a.unrestricted, a.overdraft_limit, \
-     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version, \
+     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version, a.ledger_id, \
      a.code, c.scale, a.metadata, a.created_at, a.updated_at";
 
 pub(crate) fn account_from_row(row: &Row) -> Account {
@@ -99,18 +110,19 @@ pub(crate) fn account_from_row(row: &Row) -> Account {
         debits_pending: from_numeric(row.get(7)),
         credits_pending: from_numeric(row.get(8)),
         version: row.get(9),
+        ledger: LedgerId(row.get(10)),
     }
 }
 
 fn record_from_row(row: &Row) -> AccountRecord {
-    let scale: i16 = row.get(11);
+    let scale: i16 = row.get(12);
     AccountRecord {
         account: account_from_row(row),
-        code: row.get(10),
+        code: row.get(11),
         scale: u8::try_from(scale).expect("scale constrained by the schema"),
-        metadata: row.get(12),
-        created_at: from_system_time(row.get(13)),
-        updated_at: from_system_time(row.get(14)),
+        metadata: row.get(13),
+        created_at: from_system_time(row.get(14)),
+        updated_at: from_system_time(row.get(15)),
     }
 }
 
@@ -158,21 +170,40 @@ impl Store {
             BalanceRule::Unrestricted => (true, 0),
             rule => (false, rule.limit().expect("restricted")),
         };
+        // The key is (id, ledger_id), so that no uniqueness check crosses ledgers; an id stays
+        // one account's all the same: under a lock on the id, an id another ledger uses is refused.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))", &[&id]).await?;
+        if tx
+            .query_opt("SELECT 1 FROM accounts WHERE id = $1 AND ledger_id <> $2", &[&id, &new.ledger.0])
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::AccountExistsWithDifferentFields(id.to_string()));
+        }
         let inserted = tx
             .query_opt(
-                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
-                &[&id, &new.code, &new.currency, &unrestricted, &to_numeric(limit), &new.metadata],
+                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata, ledger_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                &[&id, &new.code, &new.currency, &unrestricted, &to_numeric(limit), &new.metadata, &new.ledger.0],
             )
-            .await?;
+            .await
+            .map_err(|e| match crate::error::constraint(&e) {
+                Some("accounts_ledger_id_fkey") => StoreError::LedgerNotFound(new.ledger.to_string()),
+                _ => StoreError::Db(e),
+            })?;
         if inserted.is_none() {
             drop(tx);
             return self.existing_account_for(new, id).await.map(|record| (record, false));
         }
         let record = fetch_account(&tx, &id.to_string()).await?.expect("just inserted");
         let after = serde_json::to_value(&record).expect("account serializes");
-        append_audit_and_events(&tx, actor, &[("account.create", "account.created", id.to_string(), None, after)])
-            .await?;
+        append_audit_and_events(
+            &tx,
+            actor,
+            new.ledger,
+            &[("account.create", "account.created", id.to_string(), None, after)],
+        )
+        .await?;
         crate::commit_transaction(tx).await?;
         Ok((record, true))
     }
@@ -184,11 +215,15 @@ impl Store {
             None => None,
         };
         let by_code = match &new.code {
-            Some(code) => self.account(code).await?,
+            Some(code) => {
+                let client = self.client().await?;
+                fetch_account_by_code(&client, code, Some(new.ledger)).await?
+            }
             None => None,
         };
         let existing = by_id.clone().or(by_code.clone()).expect("a conflict has a conflicting row");
         let same = existing.code == new.code
+            && existing.account.ledger == new.ledger
             && existing.account.currency == new.currency
             && existing.account.rule == new.rule
             && existing.metadata == new.metadata
@@ -225,8 +260,7 @@ impl Store {
     /// A page of accounts ordered by id, after the cursor (an id), optionally filtered.
     pub async fn list_accounts(
         &self,
-        currency: Option<&str>,
-        status: Option<AccountStatus>,
+        filter: &AccountFilter<'_>,
         after: Option<AccountId>,
         limit: i64,
     ) -> Result<Vec<AccountRecord>, StoreError> {
@@ -235,11 +269,12 @@ impl Store {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency
              WHERE ($1::text IS NULL OR a.currency = $1) AND ($2::text IS NULL OR a.status = $2)
-               AND ($3::uuid IS NULL OR a.id > $3)
+               AND ($3::uuid IS NULL OR a.id > $3) AND ($5::int4[] IS NULL OR a.ledger_id = ANY($5))
              ORDER BY a.id LIMIT $4"
         );
-        let status = status.map(AccountStatus::as_str);
-        let rows = client.query(&sql, &[&currency, &status, &after.map(|a| a.0), &limit]).await?;
+        let status = filter.status.map(AccountStatus::as_str);
+        let ledgers = filter.ledgers.map(crate::ledgers::ledger_ids);
+        let rows = client.query(&sql, &[&filter.currency, &status, &after.map(|a| a.0), &limit, &ledgers]).await?;
         Ok(rows.iter().map(record_from_row).collect())
     }
 
@@ -291,7 +326,7 @@ impl Store {
         let record = fetch_account(&tx, &id.to_string()).await?.expect("locked row exists");
         let after = serde_json::to_value(&record).expect("serializes");
         let change_row = (change.action(), change.event_type(), id.to_string(), Some(before), after);
-        append_audit_and_events(&tx, actor, &[change_row]).await?;
+        append_audit_and_events(&tx, actor, record.account.ledger, &[change_row]).await?;
         crate::commit_transaction(tx).await?;
         Ok(record)
     }
@@ -305,13 +340,35 @@ pub(crate) async fn resolve_account_id(client: &impl GenericClient, id_or_code: 
         .ok_or_else(|| StoreError::AccountNotFound(id_or_code.to_owned()))
 }
 
+/// An account by id, or by code: a code names an account within its ledger, so a code that
+/// accounts of several ledgers use is ambiguous unless the ledger is named.
 async fn fetch_account(client: &impl GenericClient, id_or_code: &str) -> Result<Option<AccountRecord>, StoreError> {
-    let select = format!("SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency");
-    let row = match Uuid::parse_str(id_or_code) {
-        Ok(id) => client.query_opt(&format!("{select} WHERE a.id = $1"), &[&id]).await?,
-        Err(_) => client.query_opt(&format!("{select} WHERE a.code = $1"), &[&id_or_code]).await?,
-    };
-    Ok(row.as_ref().map(record_from_row))
+    match Uuid::parse_str(id_or_code) {
+        Ok(id) => {
+            let select = format!("SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency");
+            let row = client.query_opt(&format!("{select} WHERE a.id = $1"), &[&id]).await?;
+            Ok(row.as_ref().map(record_from_row))
+        }
+        Err(_) => fetch_account_by_code(client, id_or_code, None).await,
+    }
+}
+
+/// An account by its code, in `ledger` or, when none is named, in whichever ledger has it.
+pub(crate) async fn fetch_account_by_code(
+    client: &impl GenericClient,
+    code: &str,
+    ledger: Option<LedgerId>,
+) -> Result<Option<AccountRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM accounts a JOIN currencies c ON c.code = a.currency
+         WHERE a.code = $1 AND ($2::int4 IS NULL OR a.ledger_id = $2) LIMIT 2"
+    );
+    let rows = client.query(&sql, &[&code, &ledger.map(|l| l.0)]).await?;
+    match rows.as_slice() {
+        [] => Ok(None),
+        [row] => Ok(Some(record_from_row(row))),
+        _ => Err(StoreError::AccountCodeAmbiguous(code.to_owned())),
+    }
 }
 
 /// The most accounts one `create_accounts` call opens.
@@ -332,18 +389,31 @@ impl Store {
         let limits: Vec<rust_decimal::Decimal> =
             accounts.iter().map(|a| to_numeric(a.rule.limit().unwrap_or(0))).collect();
         let metadata: Vec<Option<&serde_json::Value>> = accounts.iter().map(|a| a.metadata.as_ref()).collect();
+        let ledgers: Vec<i32> = accounts.iter().map(|a| a.ledger.0).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // An id that another ledger already uses is refused (see `create_account`).
+        if let Some(row) = tx
+            .query_opt(
+                "SELECT a.id FROM accounts a JOIN unnest($1::uuid[], $2::int4[]) AS n(id, ledger_id) ON a.id = n.id
+                 WHERE a.ledger_id <> n.ledger_id LIMIT 1",
+                &[&ids, &ledgers],
+            )
+            .await?
+        {
+            return Err(StoreError::AccountExistsWithDifferentFields(row.get::<_, Uuid>(0).to_string()));
+        }
         let inserted = tx
             .query(
-                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::numeric[], $6::jsonb[])
+                "INSERT INTO accounts (id, code, currency, unrestricted, overdraft_limit, metadata, ledger_id)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::numeric[], $6::jsonb[], $7::int4[])
                  ON CONFLICT DO NOTHING RETURNING id",
-                &[&ids, &codes, &currencies, &unrestricted, &limits, &metadata],
+                &[&ids, &codes, &currencies, &unrestricted, &limits, &metadata, &ledgers],
             )
             .await
             .map_err(|e| match crate::error::constraint(&e) {
                 Some("accounts_currency_fkey") => StoreError::CurrencyNotFound(currencies.join(",")),
+                Some("accounts_ledger_id_fkey") => StoreError::LedgerNotFound(ledgers.iter().map(i32::to_string).collect::<Vec<_>>().join(",")),
                 _ => StoreError::Db(e),
             })?;
         let created: Vec<Uuid> = inserted.iter().map(|row| row.get(0)).collect();
@@ -362,6 +432,7 @@ impl Store {
                     action: "account.create",
                     event_type: Some("account.created".to_owned()),
                     entity_type: "account",
+                    ledger: Some(record.account.ledger),
                     entity_id: record.account.id.to_string(),
                     before: None,
                     after: serde_json::to_value(&record).expect("account serializes"),

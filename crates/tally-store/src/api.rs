@@ -8,12 +8,14 @@ use crate::journal::{AuditEntry, append};
 use crate::{Store, StoreError};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tally_core::Timestamp;
+use tally_core::{LedgerId, Timestamp};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// The most accounts one reader key may be limited to.
 pub const KEY_ACCOUNTS_MAX: usize = 1_000;
+/// The most ledgers one key may be scoped to.
+pub const KEY_LEDGERS_MAX: usize = 100;
 /// The longest key name.
 pub const KEY_NAME_LEN_MAX: usize = 64;
 /// The longest `Idempotency-Key` header value.
@@ -60,6 +62,8 @@ pub struct ApiKeyRecord {
     pub prefix: String,
     /// For a reader: the only accounts it may read.
     pub accounts: Vec<Uuid>,
+    /// The only ledgers the key may read or write (empty: every ledger).
+    pub ledgers: Vec<LedgerId>,
     pub created_at: Timestamp,
     pub created_by: String,
     pub revoked_at: Option<Timestamp>,
@@ -73,9 +77,11 @@ pub struct NewApiKey {
     pub key_hash: [u8; 32],
     pub prefix: String,
     pub accounts: Vec<Uuid>,
+    /// Ledgers the key is scoped to (empty: every ledger).
+    pub ledgers: Vec<LedgerId>,
 }
 
-const KEY_COLUMNS: &str = "id, name, role, prefix, accounts, created_at, created_by, revoked_at";
+const KEY_COLUMNS: &str = "id, name, role, prefix, accounts, created_at, created_by, revoked_at, ledgers";
 
 fn key_from_row(row: &Row) -> ApiKeyRecord {
     let role: &str = row.get(2);
@@ -88,12 +94,13 @@ fn key_from_row(row: &Row) -> ApiKeyRecord {
         created_at: from_system_time(row.get(5)),
         created_by: row.get(6),
         revoked_at: row.get::<_, Option<std::time::SystemTime>>(7).map(from_system_time),
+        ledgers: row.get::<_, Vec<i32>>(8).into_iter().map(LedgerId).collect(),
     }
 }
 
 fn key_audit_view(key: &ApiKeyRecord) -> Value {
     json!({"name": key.name, "role": key.role.as_str(), "prefix": key.prefix, "accounts": key.accounts,
-           "revoked": key.revoked_at.is_some()})
+           "ledgers": key.ledgers, "revoked": key.revoked_at.is_some()})
 }
 
 /// Checks a key name: 1 to 64 of letters, digits and `._:@-`.
@@ -130,8 +137,20 @@ impl Store {
         if new.role != Role::Reader && !new.accounts.is_empty() {
             return Err(StoreError::Invalid("only a reader key is limited to accounts".into()));
         }
+        if new.ledgers.len() > KEY_LEDGERS_MAX {
+            return Err(StoreError::Invalid(format!("a key is scoped to at most {KEY_LEDGERS_MAX} ledgers")));
+        }
+        let ledgers = crate::ledgers::ledger_ids(&new.ledgers);
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        if !ledgers.is_empty() {
+            let found: i64 =
+                transaction.query_one("SELECT count(*) FROM ledgers WHERE id = ANY($1)", &[&ledgers]).await?.get(0);
+            let distinct: std::collections::BTreeSet<&i32> = ledgers.iter().collect();
+            if usize::try_from(found).expect("a count") != distinct.len() {
+                return Err(StoreError::LedgerNotFound("one of the key's ledgers".into()));
+            }
+        }
         if !new.accounts.is_empty() {
             let found: i64 = transaction
                 .query_one("SELECT count(*) FROM accounts WHERE id = ANY($1)", &[&new.accounts])
@@ -143,14 +162,14 @@ impl Store {
             }
         }
         let sql = format!(
-            "INSERT INTO api_keys (id, name, role, key_hash, prefix, accounts, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, now(), $7) ON CONFLICT (name) DO NOTHING RETURNING {KEY_COLUMNS}"
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, accounts, created_at, created_by, ledgers)
+             VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8) ON CONFLICT (name) DO NOTHING RETURNING {KEY_COLUMNS}"
         );
         let hash: &[u8] = &new.key_hash;
         let row = transaction
             .query_opt(
                 &sql,
-                &[&Uuid::now_v7(), &new.name, &new.role.as_str(), &hash, &new.prefix, &new.accounts, &actor],
+                &[&Uuid::now_v7(), &new.name, &new.role.as_str(), &hash, &new.prefix, &new.accounts, &actor, &ledgers],
             )
             .await?;
         let Some(row) = row else {
@@ -162,6 +181,7 @@ impl Store {
             action: "api_key.create",
             event_type: None,
             entity_type: "api_key",
+            ledger: None,
             entity_id: key.id.to_string(),
             before: None,
             after: key_audit_view(&key),
@@ -213,6 +233,7 @@ impl Store {
             action: "api_key.revoke",
             event_type: None,
             entity_type: "api_key",
+            ledger: None,
             entity_id: key.id.to_string(),
             before: Some(before),
             after: key_audit_view(&key),

@@ -28,6 +28,12 @@ pub enum StoreError {
     AccountExistsWithDifferentFields(String),
     #[error("account code {0} is already taken by another account")]
     AccountCodeTaken(String),
+    #[error("account code {0} names accounts in several ledgers: name the account by its id, or name the ledger")]
+    AccountCodeAmbiguous(String),
+    #[error("ledger {0} not found")]
+    LedgerNotFound(String),
+    #[error("ledger {0} already exists with different fields")]
+    LedgerExistsWithDifferentFields(String),
     #[error("account version is {actual}, not the expected {expected}")]
     VersionConflict { expected: i64, actual: i64 },
     #[error("account {0} still has a balance or open holds and cannot be closed")]
@@ -70,6 +76,9 @@ impl StoreError {
             StoreError::CurrencyExistsWithDifferentScale(_) => "currency_exists_with_different_scale",
             StoreError::AccountExistsWithDifferentFields(_) => "account_exists_with_different_fields",
             StoreError::AccountCodeTaken(_) => "account_code_taken",
+            StoreError::AccountCodeAmbiguous(_) => "account_code_ambiguous",
+            StoreError::LedgerNotFound(_) => "ledger_not_found",
+            StoreError::LedgerExistsWithDifferentFields(_) => "ledger_exists_with_different_fields",
             StoreError::VersionConflict { .. } => "version_conflict",
             StoreError::AccountNotEmpty(_) => "account_not_empty",
             StoreError::StatusTransitionInvalid { .. } => "account_status_transition_invalid",

@@ -12,15 +12,17 @@ pub mod api;
 pub mod convert;
 pub mod error;
 pub mod journal;
+pub mod ledgers;
 pub mod migrate;
 pub mod posting;
 pub mod queries;
 pub mod server;
 pub mod timing;
 
-pub use accounts::{AccountRecord, NewAccount, StatusChange};
+pub use accounts::{AccountFilter, AccountRecord, NewAccount, StatusChange};
 pub use api::{ApiKeyRecord, IdempotencyBegin, NewApiKey, Role};
 pub use error::{StoreError, commit_transaction};
+pub use ledgers::{LedgerRecord, NewLedger};
 pub use migrate::{MigrationReport, migrate, migrate_through};
 pub use posting::{AccountOrder, BatchConn, BatchOutcome, BatchToken, EXPIRY_ACTOR, JournalRow, UnansweredBatch};
 pub use queries::{AuditRecord, Direction, EventRecord, EventSubject, HistoryEntry, TransferFilter};
@@ -248,6 +250,7 @@ impl Store {
             action: "currency.create",
             event_type: Some("currency.created".into()),
             entity_type: "currency",
+            ledger: None,
             entity_id: checked.code.clone(),
             before: None,
             after: serde_json::to_value(&checked).expect("serializes"),

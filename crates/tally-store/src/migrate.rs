@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "events_at_commit", sql: include_str!("../migrations/0009_events_at_commit.sql") },
     Migration { version: 10, name: "statement_files", sql: include_str!("../migrations/0010_statement_files.sql") },
     Migration { version: 11, name: "events_out", sql: include_str!("../migrations/0011_events_out.sql") },
+    Migration { version: 12, name: "ledgers", sql: include_str!("../migrations/0012_ledgers.sql") },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.

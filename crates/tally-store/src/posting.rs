@@ -57,7 +57,7 @@ pub const EXPIRY_ACTOR: &str = "system:expiry";
 /// The columns `transfer_from_row` reads, in order.
 pub(crate) const TRANSFER_COLUMNS: &str = "t.id, t.kind, t.status, t.debit_account_id, t.credit_account_id, t.amount, \
      t.currency, t.related_id, t.timeout_seconds, t.expires_at, t.reference, t.metadata, t.result, t.request, \
-     t.created_at, t.completed_at, t.actor, t.seq";
+     t.created_at, t.completed_at, t.actor, t.seq, t.ledger_id";
 
 /// A journal row: an applied transfer or a recorded rejection.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +71,7 @@ pub(crate) fn journal_row_from_row(row: &Row) -> JournalRow {
     let actor: String = row.get(16);
     let seq: i64 = row.get(17);
     let created_at = from_system_time(row.get(14));
+    let ledger = tally_core::LedgerId(row.get(18));
     if status == "rejected" {
         let code: &str = row.get(12);
         let request: Value = row.get(13);
@@ -78,6 +79,7 @@ pub(crate) fn journal_row_from_row(row: &Row) -> JournalRow {
             request: serde_json::from_value(request).expect("stored requests deserialize"),
             result: TransferResult::from_code(code).expect("stored result codes are known"),
             created_at,
+            ledger,
         };
         return JournalRow::Rejected { rejection, actor, seq };
     }
@@ -85,6 +87,7 @@ pub(crate) fn journal_row_from_row(row: &Row) -> JournalRow {
     let timeout: Option<i32> = row.get(8);
     let transfer = Transfer {
         id: TransferId(row.get(0)),
+        ledger,
         kind: TransferKind::parse(kind).expect("kind constrained by the schema"),
         status: TransferStatus::parse(status).expect("status constrained by the schema"),
         debit_account_id: tally_core::AccountId(row.get(3)),
@@ -442,12 +445,13 @@ async fn prefetch_transfers(
 ) -> Result<(), StoreError> {
     let sql = format!(
         "SELECT {TRANSFER_COLUMNS},
-                EXISTS (SELECT 1 FROM transfers r WHERE r.related_id = t.id AND r.kind = 'reversal') AS reversed
+                EXISTS (SELECT 1 FROM transfers r WHERE r.related_id = t.id AND r.ledger_id = t.ledger_id
+                                                      AND r.kind = 'reversal') AS reversed
          FROM transfers t WHERE t.id = ANY($1)"
     );
     let statement = client.prepare_cached(&sql).await?;
     for row in client.query(&statement, &[&ids]).await? {
-        let reversed: bool = row.get(18);
+        let reversed: bool = row.get(19);
         match journal_row_from_row(&row) {
             JournalRow::Applied { transfer, .. } => {
                 if reversed {
@@ -510,6 +514,7 @@ async fn write_batch(
             action: "transfer.batch",
             event_type: None,
             entity_type: "batch",
+            ledger: None,
             entity_id: batch_id.to_string(),
             before: None,
             after: json!({"applied": output.created.len(), "rejected": output.rejected.len(),
@@ -527,6 +532,7 @@ async fn write_batch(
             action: "transfer.resolve",
             event_type: None,
             entity_type: "transfer",
+            ledger: None,
             entity_id: resolution.pending_id.to_string(),
             before: Some(json!({"status": "pending"})),
             after: json!({"status": resolution.status.as_str(), "batch_id": batch_id}),
@@ -581,6 +587,7 @@ fn assert_accounts_read(state: &LedgerState, output: &BatchOutput, expected: &Ha
                 "transfer {} and its account differ in currency",
                 transfer.id.0
             );
+            assert_eq!(account.ledger, transfer.ledger, "transfer {} and its account differ in ledger", transfer.id.0);
         }
     }
 }
@@ -627,7 +634,7 @@ async fn copy_journal_rows<'a>(
     let sink = client
         .copy_in(&client.prepare_cached("COPY transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, related_id,
                              timeout_seconds, expires_at, actor, reference, metadata, result, request,
-                             created_at, completed_at, batch_id) FROM STDIN (FORMAT binary)",).await?)
+                             created_at, completed_at, batch_id, ledger_id) FROM STDIN (FORMAT binary)",).await?)
         .await?;
     let types = [
         Type::UUID,
@@ -648,6 +655,7 @@ async fn copy_journal_rows<'a>(
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::UUID,
+        Type::INT4,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
@@ -678,6 +686,7 @@ async fn copy_journal_rows<'a>(
                 &created_at,
                 &t.completed_at.map(to_system_time),
                 &batch_id,
+                &t.ledger.0,
             ])
             .await?;
     }
@@ -704,6 +713,7 @@ async fn copy_journal_rows<'a>(
                 &created_at,
                 &created_at,
                 &batch_id,
+                &r.ledger.0,
             ])
             .await?;
     }
@@ -719,11 +729,11 @@ async fn copy_events(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let expired = output.resolved.iter().filter(|r| r.status == TransferStatus::Expired);
-    let events: Vec<(String, String)> = output
+    let events: Vec<(String, String, i32)> = output
         .created
         .iter()
-        .map(|t| (format!("transfer.{}", t.kind.as_str()), t.id.to_string()))
-        .chain(expired.map(|r| ("transfer.expired".to_owned(), r.pending_id.to_string())))
+        .map(|t| (format!("transfer.{}", t.kind.as_str()), t.id.to_string(), t.ledger.0))
+        .chain(expired.map(|r| ("transfer.expired".to_owned(), r.pending_id.to_string(), r.ledger.0)))
         .collect();
     if events.is_empty() {
         return Ok(());
@@ -738,13 +748,14 @@ async fn copy_events(
         )
         .await?
         .get(0);
-    let copy = client.prepare_cached("COPY events (seq, at, type, entity_id) FROM STDIN (FORMAT binary)").await?;
+    let copy =
+        client.prepare_cached("COPY events (seq, at, type, entity_id, ledger_id) FROM STDIN (FORMAT binary)").await?;
     let sink = client.copy_in(&copy).await?;
-    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT]);
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT, Type::INT4]);
     let mut writer = std::pin::pin!(writer);
     let at = to_system_time(at);
-    for (offset, (event_type, entity_id)) in (1..).zip(&events) {
-        writer.as_mut().write(&[&(base + offset), &at, event_type, entity_id]).await?;
+    for (offset, (event_type, entity_id, ledger)) in (1..).zip(&events) {
+        writer.as_mut().write(&[&(base + offset), &at, event_type, entity_id, ledger]).await?;
     }
     writer.finish().await?;
     Ok(())

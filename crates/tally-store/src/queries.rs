@@ -6,7 +6,7 @@ use crate::posting::{JournalRow, journal_row_from_row};
 use crate::{Store, StoreError};
 use serde::Deserialize;
 use std::collections::HashMap;
-use tally_core::{AccountId, Timestamp, Transfer, TransferKind, TransferStatus};
+use tally_core::{AccountId, LedgerId, Timestamp, Transfer, TransferKind, TransferStatus};
 use uuid::Uuid;
 
 /// The most entries one page of history returns.
@@ -107,6 +107,8 @@ pub struct TransferFilter {
     pub until: Option<Timestamp>,
     /// Journal position: only rows older than this (the previous page's `next_cursor`).
     pub before: Option<i64>,
+    /// Only rows of these ledgers (`None`: every ledger).
+    pub ledgers: Option<Vec<LedgerId>>,
     pub limit: i64,
 }
 
@@ -133,6 +135,8 @@ pub struct EventRecord {
     pub event_type: String,
     pub entity_id: String,
     pub payload: Option<serde_json::Value>,
+    /// The ledger of the event's subject (`None`: not of one ledger, e.g. a currency).
+    pub ledger: Option<LedgerId>,
 }
 
 /// What an event is about, read back in types: what the API (and anything that relays events)
@@ -189,7 +193,9 @@ impl Store {
         let cols = crate::posting::TRANSFER_COLUMNS;
         // Rejections name no accounts, so an account filter lists applied transfers only.
         let conditions = "($3::text IS NULL AND t.status <> 'rejected' OR t.status = $3)
-              AND ($4::timestamptz IS NULL OR t.created_at >= $4) AND ($5::timestamptz IS NULL OR t.created_at < $5)";
+              AND ($4::timestamptz IS NULL OR t.created_at >= $4) AND ($5::timestamptz IS NULL OR t.created_at < $5)
+              AND ($7::int4[] IS NULL OR t.ledger_id = ANY($7))";
+        let ledgers = filter.ledgers.as_deref().map(crate::ledgers::ledger_ids);
         if let Some(account) = filter.account {
             let sql = format!(
                 "SELECT * FROM (
@@ -200,7 +206,7 @@ impl Store {
                       ORDER BY t.seq DESC LIMIT $6)
                  ) h ORDER BY seq DESC LIMIT $6"
             );
-            let rows = client.query(&sql, &[&account.0, &before, &status, &since, &until, &limit]).await?;
+            let rows = client.query(&sql, &[&account.0, &before, &status, &since, &until, &limit, &ledgers]).await?;
             let page: Vec<JournalRow> = rows.iter().map(journal_row_from_row).collect();
             let next = (page.len() as i64 == limit).then(|| seq_of(page.last().expect("a full page")));
             return Ok((page, next));
@@ -223,7 +229,7 @@ impl Store {
             }
             let lower = upper.saturating_sub(LISTING_WINDOW).max(1);
             let wanted = limit - page.len() as i64;
-            let rows = client.query(&statement, &[&upper, &lower, &status, &since, &until, &wanted]).await?;
+            let rows = client.query(&statement, &[&upper, &lower, &status, &since, &until, &wanted, &ledgers]).await?;
             page.extend(rows.iter().map(journal_row_from_row));
             if page.len() as i64 == limit {
                 let next = seq_of(page.last().expect("a full page"));
@@ -264,12 +270,27 @@ impl Store {
 
     /// Events after the `after` cursor (a sequence number), in order.
     pub async fn events_page(&self, after: i64, limit: i64) -> Result<Vec<EventRecord>, StoreError> {
+        self.events_page_in(after, limit, None).await
+    }
+
+    /// `events_page`, only events of these ledgers when `ledgers` is given (events of no one
+    /// ledger, such as a currency's, are then left out).
+    pub async fn events_page_in(
+        &self,
+        after: i64,
+        limit: i64,
+        ledgers: Option<&[LedgerId]>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let limit = limit.clamp(1, PAGE_SIZE_MAX);
         let client = self.client().await?;
         let statement = client
-            .prepare_cached("SELECT seq, at, type, entity_id, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .prepare_cached(
+                "SELECT seq, at, type, entity_id, payload, ledger_id FROM events
+                 WHERE seq > $1 AND ($3::int4[] IS NULL OR ledger_id = ANY($3)) ORDER BY seq LIMIT $2",
+            )
             .await?;
-        let rows = client.query(&statement, &[&after, &limit]).await?;
+        let ledgers = ledgers.map(crate::ledgers::ledger_ids);
+        let rows = client.query(&statement, &[&after, &limit, &ledgers]).await?;
         Ok(rows
             .iter()
             .map(|row| EventRecord {
@@ -278,6 +299,7 @@ impl Store {
                 event_type: row.get(2),
                 entity_id: row.get(3),
                 payload: row.get(4),
+                ledger: row.get::<_, Option<i32>>(5).map(LedgerId),
             })
             .collect())
     }
@@ -288,7 +310,17 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(EventRecord, EventSubject)>, StoreError> {
-        let events = self.events_page(after, limit).await?;
+        self.events_with_subjects_in(after, limit, None).await
+    }
+
+    /// `events_with_subjects` of these ledgers only, when given (see `events_page_in`).
+    pub async fn events_with_subjects_in(
+        &self,
+        after: i64,
+        limit: i64,
+        ledgers: Option<&[LedgerId]>,
+    ) -> Result<Vec<(EventRecord, EventSubject)>, StoreError> {
+        let events = self.events_page_in(after, limit, ledgers).await?;
         let ids: Vec<Uuid> = events
             .iter()
             .filter(|event| event.event_type.starts_with("transfer."))
@@ -305,7 +337,7 @@ impl Store {
                 .await?;
             for row in client.query(&statement, &[&ids]).await? {
                 if let JournalRow::Applied { transfer, .. } = journal_row_from_row(&row) {
-                    let scale = u8::try_from(row.get::<_, i16>(18)).expect("scales are 0 to 18");
+                    let scale = u8::try_from(row.get::<_, i16>(19)).expect("scales are 0 to 18");
                     transfers.insert(transfer.id.0, (transfer, scale));
                 }
             }

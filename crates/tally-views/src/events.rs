@@ -28,6 +28,9 @@ pub struct EventView {
     #[serde(rename = "type")]
     pub event_type: String,
     pub entity_id: String,
+    /// The ledger of the event's subject (a transfer's, an account's, a new ledger's own id);
+    /// `null` for events of no one ledger (currencies, days, reconciliations).
+    pub ledger: Option<i32>,
     /// Transfer events: the transfer as `GET /v1/transfers/{id}` shows it, as the event left it
     /// (a hold's `transfer.pending` shows it pending). Account events: the account as
     /// `GET /v1/accounts/{id}` shows it, as the change left it. Other events: counts, days and
@@ -58,6 +61,7 @@ impl EventView {
             at: time(event.at),
             event_type: event.event_type,
             entity_id: event.entity_id,
+            ledger: event.ledger.map(|l| l.0),
             payload,
         }
     }
@@ -82,6 +86,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "account.unfrozen",
     "account.closed",
     "currency.created",
+    "ledger.created",
     "ledger_day.closed",
     "reconciliation.finished",
     "statement.imported",
@@ -100,6 +105,8 @@ pub struct TransferEvent {
     event_type: String,
     /// The transfer's id.
     entity_id: String,
+    /// The ledger of the subject; `null` when it is of no one ledger.
+    ledger: Option<i32>,
     payload: TransferView,
 }
 
@@ -114,6 +121,8 @@ pub struct AccountEvent {
     event_type: String,
     /// The account's id.
     entity_id: String,
+    /// The ledger of the subject; `null` when it is of no one ledger.
+    ledger: Option<i32>,
     payload: AccountView,
 }
 
@@ -127,6 +136,8 @@ pub struct CurrencyCreatedEvent {
     event_type: String,
     /// The currency's code.
     entity_id: String,
+    /// The ledger of the subject; `null` when it is of no one ledger.
+    ledger: Option<i32>,
     payload: CurrencyPayload,
 }
 
@@ -136,6 +147,31 @@ pub struct CurrencyPayload {
     code: String,
     /// Digits after the decimal point.
     scale: u8,
+}
+
+/// `ledger.created`: a ledger was made.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LedgerCreatedEvent {
+    seq: i64,
+    at: String,
+    #[schema(rename = "type", pattern = r"^ledger\.created$")]
+    event_type: String,
+    /// The ledger's id.
+    entity_id: String,
+    /// The ledger's id.
+    ledger: Option<i32>,
+    payload: LedgerPayload,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LedgerPayload {
+    id: i32,
+    code: String,
+    name: String,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
 }
 
 /// `ledger_day.closed`: a ledger day was closed (its balances snapshotted).
@@ -148,6 +184,8 @@ pub struct LedgerDayClosedEvent {
     event_type: String,
     /// The day, `YYYY-MM-DD`.
     entity_id: String,
+    /// The ledger of the subject; `null` when it is of no one ledger.
+    ledger: Option<i32>,
     payload: LedgerDayPayload,
 }
 
@@ -186,6 +224,8 @@ pub struct StatementImportedEvent {
     event_type: String,
     /// The statement's id.
     entity_id: String,
+    /// The ledger of the subject; `null` when it is of no one ledger.
+    ledger: Option<i32>,
     payload: StatementPayload,
 }
 
@@ -212,6 +252,7 @@ impl PartialSchema for EventView {
             .item(Ref::from_schema_name("TransferEvent"))
             .item(Ref::from_schema_name("AccountEvent"))
             .item(Ref::from_schema_name("CurrencyCreatedEvent"))
+            .item(Ref::from_schema_name("LedgerCreatedEvent"))
             .item(Ref::from_schema_name("LedgerDayClosedEvent"))
             .item(Ref::from_schema_name("ReconciliationFinishedEvent"))
             .item(Ref::from_schema_name("StatementImportedEvent"))
@@ -232,6 +273,7 @@ impl ToSchema for EventView {
         add::<TransferEvent>(schemas);
         add::<AccountEvent>(schemas);
         add::<CurrencyCreatedEvent>(schemas);
+        add::<LedgerCreatedEvent>(schemas);
         add::<LedgerDayClosedEvent>(schemas);
         add::<ReconciliationFinishedEvent>(schemas);
         add::<StatementImportedEvent>(schemas);
@@ -270,6 +312,7 @@ mod tests {
             "TransferEvent",
             "AccountEvent",
             "CurrencyCreatedEvent",
+            "LedgerCreatedEvent",
             "LedgerDayClosedEvent",
             "ReconciliationFinishedEvent",
             "StatementImportedEvent",
@@ -280,7 +323,10 @@ mod tests {
         }
         for event_type in EVENT_TYPES {
             let prefix = event_type.split('.').next().unwrap();
-            assert!(["transfer", "account", "currency", "ledger_day", "reconciliation", "statement"].contains(&prefix));
+            assert!(
+                ["transfer", "account", "currency", "ledger", "ledger_day", "reconciliation", "statement"]
+                    .contains(&prefix)
+            );
         }
     }
 }

@@ -25,6 +25,9 @@ pub fn time(at: Timestamp) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
     pub id: Uuid,
+    /// The ledger's id (`GET /v1/ledgers`); 1 is `default`.
+    pub ledger: i32,
+    /// An external code, unique within the ledger.
     pub code: Option<String>,
     pub currency: String,
     /// `active`, `frozen` or `closed`.
@@ -56,6 +59,7 @@ impl AccountView {
         let limit = a.rule.limit();
         AccountView {
             id: a.id.0,
+            ledger: a.ledger.0,
             code: record.code.clone(),
             currency: a.currency.clone(),
             status: a.status.as_str().to_owned(),
@@ -79,6 +83,8 @@ impl AccountView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TransferView {
     pub id: Uuid,
+    /// The ledger of its two accounts.
+    pub ledger: i32,
     /// `posted`, `pending`, `post_pending`, `void_pending` or `reversal`.
     pub kind: String,
     /// `posted`, `pending`, `voided` or `expired`.
@@ -105,6 +111,7 @@ impl TransferView {
     pub fn new(transfer: &Transfer, scale: u8) -> TransferView {
         TransferView {
             id: transfer.id.0,
+            ledger: transfer.ledger.0,
             kind: transfer.kind.as_str().to_owned(),
             status: transfer.status.as_str().to_owned(),
             from: transfer.debit_account_id.0,

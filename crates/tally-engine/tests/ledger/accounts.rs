@@ -3,11 +3,13 @@
 use crate::support::*;
 use serde_json::{Value, json};
 use tally_core::{AccountId, AccountStatus, BalanceRule, Currency, TransferResult};
+use tally_store::AccountFilter;
 use tally_store::{AccountRecord, NewAccount, StatusChange, StoreError};
 use uuid::Uuid;
 
 fn new_account(id: Option<Uuid>, code: Option<&str>, currency: &str) -> NewAccount {
     NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
         id: id.map(AccountId),
         code: code.map(str::to_owned),
         currency: currency.into(),
@@ -53,6 +55,7 @@ async fn creates_an_account_with_a_client_id_and_code_and_finds_it_by_either() {
     let ledger = ledger().await;
     let id = Uuid::new_v4();
     let new = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
         rule: BalanceRule::OverdraftLimit(5_000),
         metadata: Some(json!({"owner": "alice", "tier": 2})),
         ..new_account(Some(id), Some("wallet:alice"), "JPY")
@@ -103,7 +106,11 @@ async fn same_id_with_another_currency_is_refused() {
     assert!(matches!(error, StoreError::AccountExistsWithDifferentFields(_)), "{error:?}");
     assert_eq!(error.code(), "account_exists_with_different_fields");
     // Other rule or other metadata under the same id: the same refusal.
-    let other_rule = NewAccount { rule: BalanceRule::Unrestricted, ..new_account(Some(id), Some("alice"), "USD") };
+    let other_rule = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        rule: BalanceRule::Unrestricted,
+        ..new_account(Some(id), Some("alice"), "USD")
+    };
     assert_eq!(create(&ledger, &other_rule).await.unwrap_err().code(), "account_exists_with_different_fields");
     let other_code = new_account(Some(id), Some("alice-2"), "USD");
     assert_eq!(create(&ledger, &other_code).await.unwrap_err().code(), "account_exists_with_different_fields");
@@ -194,7 +201,10 @@ async fn list_accounts_filters_by_currency_and_status_and_pages_by_cursor() {
     let mut after = None;
     let mut sizes = Vec::new();
     loop {
-        let page = store.list_accounts(Some("USD"), None, after, 3).await.unwrap();
+        let page = store
+            .list_accounts(&AccountFilter { currency: Some("USD"), ..Default::default() }, after, 3)
+            .await
+            .unwrap();
         sizes.push(page.len());
         let Some(last) = page.last() else { break };
         after = Some(last.account.id);
@@ -204,14 +214,49 @@ async fn list_accounts_filters_by_currency_and_status_and_pages_by_cursor() {
     assert_eq!(paged, usd, "every USD account once, in id order");
 
     let ids = |records: Vec<AccountRecord>| records.into_iter().map(|r| r.account.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.list_accounts(Some("EUR"), None, None, 100).await.unwrap()), eur);
-    assert_eq!(ids(store.list_accounts(None, Some(AccountStatus::Frozen), None, 100).await.unwrap()), frozen);
-    assert_eq!(ids(store.list_accounts(Some("EUR"), Some(AccountStatus::Frozen), None, 100).await.unwrap()), []);
-    let active_usd = ids(store.list_accounts(Some("USD"), Some(AccountStatus::Active), None, 100).await.unwrap());
+    assert_eq!(
+        ids(store
+            .list_accounts(&AccountFilter { currency: Some("EUR"), ..Default::default() }, None, 100)
+            .await
+            .unwrap()),
+        eur
+    );
+    assert_eq!(
+        ids(store
+            .list_accounts(&AccountFilter { status: Some(AccountStatus::Frozen), ..Default::default() }, None, 100)
+            .await
+            .unwrap()),
+        frozen
+    );
+    assert_eq!(
+        ids(store
+            .list_accounts(
+                &AccountFilter { currency: Some("EUR"), status: Some(AccountStatus::Frozen), ..Default::default() },
+                None,
+                100
+            )
+            .await
+            .unwrap()),
+        []
+    );
+    let active_usd = ids(store
+        .list_accounts(
+            &AccountFilter { currency: Some("USD"), status: Some(AccountStatus::Active), ..Default::default() },
+            None,
+            100,
+        )
+        .await
+        .unwrap());
     assert_eq!(active_usd.len(), 5);
     assert!(active_usd.iter().all(|id| usd.contains(id) && !frozen.contains(id)));
-    assert!(store.list_accounts(Some("JPY"), None, None, 100).await.unwrap().is_empty());
-    assert_eq!(store.list_accounts(None, None, None, 100).await.unwrap().len(), 10);
+    assert!(
+        store
+            .list_accounts(&AccountFilter { currency: Some("JPY"), ..Default::default() }, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_accounts(&Default::default(), None, 100).await.unwrap().len(), 10);
 }
 
 #[tokio::test]

@@ -265,6 +265,7 @@ async fn assert_tables_exist(ledger: &Ledger) {
 
 fn account(code: Option<&str>, currency: &str) -> NewAccount {
     NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
         id: None,
         code: code.map(str::to_owned),
         currency: currency.into(),
@@ -325,11 +326,23 @@ async fn malformed_account_currencies_are_refused() {
 #[tokio::test]
 async fn oversized_account_metadata_and_nil_id_are_refused() {
     let ledger = ledger().await;
-    let large = NewAccount { metadata: Some(metadata_of(METADATA_BYTES_MAX + 1)), ..account(Some("alice"), "USD") };
+    let large = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        metadata: Some(metadata_of(METADATA_BYTES_MAX + 1)),
+        ..account(Some("alice"), "USD")
+    };
     account_refused(&ledger, large, "invalid_input").await;
-    let nil = NewAccount { id: Some(AccountId(Uuid::nil())), ..account(Some("alice"), "USD") };
+    let nil = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        id: Some(AccountId(Uuid::nil())),
+        ..account(Some("alice"), "USD")
+    };
     account_refused(&ledger, nil, "invalid_input").await;
-    let overdraft = NewAccount { rule: BalanceRule::OverdraftLimit(AMOUNT_MAX), ..account(Some("alice"), "USD") };
+    let overdraft = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        rule: BalanceRule::OverdraftLimit(AMOUNT_MAX),
+        ..account(Some("alice"), "USD")
+    };
     let (record, _) = ledger.db.store.create_account(&overdraft, ACTOR).await.expect("the largest limit is fine");
     assert_eq!(record.account.rule, BalanceRule::OverdraftLimit(AMOUNT_MAX));
 }
@@ -338,7 +351,11 @@ async fn oversized_account_metadata_and_nil_id_are_refused() {
 async fn account_metadata_of_exactly_4096_bytes_is_accepted() {
     let ledger = ledger().await;
     let metadata = Some(metadata_of(METADATA_BYTES_MAX));
-    let new = NewAccount { metadata: metadata.clone(), ..account(Some("alice"), "USD") };
+    let new = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        metadata: metadata.clone(),
+        ..account(Some("alice"), "USD")
+    };
     let created = ledger.db.store.create_account(&new, ACTOR).await.map(|(record, _)| record.metadata);
     let created = created.map(|m| m == metadata).map_err(|e| explain(&e));
     assert_eq!(created, Ok(true), "valid account metadata of 4096 bytes, stored verbatim");

@@ -127,6 +127,7 @@ async fn event_sequence_stays_gap_free_under_concurrent_writers() {
                 if round % 5 == 0 {
                     let code = format!("extra-{task}-{round}");
                     let new = tally_store::NewAccount {
+                        ledger: tally_core::LedgerId::DEFAULT,
                         id: None,
                         code: Some(code.clone()),
                         currency: "USD".into(),

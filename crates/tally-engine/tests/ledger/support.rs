@@ -42,7 +42,25 @@ pub fn acting(kind: TransferKind, related: TransferId, amount: Option<MinorUnits
 
 impl Ledger {
     pub async fn open(&self, code: &str, currency: &str, rule: BalanceRule) -> AccountId {
-        let new = NewAccount { id: None, code: Some(code.into()), currency: currency.into(), rule, metadata: None };
+        self.open_in(tally_core::LedgerId::DEFAULT, code, currency, rule).await
+    }
+
+    /// A ledger made with this code (its name is the code).
+    pub async fn make_ledger(&self, code: &str) -> tally_core::LedgerId {
+        let new = tally_store::NewLedger { code: code.into(), name: code.into(), metadata: None };
+        self.db.store.create_ledger(&new, ACTOR).await.expect("make ledger").0.id
+    }
+
+    /// An account in `ledger`.
+    pub async fn open_in(
+        &self,
+        ledger: tally_core::LedgerId,
+        code: &str,
+        currency: &str,
+        rule: BalanceRule,
+    ) -> AccountId {
+        let new =
+            NewAccount { ledger, id: None, code: Some(code.into()), currency: currency.into(), rule, metadata: None };
         self.db.store.create_account(&new, ACTOR).await.expect("open account").0.account.id
     }
 
@@ -95,7 +113,7 @@ impl Ledger {
 
     /// Every account of the ledger, ordered by id: to show that nothing moved.
     pub async fn all_accounts(&self) -> Vec<tally_core::Account> {
-        let records = self.db.store.list_accounts(None, None, None, 1_000).await.expect("list accounts");
+        let records = self.db.store.list_accounts(&Default::default(), None, 1_000).await.expect("list accounts");
         assert!(records.len() < 1_000, "more accounts than one page");
         records.into_iter().map(|record| record.account).collect()
     }

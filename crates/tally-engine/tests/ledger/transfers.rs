@@ -146,6 +146,13 @@ async fn scenario(code: TransferResult) -> (Ledger, Fixture, Vec<TransferRequest
             let eur_request = TransferRequest { currency: Some("EUR".into()), ..posted(wallet, shop, 100) };
             (vec![posted(wallet, f.euro, 100), eur_request], vec![code, code])
         }
+        R::LedgerMismatch => {
+            // Same currency, other ledger: the ledger is checked first.
+            let other = ledger.make_ledger("other").await;
+            let elsewhere = ledger.open_in(other, "elsewhere", "USD", BalanceRule::NoOverdraft).await;
+            let elsewhere_euro = ledger.open_in(other, "elsewhere-euro", "EUR", BalanceRule::NoOverdraft).await;
+            (vec![posted(wallet, elsewhere, 100), posted(wallet, elsewhere_euro, 100)], vec![code, code])
+        }
         R::PendingNotFound => (vec![acting(TransferKind::PostPending, new_id(), None)], vec![code]),
         R::NotPending => {
             let plain = ok(&ledger, posted(wallet, shop, 100)).await;
@@ -304,6 +311,7 @@ result_code_tests! {
     result_exists_moves_nothing => Exists,
     result_account_not_found_is_recorded_and_moves_nothing => AccountNotFound,
     result_currency_mismatch_is_recorded_and_moves_nothing => CurrencyMismatch,
+    result_ledger_mismatch_is_recorded_and_moves_nothing => LedgerMismatch,
     result_pending_not_found_is_recorded_and_moves_nothing => PendingNotFound,
     result_not_pending_is_recorded_and_moves_nothing => NotPending,
     result_pending_already_posted_is_recorded_and_moves_nothing => PendingAlreadyPosted,
@@ -902,6 +910,24 @@ async fn a_journal_row_naming_a_missing_account_or_another_currency_is_refused_b
                     FROM unnest(ARRAY['USD', 'EUR']) AS c";
     let error = client.execute(two_rows, &[&wallet.0, &shop.0]).await.expect_err("one pair in another currency");
     assert_eq!(error.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION), "{error}");
+    assert_eq!(ledger.db.row_counts().await, counts, "nothing was written");
+    // Accounts of another ledger, and a row that names no ledger (so `default`), or the wrong one.
+    let other = ledger.make_ledger("other").await;
+    let (there, also_there) = (
+        ledger.open_in(other, "there", "USD", BalanceRule::Unrestricted).await,
+        ledger.open_in(other, "also-there", "USD", BalanceRule::NoOverdraft).await,
+    );
+    let counts = ledger.db.row_counts().await;
+    let error = client.execute(insert, &[&Uuid::now_v7(), &there.0, &also_there.0, &"USD"]).await.expect_err("ledger");
+    assert_eq!(error.as_db_error().and_then(|e| e.constraint()), Some("transfers_accounts_exist"), "{error}");
+    let across = "INSERT INTO transfers (id, kind, status, debit_account_id, credit_account_id, amount, currency, \
+                  actor, created_at, completed_at, ledger_id) \
+                  VALUES ($1, 'posted', 'posted', $2, $3, 1, 'USD', 'sql:test', now(), now(), $4)";
+    for ledger_id in [1, other.0] {
+        let error =
+            client.execute(across, &[&Uuid::now_v7(), &wallet.0, &there.0, &ledger_id]).await.expect_err("across");
+        assert_eq!(error.as_db_error().and_then(|e| e.constraint()), Some("transfers_accounts_exist"), "{error}");
+    }
     assert_eq!(ledger.db.row_counts().await, counts, "nothing was written");
     // The same statement with accounts that exist in that currency passes the check (and is then
     // caught by reconciliation, having moved no balance: that is not this test's concern).

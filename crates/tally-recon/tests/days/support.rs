@@ -55,7 +55,14 @@ impl Ledger {
     }
 
     pub async fn open(&self, code: &str, rule: BalanceRule) -> AccountId {
-        let new = NewAccount { id: None, code: Some(code.into()), currency: "USD".into(), rule, metadata: None };
+        let new = NewAccount {
+            ledger: tally_core::LedgerId::DEFAULT,
+            id: None,
+            code: Some(code.into()),
+            currency: "USD".into(),
+            rule,
+            metadata: None,
+        };
         self.db.store.create_account(&new, ACTOR).await.expect("open account").0.account.id
     }
 
@@ -97,6 +104,7 @@ impl Ledger {
     /// Opens an account without balance bound in `currency`.
     pub async fn open_in(&self, code: &str, currency: &str) -> AccountId {
         let new = NewAccount {
+            ledger: tally_core::LedgerId::DEFAULT,
             id: None,
             code: Some(code.into()),
             currency: currency.into(),

@@ -161,7 +161,14 @@ impl Ledger {
 }
 
 async fn open(store: &Store, code: &str, rule: BalanceRule) -> AccountId {
-    let new = NewAccount { id: None, code: Some(code.into()), currency: "USD".into(), rule, metadata: None };
+    let new = NewAccount {
+        ledger: tally_core::LedgerId::DEFAULT,
+        id: None,
+        code: Some(code.into()),
+        currency: "USD".into(),
+        rule,
+        metadata: None,
+    };
     store.create_account(&new, ACTOR).await.expect("open account").0.account.id
 }
 

@@ -41,6 +41,7 @@ pub async fn readable(state: &AppState, principal: &Principal, id_or_code: &str)
         other => other?,
     };
     principal.require_account(record.account.id.0)?;
+    principal.require_ledger(record.account.ledger)?;
     Ok(record)
 }
 
@@ -48,7 +49,9 @@ pub async fn readable(state: &AppState, principal: &Principal, id_or_code: &str)
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for the same key and body")),
     responses((status = 201, body = AccountView, description = "Opened"),
               (status = 200, body = AccountView, description = "Already open with these fields"),
-              (status = 409, description = "account_exists_with_different_fields, account_code_taken")),
+              (status = 403, description = "ledger_forbidden: the key is scoped to other ledgers"),
+              (status = 404, description = "ledger_not_found, currency_not_found"),
+              (status = 409, description = "account_exists_with_different_fields (also: the id is another ledger's account's), account_code_taken")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -74,8 +77,14 @@ pub async fn create(
                 BalanceRule::from_parts(false, limit)
             }
         };
+        let ledger = match body.ledger.as_deref() {
+            Some(text) => crate::routes::ledgers::resolve(&state, text).await?,
+            None => tally_core::LedgerId::DEFAULT,
+        };
+        principal.require_ledger(ledger)?;
         let new = NewAccount {
             id: body.id.map(tally_core::AccountId),
+            ledger,
             code: body.code.clone(),
             currency: body.currency.clone(),
             rule,
@@ -106,6 +115,8 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// A ledger id or code: its accounts only.
+    pub ledger: Option<String>,
     pub currency: Option<String>,
     /// `active`, `frozen` or `closed`.
     pub status: Option<String>,
@@ -147,10 +158,10 @@ pub async fn list(
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "status is active, frozen or closed"))?,
         ),
     };
-    let page = state
-        .store
-        .list_accounts(query.currency.as_deref(), status, query.cursor.map(tally_core::AccountId), limit)
-        .await?;
+    let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
+    let filter =
+        tally_store::AccountFilter { currency: query.currency.as_deref(), status, ledgers: ledgers.as_deref() };
+    let page = state.store.list_accounts(&filter, query.cursor.map(tally_core::AccountId), limit).await?;
     let next_cursor = (page.len() as i64 == limit).then(|| page.last().expect("full").account.id.0.to_string());
     Ok(axum::Json(Page { data: page.iter().map(AccountView::new).collect(), next_cursor }))
 }

@@ -57,6 +57,9 @@ pub struct EventsQuery {
     /// Seconds to wait for an event when there is none yet (0 to 30).
     #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
+    /// A ledger id or code: only the events of its accounts and transfers (and its own
+    /// `ledger.created`); events of no one ledger are left out.
+    pub ledger: Option<String>,
 }
 
 /// Waits until an event after `after` is committed, `wait` passes, or the server shuts down.
@@ -102,14 +105,19 @@ pub async fn events(
     if wait > EVENTS_WAIT_MAX {
         return Err(ApiError::bad_request("invalid_query", "wait is 0 to 30 seconds"));
     }
-    let mut rows = state.store.events_with_subjects(after, limit).await?;
+    let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
+    let ledgers = ledgers.as_deref();
+    // Every event up to `newest` is committed before the read below starts, so a filtered page
+    // that finds nothing may move the cursor past them all.
+    let newest = state.store.last_event_seq().await?;
+    let mut rows = state.store.events_with_subjects_in(after, limit, ledgers).await?;
     if rows.is_empty() {
-        after = position(&state, after).await?;
+        after = if ledgers.is_some() { newest } else { position(&state, after).await? };
         if !wait.is_zero() {
             // Answer before the request timeout would.
             let wait = wait.min(state.config.request_timeout.saturating_sub(Duration::from_secs(1)));
             wait_for_event(&state, after, wait).await;
-            rows = state.store.events_with_subjects(after, limit).await?;
+            rows = state.store.events_with_subjects_in(after, limit, ledgers).await?;
         }
     }
     let next_cursor = Some(rows.last().map_or(after, |(event, _)| event.seq).to_string());
@@ -124,6 +132,8 @@ pub struct StreamQuery {
     /// Events after this sequence number; `Last-Event-ID` takes precedence.
     #[param(minimum = 0)]
     pub after: Option<i64>,
+    /// A ledger id or code: only its events (see `GET /v1/events`).
+    pub ledger: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamQuery,
@@ -148,44 +158,63 @@ pub async fn stream(
             None => None,
         };
     let after = resume.or(query.after).unwrap_or(0);
-    let stream = futures_util::stream::unfold(
-        (state, after, Vec::<EventView>::new()),
-        |(state, mut after, mut queue)| async move {
-            loop {
-                if let Some(event) = queue.pop() {
-                    after = event.seq;
-                    let message = Event::default()
-                        .id(event.seq.to_string())
-                        .event(event.event_type.clone())
-                        .json_data(&event)
-                        .expect("events serialize");
-                    return Some((Ok(message), (state, after, queue)));
-                }
-                if *state.shutdown.borrow() {
-                    return None;
-                }
-                match state.store.events_with_subjects(after, STREAM_PAGE).await {
-                    Ok(rows) if !rows.is_empty() => {
-                        // Popped from the back: store them newest first.
-                        queue = rows.into_iter().rev().map(|(event, subject)| EventView::new(event, subject)).collect();
+    let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
+    let stream =
+        futures_util::stream::unfold((state, after, Vec::<EventView>::new()), move |(state, mut after, mut queue)| {
+            let ledgers = ledgers.clone();
+            async move {
+                loop {
+                    if let Some(event) = queue.pop() {
+                        after = event.seq;
+                        let message = Event::default()
+                            .id(event.seq.to_string())
+                            .event(event.event_type.clone())
+                            .json_data(&event)
+                            .expect("events serialize");
+                        return Some((Ok(message), (state, after, queue)));
                     }
-                    Ok(_) => match position(&state, after).await {
-                        Ok(position) => {
-                            after = position;
-                            wait_for_event(&state, after, EVENTS_WAIT_MAX).await;
+                    if *state.shutdown.borrow() {
+                        return None;
+                    }
+                    // Read before the page: every event up to it is committed (see `events`).
+                    let newest = match (&ledgers, state.store.last_event_seq().await) {
+                        (None, _) => None,
+                        (Some(_), Ok(newest)) => Some(newest),
+                        (Some(_), Err(error)) => {
+                            tracing::warn!(code = error.code(), %error, "event stream read failed");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    match state.store.events_with_subjects_in(after, STREAM_PAGE, ledgers.as_deref()).await {
+                        Ok(rows) if !rows.is_empty() => {
+                            // Popped from the back: store them newest first.
+                            queue =
+                                rows.into_iter().rev().map(|(event, subject)| EventView::new(event, subject)).collect();
+                        }
+                        Ok(_) => {
+                            let next = match newest {
+                                Some(newest) => Ok(newest),
+                                None => position(&state, after).await,
+                            };
+                            match next {
+                                Ok(position) => {
+                                    after = position;
+                                    wait_for_event(&state, after, EVENTS_WAIT_MAX).await;
+                                }
+                                Err(error) => {
+                                    tracing::warn!(code = error.code(), %error, "event stream read failed");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(code = error.code(), %error, "event stream read failed");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                    },
-                    Err(error) => {
-                        tracing::warn!(code = error.code(), %error, "event stream read failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod feed;
+pub mod ledgers;
 pub mod ops;
 pub mod reconciliations;
 pub mod statements;

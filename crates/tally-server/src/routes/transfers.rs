@@ -94,6 +94,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(MOVERS)?;
     let request = request_of(&state, &body).await?;
+    check_ledgers(&state, &principal, std::slice::from_ref(&request)).await?;
     let accounts = (request.debit_account_id, request.credit_account_id);
     let outcome = state.engine.submit_one(Submission { request, actor: principal.actor() }).await?;
     if outcome.result == TransferResult::CurrencyMismatch {
@@ -101,6 +102,37 @@ pub async fn create(
         return Err(currency_mismatch(&state, body.id, &body.currency, accounts).await?);
     }
     respond(&state, body.id, outcome).await
+}
+
+/// For a key scoped to ledgers, before anything is submitted: every account a request names and
+/// every transfer it acts on must exist in one of the key's ledgers (`account_not_found`,
+/// `transfer_not_found`, `ledger_forbidden`; nothing is written). Without this, a scoped key
+/// could record a rejection under an id in a ledger it may not use.
+async fn check_ledgers(state: &AppState, principal: &Principal, requests: &[TransferRequest]) -> Result<(), ApiError> {
+    if principal.ledgers.is_empty() {
+        return Ok(());
+    }
+    let bound = tally_store::accounts::ACCOUNT_CODES_IDS_MAX;
+    for chunk in requests.chunks(bound / 2) {
+        let accounts: Vec<AccountId> =
+            chunk.iter().flat_map(|r| [r.debit_account_id, r.credit_account_id]).flatten().collect();
+        let related: Vec<TransferId> = chunk.iter().filter_map(|r| r.related_id).collect();
+        let account_ledgers = state.store.account_ledgers(&accounts).await?;
+        let transfer_ledgers = state.store.transfer_ledgers(&related).await?;
+        for account in &accounts {
+            let ledger = account_ledgers
+                .get(account)
+                .ok_or_else(|| tally_store::StoreError::AccountNotFound(account.to_string()))?;
+            principal.require_ledger(*ledger)?;
+        }
+        for transfer in &related {
+            let ledger = transfer_ledgers
+                .get(transfer)
+                .ok_or_else(|| tally_store::StoreError::TransferNotFound(transfer.to_string()))?;
+            principal.require_ledger(*ledger)?;
+        }
+    }
+    Ok(())
 }
 
 /// A `currency_mismatch` that says which currency the transfer names and which each account
@@ -162,6 +194,8 @@ pub async fn batch(
         request.linked = body.atomic && index + 1 < count;
         submissions.push(Submission { request, actor: actor.clone() });
     }
+    let requests: Vec<TransferRequest> = submissions.iter().map(|s| s.request.clone()).collect();
+    check_ledgers(&state, &principal, &requests).await?;
     let outcomes = state.engine.submit(submissions).await?;
     let mut results = Vec::with_capacity(count);
     let mut applied = 0;
@@ -210,6 +244,7 @@ async fn act(
     let id =
         body.id.unwrap_or_else(|| Uuid::new_v5(&ACTION_ID_NAMESPACE, format!("{}:{target}", kind.as_str()).as_bytes()));
     let request = TransferRequest::acting_on(TransferId(id), kind, TransferId(target), amount);
+    check_ledgers(&state, &principal, std::slice::from_ref(&request)).await?;
     let outcome = state.engine.submit_one(Submission { request, actor: principal.actor() }).await?;
     respond(&state, id, outcome).await
 }
@@ -278,10 +313,13 @@ async fn outcome_of_row(state: &AppState, row: &JournalRow) -> Result<TransferOu
 fn readable_row(principal: &Principal, row: &JournalRow) -> bool {
     match row {
         JournalRow::Applied { transfer, .. } => {
-            principal.may_read_account(transfer.debit_account_id.0)
-                || principal.may_read_account(transfer.credit_account_id.0)
+            principal.may_use_ledger(transfer.ledger)
+                && (principal.may_read_account(transfer.debit_account_id.0)
+                    || principal.may_read_account(transfer.credit_account_id.0))
         }
-        JournalRow::Rejected { .. } => principal.role != Role::Reader,
+        JournalRow::Rejected { rejection, .. } => {
+            principal.role != Role::Reader && principal.may_use_ledger(rejection.ledger)
+        }
     }
 }
 
@@ -310,6 +348,8 @@ pub async fn show(
 pub struct ListQuery {
     /// An account id or code: its transfers only.
     pub account: Option<String>,
+    /// A ledger id or code: its transfers only.
+    pub ledger: Option<String>,
     /// `posted`, `pending`, `voided`, `expired` or `rejected` (default: all applied).
     pub status: Option<String>,
     /// RFC 3339: created at or after.
@@ -359,8 +399,10 @@ pub async fn list(
     {
         return Err(ApiError::bad_request("invalid_query", "status is posted, pending, voided, expired or rejected"));
     }
+    let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
     let filter = TransferFilter {
         account,
+        ledgers,
         status: query.status.clone(),
         since: timestamp("since", query.since.as_deref())?,
         until: timestamp("until", query.until.as_deref())?,

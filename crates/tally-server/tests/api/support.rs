@@ -78,7 +78,14 @@ impl Api {
     /// Creates a key straight in the store and returns the secret.
     pub async fn key(&self, name: &str, role: Role, accounts: Vec<Uuid>) -> String {
         let generated = generate_key();
-        let new = NewApiKey { name: name.into(), role, key_hash: generated.hash, prefix: generated.prefix, accounts };
+        let new = NewApiKey {
+            name: name.into(),
+            role,
+            key_hash: generated.hash,
+            prefix: generated.prefix,
+            accounts,
+            ledgers: Vec::new(),
+        };
         self.db.store.create_api_key(&new, "test:setup").await.expect("create key");
         generated.key
     }
