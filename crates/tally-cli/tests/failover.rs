@@ -272,6 +272,7 @@ impl Cluster {
             key_hash: key.hash,
             prefix: key.prefix,
             accounts: Vec::new(),
+            ledgers: Vec::new(),
         };
         store.create_api_key(&new, "test").await.unwrap();
         cluster.authorization = format!("Bearer {}", key.key);
@@ -279,7 +280,8 @@ impl Cluster {
         cluster
     }
 
-    /// Both servers, primary first in neither order: Tally must find the writable one.
+    /// Both servers, always in the same order, whichever is the primary: Tally must find the
+    /// writable one.
     fn url(&self) -> String {
         let [a, b] = &self.nodes;
         format!(
@@ -294,6 +296,7 @@ impl Cluster {
     async fn open_accounts(&mut self, store: &Store) {
         let open = |code: String, rule| NewAccount {
             id: None,
+            ledger: tally_core::LedgerId::DEFAULT,
             code: Some(code),
             currency: CURRENCY.into(),
             rule,
