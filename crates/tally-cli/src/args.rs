@@ -535,6 +535,34 @@ pub enum PgCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Make --data-dir a streaming standby of another data directory's running server.
+    #[command(subcommand)]
+    Standby(StandbyCommand),
+    /// Promote the standby in --data-dir to primary (`pg_ctl promote`) and wait until it accepts
+    /// writes. Its former primary must not run as a primary again.
+    Promote,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StandbyCommand {
+    /// Copy the running primary of --from into --data-dir (a new or empty directory) with
+    /// pg_basebackup, start it as a streaming standby, and make it the primary's synchronous
+    /// standby (synchronous_standby_names): every COMMIT on the primary then waits until this
+    /// standby has it, and waits while it is down. `tally pg start` starts it as a standby;
+    /// `tally pg promote` makes it the primary.
+    Create {
+        /// The primary's data directory (as its --data-dir); its server must be running.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The standby's application_name on the primary and the name of its replication slot
+        /// (lowercase letters, digits, underscores).
+        #[arg(long, default_value = tally_pg::STANDBY_NAME_DEFAULT)]
+        name: String,
+        /// An asynchronous replica instead (for reads): the primary does not wait for it, and
+        /// it may lack the last transactions the primary acknowledged.
+        #[arg(long = "async")]
+        asynchronous: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -574,6 +602,13 @@ pub struct ServeArgs {
     /// shortly before it are rolled back where possible and answered `outcome_unknown`.
     #[arg(long, default_value = "30s")]
     pub shutdown_timeout: String,
+    /// How long the engine keeps trying to find out whether a batch whose COMMIT went
+    /// unanswered (the database lost mid-commit) committed, before its callers are answered
+    /// outcome_unknown; up to 60s and below --request-timeout. With a standby, set it above the
+    /// time a failover takes (noticing the loss and promoting), so that those callers get a
+    /// definite answer from the new primary [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub resolve_within: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Dispatch no webhooks in this process (by default it does, unless another process on the

@@ -7,7 +7,7 @@
 
 use crate::args::Cli;
 use anyhow::{Context, Result};
-use tally_engine::Engine;
+use tally_engine::{Engine, EngineConfig};
 use tally_pg::{EmbeddedPg, StartOutcome};
 use tally_recon::Recon;
 use tally_store::Store;
@@ -44,25 +44,34 @@ pub fn embedded(cli: &Cli) -> Result<EmbeddedPg> {
     Ok(EmbeddedPg::new(cli.data_dir.join("pg"), bins))
 }
 
-/// Starts the embedded server if needed and makes sure the ledger database exists.
+/// Starts the embedded server if needed and makes sure the ledger database exists. A standby
+/// starts as a standby: its ledger database is its primary's, as replication brings it.
 pub async fn start_embedded(pg: &EmbeddedPg) -> Result<StartOutcome> {
     let outcome = pg.start().context("starting the embedded PostgreSQL")?;
-    tally_store::create_database_if_missing(&pg.connection_string("postgres"), LEDGER_DB)
-        .await
-        .context("creating the ledger database")?;
+    if !pg.is_standby() {
+        tally_store::create_database_if_missing(&pg.connection_string("postgres"), LEDGER_DB)
+            .await
+            .context("creating the ledger database")?;
+    }
     Ok(outcome)
 }
 
 impl Database {
     pub async fn open(cli: &Cli) -> Result<Database> {
-        Database::open_with_pool(cli, CLI_POOL_SIZE).await
+        Database::open_with(cli, CLI_POOL_SIZE, EngineConfig::default()).await
     }
 
-    pub async fn open_with_pool(cli: &Cli, pool_size: usize) -> Result<Database> {
+    pub async fn open_with(cli: &Cli, pool_size: usize, engine: EngineConfig) -> Result<Database> {
         let (conninfo, embedded) = match &cli.database_url {
             Some(url) => (url.clone(), None),
             None => {
                 let pg = embedded(cli)?;
+                anyhow::ensure!(
+                    !pg.is_standby(),
+                    "the embedded PostgreSQL in {} is a standby (read-only, following its primary): use the primary's \
+                     --data-dir, or promote this one with `tally pg promote`",
+                    pg.data_dir().display()
+                );
                 let outcome = start_embedded(&pg).await?;
                 (pg.connection_string(LEDGER_DB), Some((pg, outcome)))
             }
@@ -71,7 +80,7 @@ impl Database {
         let migrations = store.migrate().await.context("migrating the ledger database")?;
         let role = store.session_user().await?;
         Ok(Database {
-            engine: Engine::new(store.clone()),
+            engine: Engine::start(store.clone(), engine),
             recon: Recon::new(&store, CLI_RECON_POOL_SIZE),
             store,
             actor: format!("cli:{role}"),

@@ -14,7 +14,7 @@ mod render;
 mod serve;
 
 use anyhow::Result;
-use args::{Cli, Command, PgCommand};
+use args::{Cli, Command, PgCommand, StandbyCommand};
 use clap::Parser;
 use connect::Database;
 use render::Output;
@@ -60,6 +60,9 @@ fn code_of(error: &anyhow::Error) -> Option<&'static str> {
     if let Some(error) = error.downcast_ref::<tally_relay::RelayError>() {
         return Some(error.code());
     }
+    if let Some(error) = error.downcast_ref::<tally_pg::PgError>() {
+        return Some(error.code());
+    }
     None
 }
 
@@ -103,7 +106,9 @@ async fn run(cli: Cli) -> Result<()> {
         relay::relay_configs(args)?;
     }
     let db = match &cli.command {
-        Command::Serve(_) => Database::open_with_pool(&cli, connect::SERVER_POOL_SIZE).await?,
+        Command::Serve(args) => {
+            Database::open_with(&cli, connect::SERVER_POOL_SIZE, serve::engine_config(args)?).await?
+        }
         _ => Database::open(&cli).await?,
     };
     let result = match cli.command {
@@ -156,8 +161,10 @@ async fn pg(cli: &Cli, out: &Output, command: &PgCommand) -> Result<()> {
         PgCommand::Start => {
             connect::start_embedded(&pg).await?;
             let conninfo = pg.connection_string(connect::LEDGER_DB);
-            out.value(&serde_json::json!({"running": true, "conninfo": conninfo}), || {
-                format!("PostgreSQL {} is running\n  psql \"{conninfo}\"", pg.bins().version_major)
+            let standby = pg.is_standby();
+            out.value(&serde_json::json!({"running": true, "standby": standby, "conninfo": conninfo}), || {
+                let role = if standby { " as a standby (read-only, following its primary)" } else { "" };
+                format!("PostgreSQL {} is running{role}\n  psql \"{conninfo}\"", pg.bins().version_major)
             });
         }
         PgCommand::Stop => {
@@ -169,11 +176,56 @@ async fn pg(cli: &Cli, out: &Output, command: &PgCommand) -> Result<()> {
         PgCommand::Status => {
             let status = pg.status()?;
             let conninfo = pg.connection_string(connect::LEDGER_DB);
+            let role = if status.standby { " as a standby" } else { "" };
             out.value(
-                &serde_json::json!({"running": status.is_running(), "pid": status.pid, "data_dir": pg.data_dir(), "conninfo": conninfo}),
+                &serde_json::json!({"running": status.is_running(), "standby": status.standby, "pid": status.pid, "data_dir": pg.data_dir(), "conninfo": conninfo}),
                 || match status.pid {
-                    Some(pid) => format!("running (pid {pid}) in {}\n  psql \"{conninfo}\"", pg.data_dir().display()),
-                    None => format!("not running ({})", pg.data_dir().display()),
+                    Some(pid) => {
+                        format!("running{role} (pid {pid}) in {}\n  psql \"{conninfo}\"", pg.data_dir().display())
+                    }
+                    None => format!("not running ({}{role})", pg.data_dir().display()),
+                },
+            );
+        }
+        PgCommand::Standby(StandbyCommand::Create { from, name, asynchronous }) => {
+            let primary = tally_pg::EmbeddedPg::new(from.join("pg"), pg.bins().clone());
+            let options = tally_pg::StandbyOptions { name: name.clone(), synchronous: !asynchronous };
+            let report = primary.create_standby(&pg, &options, &mut |step| eprintln!("{step}"))?;
+            let conninfo = pg.connection_string(connect::LEDGER_DB);
+            out.value(
+                &serde_json::json!({"standby": pg.data_dir(), "primary": primary.data_dir(), "name": report.name,
+                    "synchronous": report.synchronous, "copy_seconds": report.copy_time.as_secs_f64(),
+                    "total_seconds": report.total_time.as_secs_f64(), "conninfo": conninfo}),
+                || {
+                    let kind = if report.synchronous { "a synchronous standby" } else { "an asynchronous replica" };
+                    format!(
+                        "{} is {kind} of {} named {}, running (made in {:.1} s)\n  psql \"{conninfo}\"\n\
+                         Promote it with: tally pg promote --data-dir {}",
+                        pg.data_dir().display(),
+                        primary.data_dir().display(),
+                        report.name,
+                        report.total_time.as_secs_f64(),
+                        cli.data_dir.display()
+                    )
+                },
+            );
+        }
+        PgCommand::Promote => {
+            eprintln!("promoting {}", pg.data_dir().display());
+            let report = pg.promote()?;
+            let conninfo = pg.connection_string(connect::LEDGER_DB);
+            out.value(
+                &serde_json::json!({"promoted": true, "promote_seconds": report.promote_time.as_secs_f64(),
+                    "writable_after_seconds": report.writable_after.as_secs_f64(), "conninfo": conninfo}),
+                || {
+                    format!(
+                        "promoted: {} is a primary and accepts writes ({:.2} s)\n  psql \"{conninfo}\"\n\
+                         Its former primary must not run as a primary again; make it a standby of this one with \
+                         `tally pg standby create --from {} --data-dir ...` in a new directory.",
+                        pg.data_dir().display(),
+                        report.writable_after.as_secs_f64(),
+                        cli.data_dir.display()
+                    )
                 },
             );
         }

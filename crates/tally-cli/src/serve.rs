@@ -113,6 +113,27 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
     Ok(config)
 }
 
+/// The engine of `tally serve`: the default one, finding out about an unanswered COMMIT for
+/// `--resolve-within` when given, which must then end before the request does.
+pub fn engine_config(args: &ServeArgs) -> Result<tally_engine::EngineConfig> {
+    let Some(within) = &args.resolve_within else {
+        return Ok(tally_engine::EngineConfig::default());
+    };
+    let within = humantime::parse_duration(within).context("--resolve-within")?;
+    let request = humantime::parse_duration(&args.request_timeout).context("--request-timeout")?;
+    anyhow::ensure!(
+        !within.is_zero() && within <= tally_engine::RESOLVE_WITHIN_MAX,
+        "--resolve-within must be above 0 and at most {:?}",
+        tally_engine::RESOLVE_WITHIN_MAX
+    );
+    anyhow::ensure!(
+        within < request,
+        "--resolve-within ({within:?}) must be shorter than --request-timeout ({request:?}), or a request ends \
+         before the engine has found out what became of its transfers"
+    );
+    Ok(tally_engine::EngineConfig { resolve_within: within, ..tally_engine::EngineConfig::default() })
+}
+
 /// A future that resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed here, before
 /// the server announces itself, so that a signal sent right after the announcement is caught.
 pub fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {

@@ -69,6 +69,50 @@ pub enum PgError {
     #[error("PostgreSQL is running for {} but did not accept connections within {secs}s", .data_dir.display())]
     NotReady { data_dir: PathBuf, secs: u64 },
 
+    /// A standby name that cannot name a replication slot and an `application_name`.
+    #[error(
+        "the standby name {name:?} is not usable: use 1 to {max} lowercase letters, digits and underscores \
+         (it names the standby's replication slot and its application_name on the primary)",
+        max = crate::STANDBY_NAME_LEN_MAX
+    )]
+    StandbyNameInvalid { name: String },
+
+    /// A server that must be running (a standby's primary) is not.
+    #[error("PostgreSQL is not running in {}: start it first (`tally pg start --data-dir ...`)", .data_dir.display())]
+    NotRunning { data_dir: PathBuf },
+
+    /// A standby was to be made from a standby.
+    #[error("{} is a standby itself: make the new standby from its primary", .data_dir.display())]
+    IsStandby { data_dir: PathBuf },
+
+    /// Promotion of a data directory that is not a standby.
+    #[error("{} is not a standby (it has no standby.signal): there is nothing to promote", .data_dir.display())]
+    NotStandby { data_dir: PathBuf },
+
+    /// A standby is made only into a new or empty directory.
+    #[error("{} already holds files: a standby is made in a new or empty directory", .data_dir.display())]
+    DataDirNotEmpty { data_dir: PathBuf },
+
+    /// The primary already waits for another synchronous standby.
+    #[error(
+        "the primary in {} already has synchronous_standby_names = '{existing}': it waits for that standby at every \
+         COMMIT. Make this one an asynchronous replica, or change the setting on the primary first \
+         (ALTER SYSTEM SET synchronous_standby_names = ...; SELECT pg_reload_conf())",
+        .data_dir.display()
+    )]
+    SynchronousStandbyExists { data_dir: PathBuf, existing: String },
+
+    /// A standby of that name streams from the primary now (its replication slot is in use).
+    #[error(
+        "a standby named {name} streams from the primary in {} now (its replication slot is active): choose another name",
+        .data_dir.display()
+    )]
+    SlotActive { data_dir: PathBuf, name: String },
+
+    /// Replication or a promotion did not reach the expected state in time.
+    #[error("waited {secs}s for {what}, in vain ({detail})")]
+    ReplicationTimeout { what: &'static str, secs: u64, detail: String },
+
     /// An I/O error, with what we were doing at the time.
     #[error("{context}: {source}")]
     Io {
@@ -79,6 +123,31 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PgError::NoBinaries { .. } => "postgres_binaries_not_found",
+            PgError::BadConfiguredDir { .. } => "postgres_binaries_misconfigured",
+            PgError::TooOld { .. } => "postgres_too_old",
+            PgError::VersionUnparsable { .. } => "postgres_version_unparsable",
+            PgError::VersionMismatch { .. } => "postgres_version_mismatch",
+            PgError::ServerUser { .. } => "postgres_server_user",
+            PgError::NotAccessible { .. } => "postgres_not_accessible",
+            PgError::CommandFailed { .. } => "postgres_command_failed",
+            PgError::StartFailed { .. } => "postgres_start_failed",
+            PgError::NotReady { .. } => "postgres_not_ready",
+            PgError::StandbyNameInvalid { .. } => "standby_name_invalid",
+            PgError::NotRunning { .. } => "postgres_not_running",
+            PgError::IsStandby { .. } => "postgres_is_standby",
+            PgError::NotStandby { .. } => "postgres_not_standby",
+            PgError::DataDirNotEmpty { .. } => "data_dir_not_empty",
+            PgError::SynchronousStandbyExists { .. } => "synchronous_standby_exists",
+            PgError::SlotActive { .. } => "replication_slot_active",
+            PgError::ReplicationTimeout { .. } => "replication_timeout",
+            PgError::Io { .. } => "io_error",
+        }
+    }
+
     /// Wraps an I/O error with a short description of the failed action.
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgError {
         let context = context.into();

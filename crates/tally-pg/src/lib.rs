@@ -20,6 +20,10 @@
 //!   left at PostgreSQL's safe defaults: this is a ledger.
 //! - The server is a daemon that outlives the process that started it;
 //!   [`EmbeddedPg::start`] is idempotent and can be called from any process.
+//! - A running server can be copied into a streaming standby
+//!   ([`EmbeddedPg::create_standby`], `pg_basebackup`), synchronous or not, which
+//!   [`EmbeddedPg::start`] starts as a standby and [`EmbeddedPg::promote`] makes a primary.
+//!   Administration (replication state, `ALTER SYSTEM`) goes through `psql`.
 //!
 //! ```no_run
 //! let pg = tally_pg::EmbeddedPg::new("tally-data/pg", tally_pg::find_binaries()?);
@@ -32,6 +36,7 @@ mod binaries;
 mod error;
 mod process;
 mod server;
+mod standby;
 #[cfg(test)]
 mod test_support;
 
@@ -40,4 +45,8 @@ pub use error::PgError;
 pub use process::SERVER_USER;
 pub use server::{
     EmbeddedPg, PORT, SHARED_BUFFERS_ENV, START_TIMEOUT_SECS, STOP_TIMEOUT_SECS, SUPERUSER, StartOutcome, Status,
+};
+pub use standby::{
+    PROMOTE_TIMEOUT_SECS, PromoteReport, REPLICATION_TIMEOUT_SECS, STANDBY_NAME_DEFAULT, STANDBY_NAME_LEN_MAX,
+    StandbyOptions, StandbyReport, StandbyStep,
 };

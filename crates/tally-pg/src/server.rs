@@ -32,7 +32,7 @@ pub const DEADLOCK_TIMEOUT: &str = "100ms";
 /// longer data dirs get their socket in a short directory under /tmp.
 const MAX_SOCKET_DIR_LEN: usize = 80;
 const SHORT_SOCKET_DIR_PREFIX: &str = "/tmp/tally-pg-";
-const LOG_FILE: &str = "server.log";
+pub(crate) const LOG_FILE: &str = "server.log";
 const LOG_TAIL_LINES: usize = 40;
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// `pg_ctl status` exit codes.
@@ -56,6 +56,9 @@ pub struct Status {
     pub pid: Option<u32>,
     /// Major version recorded in the data directory (`PG_VERSION`), if initialized.
     pub data_version: Option<u32>,
+    /// The data directory is a standby's (`standby.signal`): it starts in recovery and follows
+    /// its primary until promoted.
+    pub standby: bool,
 }
 
 impl Status {
@@ -210,7 +213,7 @@ impl EmbeddedPg {
     /// Whether a server is running (with its PID) and the data dir's version.
     pub fn status(&self) -> Result<Status, PgError> {
         let pid = if self.is_running()? { self.postmaster_pid() } else { None };
-        Ok(Status { pid, data_version: self.data_version() })
+        Ok(Status { pid, data_version: self.data_version(), standby: self.is_standby() })
     }
 
     fn stop_with_mode(&self, mode: &str) -> Result<bool, PgError> {
@@ -225,7 +228,7 @@ impl EmbeddedPg {
     }
 
     /// The server user when root (created and checked on first use).
-    fn server_ids(&self) -> Result<Option<Ids>, PgError> {
+    pub(crate) fn server_ids(&self) -> Result<Option<Ids>, PgError> {
         if let Some(ids) = self.server_ids.get() {
             return Ok(*ids);
         }
@@ -261,19 +264,19 @@ impl EmbeddedPg {
     }
 
     /// A PostgreSQL program run as the server user.
-    fn server_command(&self, program: &str) -> Result<Command, PgError> {
+    pub(crate) fn server_command(&self, program: &str) -> Result<Command, PgError> {
         let mut cmd = pg_command(&self.bins.bin_dir, program);
         run_as(&mut cmd, self.server_ids()?);
         Ok(cmd)
     }
 
-    fn pg_ctl(&self, action: &str) -> Result<Command, PgError> {
+    pub(crate) fn pg_ctl(&self, action: &str) -> Result<Command, PgError> {
         let mut cmd = self.server_command("pg_ctl")?;
         cmd.arg(action).arg("-D").arg(&self.data_dir);
         Ok(cmd)
     }
 
-    fn is_running(&self) -> Result<bool, PgError> {
+    pub(crate) fn is_running(&self) -> Result<bool, PgError> {
         let mut pg_ctl = self.pg_ctl("status")?;
         let out = output(&mut pg_ctl)?;
         match out.status.code() {
@@ -355,7 +358,7 @@ impl EmbeddedPg {
         Ok(())
     }
 
-    fn check_data_version(&self) -> Result<(), PgError> {
+    pub(crate) fn check_data_version(&self) -> Result<(), PgError> {
         match self.data_version() {
             Some(data_major) if data_major != self.bins.version_major => Err(PgError::VersionMismatch {
                 data_dir: self.data_dir.clone(),
@@ -436,7 +439,7 @@ fn owner_of(path: &Path) -> Result<u32, PgError> {
 
 /// When root, the server user must be able to reach the data dir through
 /// every parent directory.
-fn check_traversable(data_dir: &Path, ids: Ids) -> Result<(), PgError> {
+pub(crate) fn check_traversable(data_dir: &Path, ids: Ids) -> Result<(), PgError> {
     for dir in data_dir.ancestors().skip(1) {
         let Ok(meta) = std::fs::metadata(dir) else {
             continue;
@@ -466,7 +469,7 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Quotes a libpq conninfo value when needed (spaces, quotes, backslashes).
-fn conninfo_value(s: &str) -> String {
+pub(crate) fn conninfo_value(s: &str) -> String {
     let plain = !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\');
     if plain {
         return s.to_owned();

@@ -1,9 +1,10 @@
 //! Store errors: operating errors with stable codes. Programmer errors are assertions instead.
 //!
 //! Three kinds of database failure are told apart, because they tell a caller different things:
-//! - the database could not be reached, or the connection was lost before a COMMIT was sent
-//!   (`is_connection_lost`, code `database_unavailable`): nothing was written, since PostgreSQL
-//!   rolls back a transaction whose connection ends before its COMMIT;
+//! - the database could not be reached, or the connection was lost before a COMMIT was sent, or
+//!   the server refused a write as read-only, not being the primary (`is_connection_lost`, code
+//!   `database_unavailable`): nothing was written, since PostgreSQL rolls back a transaction
+//!   whose connection ends before its COMMIT;
 //! - the connection was lost after a COMMIT was sent and before its answer arrived
 //!   (`CommitUnanswered`, code `outcome_unknown`): the change may or may not have been made;
 //! - PostgreSQL answered with an error (code `database_error`, unless it is one of the decisions
@@ -106,6 +107,17 @@ impl StoreError {
         }
     }
 
+    /// True when the server refused a write because it is read-only (SQLSTATE 25006): a standby,
+    /// or a primary fenced after a failover. Nothing was written; the connection string's other
+    /// hosts may hold the primary now, so the store stops handing out the connections it has.
+    pub fn is_read_only(&self) -> bool {
+        let db = match self {
+            StoreError::Db(error) => error.as_db_error(),
+            _ => None,
+        };
+        db.is_some_and(|db| *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION)
+    }
+
     /// True when the same work may succeed if simply tried again, having written nothing:
     /// serialization failures, deadlocks, a concurrent insert of the same transfer id, lost
     /// connections (`is_connection_lost`). Never `CommitUnanswered`: work whose
@@ -129,8 +141,11 @@ impl StoreError {
 /// Whether a database client error means that the server could not be reached or the session
 /// ended: SQLSTATE class 08 (connection exception), 57P01 to 57P03 (the server shut down, or
 /// is starting up), 53300 (no connection slot free), a closed connection, or an I/O error
-/// talking to the server. Errors of encoding or decoding a message, which are the client's,
-/// are not.
+/// talking to the server (which includes a connection string's hosts all refusing
+/// `target_session_attrs=read-write`). Errors of encoding or decoding a message, which are the
+/// client's, are not. So is 25006, a write refused because the server is read-only: it is
+/// not the primary (any more), and the same work may succeed on the one that is
+/// (`StoreError::is_read_only`).
 pub fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
     if let Some(db) = error.as_db_error() {
         let state = db.code();
@@ -138,7 +153,8 @@ pub fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
             || *state == SqlState::ADMIN_SHUTDOWN
             || *state == SqlState::CRASH_SHUTDOWN
             || *state == SqlState::CANNOT_CONNECT_NOW
-            || *state == SqlState::TOO_MANY_CONNECTIONS;
+            || *state == SqlState::TOO_MANY_CONNECTIONS
+            || *state == SqlState::READ_ONLY_SQL_TRANSACTION;
     }
     if error.is_closed() {
         return true;

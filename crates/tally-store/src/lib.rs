@@ -28,17 +28,34 @@ pub use posting::{AccountOrder, BatchConn, BatchOutcome, BatchToken, EXPIRY_ACTO
 pub use queries::{AuditRecord, Direction, EventRecord, EventSubject, HistoryEntry, TransferFilter};
 pub use server::{create_database_if_missing, drop_database_if_exists};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
 /// The most connections one Tally process opens.
 pub const POOL_SIZE_MAX: usize = 64;
 /// How long a caller waits for a free pooled connection before `database_unavailable`.
 pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long opening a new connection may take.
+/// How long opening a connection to one host may take, unless the connection string sets
+/// `connect_timeout` (with several hosts, a host that does not answer costs this much of every
+/// new connection before the next host is tried).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalives, unless the connection string sets them: an idle connection is probed after
+/// `KEEPALIVE_IDLE`, then every `KEEPALIVE_INTERVAL`, and closed after `KEEPALIVE_RETRIES`
+/// unanswered probes, so that a pooled connection to a machine that vanished (a primary lost in
+/// a failover) is found closed and replaced instead of being handed out.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub const KEEPALIVE_RETRIES: u32 = 3;
+/// How long data sent on a TCP connection may go unacknowledged before the connection is
+/// closed, unless the connection string sets `tcp_user_timeout`: a statement sent to a machine
+/// that vanished fails after this (as a lost connection) instead of hanging for the kernel's
+/// retransmission limit, many minutes.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// tokio-postgres's keepalive idle time when the connection string names none.
+const LIBRARY_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// A handle to the ledger database: a bounded connection pool, which never leaves this crate.
 #[derive(Clone)]
@@ -52,24 +69,92 @@ pub struct Store {
     /// Microseconds added to the system clock for the times Tally stamps on transfers. Zero in
     /// production; tests set it to write a ledger day in the past and then close it.
     clock_offset_micros: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Which pooled connections may still be handed out.
+    staleness: Arc<Staleness>,
+}
+
+/// Pooled connections opened before a server refused a write as read-only are not handed out
+/// again: that server is no longer the primary (a standby, or a primary fenced with
+/// `default_transaction_read_only`), and a new connection, opened through the connection
+/// string's hosts (`target_session_attrs=read-write`), finds the one that is. Connections to a
+/// server that went away are found closed and replaced by the pool itself.
+#[derive(Debug, Default)]
+pub(crate) struct Staleness {
+    opened_before: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Staleness {
+    /// Called with an error a connection met: a refused write marks every connection opened
+    /// until now stale.
+    pub(crate) fn note(&self, error: &StoreError) {
+        if error.is_read_only() {
+            tracing::warn!(
+                %error,
+                "the database refused a write as read-only: it is not the primary (any more); \
+                 opening new connections to find the one that is"
+            );
+            *self.opened_before.lock().expect("staleness lock") = Some(Instant::now());
+        }
+    }
+
+    fn is_stale(&self, opened: Instant) -> bool {
+        self.opened_before.lock().expect("staleness lock").is_some_and(|before| opened <= before)
+    }
+}
+
+/// The connection settings Tally adds to what the connection string says: its
+/// `application_name`, and timeouts and keepalives where the string names none.
+fn with_defaults(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    config.application_name("tally");
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == LIBRARY_KEEPALIVE_IDLE {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    config
 }
 
 impl Store {
     /// Builds a pool for a libpq connection string or URL. Connects lazily.
+    ///
+    /// Several hosts (`host=a,b`, `postgresql://a:5432,b:5432/db`) with
+    /// `target_session_attrs=read-write` make a connection go to whichever of them is the
+    /// primary: after a failover, connections to the old primary end (it went away, or refuses
+    /// writes) and new ones find the new primary, without a restart.
     pub fn connect(conninfo: &str, pool_size: usize) -> Result<Store, StoreError> {
         assert!((1..=POOL_SIZE_MAX).contains(&pool_size), "pool size {pool_size} outside 1..={POOL_SIZE_MAX}");
-        let mut config = tokio_postgres::Config::from_str(conninfo)?;
-        config.application_name("tally").connect_timeout(CONNECT_TIMEOUT);
+        let config = with_defaults(tokio_postgres::Config::from_str(conninfo)?);
+        // Opening a connection tries the hosts one after the other.
+        let hosts = u32::try_from(config.get_hosts().len().max(config.get_hostaddrs().len()).max(1)).unwrap_or(1);
+        let per_host = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+        let staleness = Arc::new(Staleness::default());
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let stale = staleness.clone();
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some((per_host * hosts).max(CONNECT_TIMEOUT)))
+            .pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if stale.is_stale(metrics.created) {
+                    return Err(HookError::message("opened before its server refused a write as read-only"));
+                }
+                Ok(())
+            }))
             .build()
             .expect("the tokio runtime is configured for the timeouts");
-        Ok(Store { pool, config, stage_times: Default::default(), clock_offset_micros: Default::default() })
+        Ok(Store { pool, config, stage_times: Default::default(), clock_offset_micros: Default::default(), staleness })
     }
 
     /// How this store connects (host, database, user, timeouts): a configuration, not a
@@ -173,5 +258,48 @@ impl Store {
         journal::append(&tx, &[entry]).await?;
         crate::commit_transaction(tx).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_and_keepalives_are_added_where_the_connection_string_names_none() {
+        let config = with_defaults(tokio_postgres::Config::from_str("host=/a,/b dbname=tally").unwrap());
+        assert_eq!(config.get_application_name(), Some("tally"));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(config.get_hosts().len(), 2);
+    }
+
+    #[test]
+    fn the_connection_string_s_own_timeouts_are_kept() {
+        let url = "postgresql://h1:5432,h2:5433/tally?target_session_attrs=read-write&connect_timeout=2\
+                   &keepalives_idle=30&keepalives_interval=7&keepalives_retries=9&tcp_user_timeout=5";
+        let config = with_defaults(tokio_postgres::Config::from_str(url).unwrap());
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(config.get_keepalives_interval(), Some(Duration::from_secs(7)));
+        assert_eq!(config.get_keepalives_retries(), Some(9));
+        // In seconds, as tokio-postgres reads it (libpq reads milliseconds).
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(config.get_target_session_attrs(), tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    }
+
+    #[test]
+    fn connections_opened_before_a_refused_write_are_stale() {
+        let staleness = Staleness::default();
+        let opened = Instant::now();
+        assert!(!staleness.is_stale(opened), "nothing is stale before a write was refused");
+        staleness.note(&StoreError::Invalid("not a database error".into()));
+        assert!(!staleness.is_stale(opened), "only a refused write makes connections stale");
+        *staleness.opened_before.lock().unwrap() = Some(Instant::now());
+        assert!(staleness.is_stale(opened));
+        assert!(!staleness.is_stale(Instant::now() + Duration::from_millis(1)));
     }
 }

@@ -189,6 +189,8 @@ pub struct BatchConn {
     /// The write transaction's token, once `begin` opened it.
     token: Option<BatchToken>,
     stage_times: std::sync::Arc<crate::timing::StageTimes>,
+    /// Told of a write refused as read-only, so that the pool's connections to that server go.
+    staleness: std::sync::Arc<crate::Staleness>,
 }
 
 impl Store {
@@ -200,6 +202,7 @@ impl Store {
             in_transaction: false,
             token: None,
             stage_times: self.stage_times.clone(),
+            staleness: self.staleness.clone(),
         })
     }
 
@@ -265,6 +268,14 @@ impl BatchConn {
         self.client.as_ref().expect("open batch")
     }
 
+    /// Passes a result on, telling the store of a write its server refused as read-only.
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result {
+            self.staleness.note(error);
+        }
+        result
+    }
+
     /// Opens the write transaction (READ COMMITTED, keyed lookups only, bounded lock waits) and
     /// takes the advisory locks that later batches wait on. Returns the batch's token. The
     /// accounts lock is a session lock, released by `write_batch` once the account rows are
@@ -286,7 +297,7 @@ impl BatchConn {
             CLIENT_CHECK_INTERVAL.as_millis()
         );
         self.in_transaction = true;
-        let messages = self.client().simple_query(&sql).await?;
+        let messages = self.noted(self.client().simple_query(&sql).await.map_err(StoreError::from))?;
         let xid = messages
             .iter()
             .find_map(|message| match message {
@@ -315,7 +326,7 @@ impl BatchConn {
         let ids: Vec<Uuid> = ids.iter().copied().collect();
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE");
         let statement = self.client().prepare_cached(&sql).await?;
-        for row in self.client().query(&statement, &[&ids]).await? {
+        for row in self.noted(self.client().query(&statement, &[&ids]).await.map_err(StoreError::from))? {
             let account = account_from_row(&row);
             state.accounts.insert(account.id, account);
         }
@@ -376,7 +387,9 @@ impl BatchConn {
         };
         (order.begun)(token);
         let batch_id = Uuid::now_v7();
-        write_batch(self.client(), state, output, actors, expected, at, watch, token, batch_id, order.after).await?;
+        let written =
+            write_batch(self.client(), state, output, actors, expected, at, watch, token, batch_id, order.after).await;
+        self.noted(written)?;
         // Until here every failure rolled the batch back. From here on, one may come after
         // PostgreSQL committed.
         if let Err(cause) = self.client().batch_execute("COMMIT").await {
