@@ -785,6 +785,97 @@ async fn insert_entries(
     Ok(())
 }
 
+/// The most statements one page of `list_statements` holds.
+pub const STATEMENTS_LISTED_MAX: i64 = 1_000;
+
+/// Which imported statements `list_statements` shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatementFilter<'a> {
+    /// Only the statements of these ledgers (`None`: every ledger).
+    pub ledgers: Option<&'a [tally_core::LedgerId]>,
+    /// Only the statements of this account.
+    pub account: Option<Uuid>,
+    /// Only statements older than this one (the previous page's last): newest first.
+    pub before: Option<Uuid>,
+}
+
+/// An imported statement as a listing shows it, with the outcome of its matching.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementSummary {
+    pub id: Uuid,
+    /// The ledger of its account.
+    pub ledger: i32,
+    pub account_id: Uuid,
+    pub account_code: Option<String>,
+    pub format: String,
+    pub statement_ref: String,
+    pub bank_account: String,
+    pub currency: String,
+    pub opening_date: Option<String>,
+    /// Decimal strings in the account's currency.
+    pub opening: Option<String>,
+    pub closing_date: Option<String>,
+    pub closing: Option<String>,
+    pub entries: i32,
+    pub file_id: Option<Uuid>,
+    pub imported_at: String,
+    pub imported_by: String,
+    /// `clean` or `findings`: the matching when it was imported.
+    pub status: Option<String>,
+    pub findings: Option<i64>,
+}
+
+/// Imported statements, newest first, at most `limit` (1 to `STATEMENTS_LISTED_MAX`).
+pub async fn list_statements(
+    recon: &Recon,
+    filter: &StatementFilter<'_>,
+    limit: i64,
+) -> Result<Vec<StatementSummary>, ReconError> {
+    let limit = limit.clamp(1, STATEMENTS_LISTED_MAX);
+    let ledgers: Option<Vec<i32>> = filter.ledgers.map(|ledgers| ledgers.iter().map(|l| l.0).collect());
+    let client = recon.client().await?;
+    let rows = client
+        .query(
+            "SELECT s.id, s.ledger_id, s.account_id, a.code, s.format, s.statement_ref, s.bank_account, a.currency,
+                    s.opening_date::text, tally_major(s.opening_amount, c.scale)::text,
+                    s.closing_date::text, tally_major(s.closing_amount, c.scale)::text,
+                    s.entries, s.file_id, s.imported_at, s.imported_by, r.status, r.findings
+             FROM statements s
+             JOIN accounts a ON a.id = s.account_id AND a.ledger_id = s.ledger_id
+             JOIN currencies c ON c.code = a.currency
+             LEFT JOIN LATERAL (SELECT status, findings FROM reconciliation_runs
+                                WHERE kind = 'statement' AND statement_id = s.id ORDER BY started_at DESC LIMIT 1) r ON true
+             WHERE ($1::int4[] IS NULL OR s.ledger_id = ANY($1)) AND ($2::uuid IS NULL OR s.account_id = $2)
+               AND ($3::uuid IS NULL OR s.id < $3)
+             ORDER BY s.id DESC LIMIT $4",
+            &[&ledgers, &filter.account, &filter.before, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| StatementSummary {
+            id: row.get(0),
+            ledger: row.get(1),
+            account_id: row.get(2),
+            account_code: row.get(3),
+            format: row.get(4),
+            statement_ref: row.get(5),
+            bank_account: row.get(6),
+            currency: row.get(7),
+            opening_date: row.get(8),
+            opening: row.get(9),
+            closing_date: row.get(10),
+            closing: row.get(11),
+            entries: row.get(12),
+            file_id: row.get(13),
+            imported_at: crate::eod::rfc3339(row.get(14)),
+            imported_by: row.get(15),
+            status: row.get(16),
+            findings: row.get(17),
+        })
+        .collect())
+}
+
 /// The report stored for a statement's first import, by Tally's statement id.
 pub async fn statement_report(recon: &Recon, statement_id: Uuid) -> Result<StatementReport, ReconError> {
     let client = recon.client().await?;
