@@ -166,7 +166,6 @@ async fn a_day_of_two_ledgers_closes_with_totals_and_figures_per_ledger_and_each
     assert_eq!((point.balance(), point.snapshot_day.as_deref()), (37_00, Some("2026-03-11")));
     let again = ledger.end_of_day(datetime!(2026-03-12 09:05 UTC), "2026-03-10").await;
     assert_eq!((again.status, again.snapshot.as_str()), (RunStatus::Clean, "verified"), "{:#?}", again.findings);
-    let _ = (books.bank, books.alice, books.eu, books.first);
 }
 
 /// An account moved to another ledger behind Tally's back: every ledger's books break, while

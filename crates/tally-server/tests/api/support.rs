@@ -77,6 +77,17 @@ pub async fn api_on(db: TestDb, store: Store, config: ServerConfig) -> Api {
 impl Api {
     /// Creates a key straight in the store and returns the secret.
     pub async fn key(&self, name: &str, role: Role, accounts: Vec<Uuid>) -> String {
+        self.key_in(name, role, accounts, Vec::new()).await
+    }
+
+    /// Creates a key scoped to `ledgers` (none: every ledger) and returns the secret.
+    pub async fn key_in(
+        &self,
+        name: &str,
+        role: Role,
+        accounts: Vec<Uuid>,
+        ledgers: Vec<tally_core::LedgerId>,
+    ) -> String {
         let generated = generate_key();
         let new = NewApiKey {
             name: name.into(),
@@ -84,7 +95,7 @@ impl Api {
             key_hash: generated.hash,
             prefix: generated.prefix,
             accounts,
-            ledgers: Vec::new(),
+            ledgers,
         };
         self.db.store.create_api_key(&new, "test:setup").await.expect("create key");
         generated.key
