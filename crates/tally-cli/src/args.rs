@@ -116,6 +116,11 @@ pub struct ReconcileArgs {
     /// Write the report to this file instead of standard output. With --date.
     #[arg(long, requires = "date")]
     pub output: Option<PathBuf>,
+    /// Show the report restricted to this ledger (id or code): its totals, figures and findings,
+    /// marked as filtered. The day closes and is checked for every ledger, and the stored report
+    /// stays whole. With --date.
+    #[arg(long, requires = "date")]
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,10 +141,29 @@ pub enum StatementCommand {
     Show {
         /// The statement's or the file's id, as `import` printed it.
         id: uuid::Uuid,
+        /// Only in this ledger (id or code): a statement of another ledger is not found; a file
+        /// shows its statements of this ledger (and its unmapped ones).
+        #[arg(long)]
+        ledger: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormatArg,
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// List imported statements, newest first, with the outcome of their matching.
+    List {
+        /// Only the statements of this ledger (id or code).
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Only the statements of this account (id or code).
+        #[arg(long)]
+        account: Option<String>,
+        /// How many (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        /// Only statements older than this one (the last of the previous page).
+        #[arg(long)]
+        before: Option<uuid::Uuid>,
     },
 }
 

@@ -1,5 +1,6 @@
-//! `tally balance --as-of`, `tally reconcile --date` and `tally days`: reconciliation at the
-//! command line, with a progress bar for long runs and reports as tables, JSON, CSV or HTML.
+//! `tally balance --as-of`, `tally reconcile --date`, `tally statement` and `tally days`:
+//! reconciliation at the command line, with a progress bar for long runs and reports as tables,
+//! JSON, CSV or HTML, whole or restricted to one ledger (`--ledger`).
 
 use crate::args::{
     DaysCommand, ReconcileArgs, ReportFormatArg, StatementCommand, StatementFormatArg, StatementImportArgs,
@@ -12,7 +13,7 @@ use serde_json::json;
 use tally_core::format_amount;
 use tally_recon::days::{self, format_day};
 use tally_recon::render::{ReportFormat, render_day, render_file, render_statement};
-use tally_recon::report::{DayReport, FileReport, NoteLine, RunStatus, StatementReport};
+use tally_recon::report::{DayReport, FileReport, LedgerRef, NoteLine, RunStatus, StatementReport};
 use tally_server::views::time;
 use tally_statement::{BalancePoint, CsvLayout, CsvStatementInfo, Format, MatchRules};
 
@@ -63,8 +64,21 @@ impl tally_recon::Progress for Bar {
     }
 }
 
+/// The ledger a `--ledger` names (id or code), as reports name it.
+async fn ledger_ref(db: &Database, named: Option<&str>) -> Result<Option<LedgerRef>> {
+    match named {
+        Some(text) => {
+            let record = db.store.require_ledger(text).await?;
+            Ok(Some(LedgerRef { id: record.id.0, code: record.code }))
+        }
+        None => Ok(None),
+    }
+}
+
 pub async fn end_of_day(db: &Database, out: &Output, args: &ReconcileArgs) -> Result<()> {
     let text = args.date.as_deref().expect("dispatched with a date");
+    // An unknown ledger is refused before anything runs.
+    let ledger = ledger_ref(db, args.ledger.as_deref()).await?;
     let day = if text == "yesterday" { days::last_closable(&db.recon).await? } else { days::parse_day(text)? };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} reconciling {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
@@ -75,7 +89,10 @@ pub async fn end_of_day(db: &Database, out: &Output, args: &ReconcileArgs) -> Re
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = tally_recon::eod::run_end_of_day(&db.recon, day, &db.actor, &Bar(bar.clone())).await;
     bar.finish_and_clear();
-    let report = report?;
+    let report = match ledger {
+        Some(ledger) => report?.filtered(&[ledger]),
+        None => report?,
+    };
     let rendered = match report_format(args.format, out) {
         None => day_table(&report),
         Some(format) => render_day(&report, format),
@@ -116,15 +133,32 @@ pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -
             let outcome = import(db, &args).await?;
             (Shown::File(outcome.report, Some(outcome.created)), args.report, args.output)
         }
-        StatementCommand::Show { id, format, output } => {
+        StatementCommand::Show { id, ledger, format, output } => {
+            let ledger = ledger_ref(db, ledger.as_deref()).await?;
+            let not_here = |ledger: &LedgerRef| {
+                tally_recon::ReconError::StatementNotFound(format!("{id} in ledger {} ({})", ledger.code, ledger.id))
+            };
             let report = match tally_recon::statement::statement_report(&db.recon, id).await {
-                Ok(report) => Shown::Statement(report),
+                Ok(report) => match &ledger {
+                    Some(ledger) if report.ledger != ledger.id => return Err(not_here(ledger).into()),
+                    _ => Shown::Statement(report),
+                },
                 Err(tally_recon::ReconError::StatementNotFound(_)) => {
-                    Shown::File(tally_recon::statement::file_report(&db.recon, id).await?, None)
+                    let file = tally_recon::statement::file_report(&db.recon, id).await?;
+                    match ledger {
+                        Some(ledger) if !file.touches(std::slice::from_ref(&ledger)) => {
+                            return Err(not_here(&ledger).into());
+                        }
+                        Some(ledger) => Shown::File(file.filtered(&[ledger]), None),
+                        None => Shown::File(file, None),
+                    }
                 }
                 Err(error) => return Err(error.into()),
             };
             (report, format, output)
+        }
+        StatementCommand::List { ledger, account, limit, before } => {
+            return list_statements(db, out, ledger.as_deref(), account.as_deref(), limit, before).await;
         }
     };
     let (rendered, summary, status) = match &report {
@@ -161,6 +195,62 @@ pub async fn statement(db: &Database, out: &Output, command: StatementCommand) -
     if status == RunStatus::Findings {
         std::process::exit(EXIT_FINDINGS);
     }
+    Ok(())
+}
+
+/// `tally statement list`: imported statements, newest first.
+async fn list_statements(
+    db: &Database,
+    out: &Output,
+    ledger: Option<&str>,
+    account: Option<&str>,
+    limit: i64,
+    before: Option<uuid::Uuid>,
+) -> Result<()> {
+    let ledger = ledger_ref(db, ledger).await?;
+    let account = match account {
+        Some(named) => Some(db.store.require_account(named).await?.account.id.0),
+        None => None,
+    };
+    let ledgers = ledger.as_ref().map(|l| vec![tally_core::LedgerId(l.id)]);
+    let filter = tally_recon::statement::StatementFilter { ledgers: ledgers.as_deref(), account, before };
+    let statements = tally_recon::statement::list_statements(&db.recon, &filter, limit).await?;
+    let next = statements.last().map(|s| s.id).filter(|_| statements.len() as i64 == limit);
+    let codes: std::collections::HashMap<i32, String> =
+        db.store.ledgers().await?.into_iter().map(|l| (l.id.0, l.code)).collect();
+    out.value(&json!({"statements": statements, "next_before": next}), || {
+        let mut t = table(&[
+            "statement",
+            "ledger",
+            "account",
+            "format",
+            "reference",
+            "period",
+            "closing",
+            "entries",
+            "matching",
+        ]);
+        for s in &statements {
+            t.add_row(vec![
+                s.id.to_string(),
+                codes.get(&s.ledger).cloned().unwrap_or_else(|| s.ledger.to_string()),
+                s.account_code.clone().unwrap_or_else(|| s.account_id.to_string()),
+                s.format.clone(),
+                s.statement_ref.clone(),
+                format!("{} .. {}", s.opening_date.as_deref().unwrap_or("?"), s.closing_date.as_deref().unwrap_or("?")),
+                s.closing.as_ref().map(|c| format!("{c} {}", s.currency)).unwrap_or_default(),
+                s.entries.to_string(),
+                match (&s.status, s.findings) {
+                    (Some(status), Some(findings)) => format!("{status} ({findings})"),
+                    _ => String::new(),
+                },
+            ]);
+        }
+        match next {
+            Some(id) => format!("{t}\nolder statements: --before {id}"),
+            None => t.to_string(),
+        }
+    });
     Ok(())
 }
 
@@ -290,6 +380,7 @@ fn file_table(report: &FileReport, created: Option<bool>) -> String {
         "bank account",
         "outcome",
         "Tally account",
+        "ledger",
         "entries",
         "pages",
         "period",
@@ -303,6 +394,11 @@ fn file_table(report: &FileReport, created: Option<bool>) -> String {
             s.bank_account.clone(),
             s.outcome.clone(),
             s.account_code.clone().or_else(|| s.account_id.clone()).unwrap_or_default(),
+            match (&s.report, s.ledger_of()) {
+                (Some(r), _) => r.ledger_code.clone(),
+                (None, Some(ledger)) => ledger.to_string(),
+                (None, None) => String::new(),
+            },
             s.entries.to_string(),
             s.pages.to_string(),
             format!("{} .. {}", s.period_from.as_deref().unwrap_or("?"), s.period_to.as_deref().unwrap_or("?")),
@@ -310,7 +406,7 @@ fn file_table(report: &FileReport, created: Option<bool>) -> String {
             s.balance_difference.clone().unwrap_or_default(),
         ]);
     }
-    let mut text = format!("{imported}\n{summary}\n{statements}");
+    let mut text = format!("{}{imported}\n{summary}\n{statements}", filter_line(&report.filter));
     for s in &report.statements {
         if let Some(statement_report) = &s.report {
             text.push_str(&format!("\n\nstatement {} ({})\n", s.statement_ref, s.bank_account));
@@ -349,6 +445,7 @@ fn statement_table(report: &StatementReport, created: Option<bool>) -> String {
         "reference",
         "format",
         "account",
+        "ledger",
         "period",
         "entries",
         "matched",
@@ -359,6 +456,7 @@ fn statement_table(report: &StatementReport, created: Option<bool>) -> String {
         report.statement_ref.clone(),
         report.format.clone(),
         report.account_code.clone().unwrap_or_else(|| report.account_id.clone()),
+        report.ledger_code.clone(),
         format!("{} .. {}", report.period_from.as_deref().unwrap_or("?"), report.period_to.as_deref().unwrap_or("?")),
         report.statement_entries.to_string(),
         report.matched.to_string(),
@@ -435,6 +533,7 @@ fn day_table(report: &DayReport) -> String {
         report.snapshot.clone(),
     ]);
     let mut totals = table(&[
+        "ledger",
         "currency",
         "transfers",
         "posted volume",
@@ -445,6 +544,7 @@ fn day_table(report: &DayReport) -> String {
     ]);
     for c in &report.currencies {
         totals.add_row(vec![
+            report.ledger_label(c.ledger),
             c.currency.clone(),
             c.transfers.to_string(),
             c.posted_volume.clone(),
@@ -452,6 +552,18 @@ fn day_table(report: &DayReport) -> String {
             c.closing_credits_posted.clone(),
             c.closing_debits_pending.clone(),
             c.closing_credits_pending.clone(),
+        ]);
+    }
+    let mut ledgers = table(&["ledger", "id", "transfers", "rejected", "accounts", "batches", "events"]);
+    for l in &report.ledgers {
+        ledgers.add_row(vec![
+            l.code.clone(),
+            l.ledger.to_string(),
+            l.transfers.to_string(),
+            l.rejected.to_string(),
+            l.accounts_touched.to_string(),
+            l.batches.to_string(),
+            l.events.to_string(),
         ]);
     }
     let mut checks = table(&["check", "findings", "what it verifies"]);
@@ -462,13 +574,16 @@ fn day_table(report: &DayReport) -> String {
         RunStatus::Clean => format!("CLEAN: {} reconciles (run {})", report.day, report.run_id),
         RunStatus::Findings => format!("FINDINGS: {} does not reconcile (run {})", report.day, report.run_id),
     };
-    let mut text = format!("{summary}\n{totals}\n{checks}\n{verdict}");
+    let ledgers = if report.ledgers.is_empty() { String::new() } else { format!("{ledgers}\n") };
+    let mut text = format!("{}{summary}\n{totals}\n{ledgers}{checks}\n{verdict}", filter_line(&report.filter));
     if !report.findings.is_empty() {
-        let mut findings = table(&["check", "subject", "currency", "expected", "found", "difference", "detail"]);
+        let mut findings =
+            table(&["check", "subject", "ledger", "currency", "expected", "found", "difference", "detail"]);
         for f in &report.findings {
             findings.add_row(vec![
                 f.check.clone(),
                 f.subject.clone(),
+                f.ledger.map(|l| report.ledger_label(l)).unwrap_or_default(),
                 f.currency.clone().unwrap_or_default(),
                 f.expected.clone().unwrap_or_default(),
                 f.found.clone().unwrap_or_default(),
@@ -479,6 +594,11 @@ fn day_table(report: &DayReport) -> String {
         text.push_str(&format!("\n{findings}"));
     }
     text
+}
+
+/// `FILTERED: ...` and a line break for a report restricted to some ledgers; nothing otherwise.
+fn filter_line(filter: &Option<tally_recon::report::ReportFilter>) -> String {
+    filter.as_ref().map(|f| format!("FILTERED: {}\n", f.note)).unwrap_or_default()
 }
 
 pub async fn days(db: &Database, out: &Output, command: DaysCommand) -> Result<()> {

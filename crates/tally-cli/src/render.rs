@@ -299,9 +299,14 @@ impl Output {
 
     pub fn reconciliation(&self, report: &Report) {
         self.value(&serde_json::to_value(report).expect("report serializes"), || {
-            let mut summary = table(&["currency", "debits posted", "credits posted"]);
-            for (currency, debits, credits) in &report.totals {
-                summary.add_row(vec![currency.clone(), debits.clone(), credits.clone()]);
+            let mut summary = table(&["ledger", "currency", "debits posted", "credits posted"]);
+            for t in &report.totals {
+                summary.add_row(vec![
+                    t.ledger_code.clone(),
+                    t.currency.clone(),
+                    t.debits_posted.clone(),
+                    t.credits_posted.clone(),
+                ]);
             }
             let verdict = if report.is_clean() { "CLEAN: the ledger agrees with itself" } else { "FINDINGS:" };
             let mut text = format!(
@@ -309,9 +314,10 @@ impl Output {
                 report.accounts, report.transfers, report.events
             );
             if !report.is_clean() {
-                let mut findings = table(&["check", "subject", "detail"]);
+                let mut findings = table(&["check", "subject", "ledger", "detail"]);
                 for f in &report.findings {
-                    findings.add_row(vec![f.check.to_owned(), f.subject.clone(), f.detail.clone()]);
+                    let ledger = f.ledger.map(|l| l.to_string()).unwrap_or_default();
+                    findings.add_row(vec![f.check.to_owned(), f.subject.clone(), ledger, f.detail.clone()]);
                 }
                 text.push_str(&format!("\n{findings}"));
             }

@@ -301,6 +301,63 @@ async fn reconcile_a_day_balance_as_of_days_and_statement_import() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Statements of two ledgers: listed and shown by ledger; the end of day shown for one ledger.
+#[tokio::test]
+async fn statements_and_end_of_day_reports_by_ledger() {
+    let cli = Cli::new().await;
+    assert_eq!(cli.json(&["ledger", "create", "eu", "--name", "EU books"])["ledgers"][0]["id"], 2);
+    cli.json(&["account", "create", "--currency", "EUR", "--code", "bank-nl-main", "--unrestricted"]);
+    let savings = ["account", "create", "--currency", "EUR", "--code", "bank-nl-savings", "--unrestricted"];
+    cli.json(&[&savings[..], &["--ledger", "eu"]].concat());
+    let dutch = format!("{}/../tally-statement/tests/fixtures/mt940_dutch.sta", env!("CARGO_MANIFEST_DIR"));
+    let maps = ["--map", "NL91ABNA0417164300=bank-nl-main", "--map", "NL02ABNA0123456789=bank-nl-savings"];
+    let imported = cli.run(&[&["--json", "statement", "import", &dutch][..], &maps[..]].concat());
+    assert_eq!(imported.status.code(), Some(4), "{}", String::from_utf8_lossy(&imported.stderr));
+    let file: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    let ledgers: Vec<Option<i64>> =
+        file["statements"].as_array().unwrap().iter().map(|s| s["ledger"].as_i64()).collect();
+    assert_eq!(ledgers, [Some(1), Some(1), Some(2), None]);
+
+    let listed = |args: &[&str]| -> Vec<i64> {
+        let list = cli.json(&[&["statement", "list"][..], args].concat());
+        list["statements"].as_array().unwrap().iter().map(|s| s["ledger"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(listed(&[]), [2, 1, 1]);
+    assert_eq!(listed(&["--ledger", "eu"]), [2]);
+    assert_eq!(listed(&["--ledger", "1"]), [1, 1]);
+    assert_eq!(listed(&["--account", "bank-nl-main", "--limit", "1"]), [1]);
+    let table = cli.run(&["statement", "list", "--ledger", "eu"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("ABN260303B") && text.contains("eu") && !text.contains("ABN260302A"), "{text}");
+
+    // The file as `eu` sees it; a statement of `default` is not found in `eu`.
+    let id = file["file"].as_str().unwrap();
+    let shown = cli.run(&["--json", "statement", "show", id, "--ledger", "eu"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let outcomes: Vec<&str> =
+        shown["statements"].as_array().unwrap().iter().map(|s| s["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["imported", "unmapped"]);
+    assert_eq!(shown["filter"]["ledgers"], serde_json::json!([{"id": 2, "code": "eu"}]));
+    let main = file["statements"][0]["statement"].as_str().unwrap();
+    let elsewhere = cli.run(&["statement", "show", main, "--ledger", "eu"]);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("(statement_not_found)"));
+
+    // The end of day, whole or for one ledger.
+    let whole = cli.json(&["reconcile", "--date", "yesterday"]);
+    assert!(whole.get("filter").is_none(), "{whole}");
+    let eu = cli.json(&["reconcile", "--date", "yesterday", "--ledger", "eu"]);
+    assert_eq!(eu["filter"]["ledgers"], serde_json::json!([{"id": 2, "code": "eu"}]));
+    let table = cli.run(&["reconcile", "--date", "yesterday", "--ledger", "eu"]);
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    assert!(String::from_utf8_lossy(&table.stdout).starts_with("FILTERED: filtered to ledger eu (2)"));
+    let unknown = cli.run(&["reconcile", "--date", "yesterday", "--ledger", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("(ledger_not_found)"));
+    // --ledger goes with --date: the whole-ledger check has no ledger view.
+    assert_eq!(cli.run(&["reconcile", "--ledger", "eu"]).status.code(), Some(2));
+}
+
 #[tokio::test]
 async fn loadcheck_runs_a_round_and_reports_its_checks_as_json() {
     let cli = Cli::new().await;

@@ -2,7 +2,7 @@
 //! snapshot plus the journal since.
 //!
 //! "As of T" counts every journal row stamped at or before `T`. The base is the newest closed day
-//! that ended at or before `T`; the account's latest snapshot row up to that day holds its
+//! that ended at or before `T`; the account's latest snapshot row (in its ledger) up to that day holds its
 //! balances then. The rest is the account's rows stamped after the day ended, found through
 //! its history indexes between two journal sequence numbers stored with the closed days, and
 //! the holds resolved in that window. So a lookup reads at most the account's rows of the day
@@ -54,12 +54,12 @@ pub async fn balance_as_of(recon: &Recon, account_id: Uuid, as_of: Timestamp) ->
     let db_tx = crate::read_snapshot(&mut client).await?;
     let account = db_tx
         .query_opt(
-            "SELECT a.currency, c.scale FROM accounts a JOIN currencies c ON c.code = a.currency WHERE a.id = $1",
+            "SELECT a.currency, c.scale, a.ledger_id FROM accounts a JOIN currencies c ON c.code = a.currency WHERE a.id = $1",
             &[&account_id],
         )
         .await?
         .ok_or_else(|| ReconError::AccountNotFound(account_id.to_string()))?;
-    let (currency, scale): (String, i16) = (account.get(0), account.get(1));
+    let (currency, scale, ledger): (String, i16, i32) = (account.get(0), account.get(1), account.get(2));
     // The base day, and the journal window after it: [seq_low, seq_high] bounds the sequence
     // numbers of the rows stamped in (ends_at, as_of].
     let base = db_tx
@@ -79,7 +79,8 @@ pub async fn balance_as_of(recon: &Recon, account_id: Uuid, as_of: Timestamp) ->
             "WITH snapshot AS (
                  SELECT closing_debits_posted AS dp, closing_credits_posted AS cp,
                         closing_debits_pending AS dh, closing_credits_pending AS ch
-                 FROM balance_snapshots WHERE account_id = $1 AND day <= $2::text::date ORDER BY day DESC LIMIT 1
+                 FROM balance_snapshots WHERE account_id = $1 AND ledger_id = $7 AND day <= $2::text::date
+                 ORDER BY day DESC LIMIT 1
              ), rows AS (
                  SELECT * FROM transfers WHERE debit_account_id = $1 AND seq >= $4 AND seq <= coalesce($5, 9223372036854775807)
                  UNION ALL
@@ -103,7 +104,7 @@ pub async fn balance_as_of(recon: &Recon, account_id: Uuid, as_of: Timestamp) ->
              SELECT coalesce(s.dp, 0) + t.dp, coalesce(s.cp, 0) + t.cp,
                     coalesce(s.dh, 0) + t.dh - r.dh, coalesce(s.ch, 0) + t.ch - r.ch
              FROM tail t CROSS JOIN released r LEFT JOIN snapshot s ON true",
-            &[&account_id, &snapshot_day.as_deref().unwrap_or("-infinity"), &since, &seq_low, &seq_high, &at],
+            &[&account_id, &snapshot_day.as_deref().unwrap_or("-infinity"), &since, &seq_low, &seq_high, &at, &ledger],
         )
         .await?;
     db_tx.commit().await?;

@@ -8,17 +8,23 @@
 //!   the snapshot from the journal itself.
 //! - (a) `account_balance_mismatch`: an account row is not its latest snapshot plus the journal
 //!   since (a balance changed behind Tally's back).
-//! - (b) `trial_balance`: per currency, debits and credits differ, over the account rows or over
-//!   the day's closing totals; `open_holds_mismatch`: the accounts' pending totals are not the sum
+//! - (b) `trial_balance`: per currency, debits and credits differ over every ledger, over the
+//!   account rows or over the day's closing totals; `ledger_trial_balance`: the same per ledger
+//!   and currency (a transfer never leaves its ledger, so each ledger balances on its own);
+//!   `open_holds_mismatch`: per ledger and currency, the accounts' pending totals are not the sum
 //!   of the open holds.
 //! - (c) `pending_past_timeout`: a hold was still pending at the end of the day although its
 //!   timeout had passed; `transfer_without_audit`; `transfer_without_event`;
-//!   `event_sequence_gap`; `transfer_account_missing`.
+//!   `event_sequence_gap`; `transfer_account_missing`; `transfer_ledger_mismatch`: the day's
+//!   journal of one ledger moves money on an account of another.
 //! - (d) `batch_audit_mismatch`: a batch's audit row counts other transfers than the journal
 //!   holds for it; `event_without_transfer`: a transfer event names no journal row of the day.
 //! - `balance_rule_broken`: an account is past its overdraft rule.
 //!
-//! Every finding names the account or transfer, its currency and the amounts. A day before the
+//! Every finding names the account or transfer, its currency, its ledger and the amounts. A day
+//! is closed for every ledger at once and its report is whole: the closing totals per ledger and
+//! currency, the day's figures per ledger, every check's count per ledger
+//! (`DayReport::filtered` shows one ledger's part). A day before the
 //! ledger's first journal row is never closed (see `days`): its run checks the account rows
 //! against the whole journal and reports no snapshot (`none`). The checks run in
 //! one REPEATABLE READ snapshot, after the day is closed; all but the account-row checks read
@@ -27,11 +33,11 @@
 
 use crate::Recon;
 use crate::days::{self, format_day};
-use crate::report::{CheckSummary, CurrencyTotals, DayReport, Finding, HourVolume, RunStatus};
+use crate::report::{CheckSummary, CurrencyTotals, DayReport, Finding, HourVolume, LedgerCount, LedgerDay, RunStatus};
 use crate::{Progress, ReconError};
 use rust_decimal::Decimal;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tally_core::format_amount;
 use tally_store::convert::{from_system_time, to_system_time};
@@ -39,8 +45,14 @@ use tally_store::journal::{AuditEntry, append};
 use time::Date;
 use uuid::Uuid;
 
-/// How many findings of one check a report lists; the rest are counted.
+/// How many findings of one check a report lists per ledger (and of no one ledger); the rest are
+/// counted. Per ledger, so that a report filtered to one ledger lists its findings however many
+/// other ledgers have.
 pub const FINDINGS_PER_CHECK_MAX: i64 = 100;
+/// How many findings of one check a report lists over all ledgers: the first of every ledger
+/// before the second of any.
+pub const FINDINGS_LISTED_PER_CHECK_MAX: i64 = 1_000;
+const _: () = assert!(FINDINGS_PER_CHECK_MAX <= FINDINGS_LISTED_PER_CHECK_MAX);
 /// How long past its timeout a hold may stay pending before it is a finding: the sweeper runs
 /// every second, and a sweep may wait for busy accounts.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(60);
@@ -52,8 +64,15 @@ pub const RUN_ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 pub const CHECKS: &[(&str, &str)] = &[
     ("closing_balance_mismatch", "Each account's closing balance equals its opening balance plus the day's transfers"),
     ("account_balance_mismatch", "Each account row equals its latest snapshot plus the journal since"),
-    ("trial_balance", "Per currency, debits equal credits (account rows and the day's closing totals)"),
-    ("open_holds_mismatch", "Per currency, the accounts' pending totals equal the open holds"),
+    (
+        "trial_balance",
+        "Per currency, debits equal credits over every ledger (account rows and the day's closing totals)",
+    ),
+    (
+        "ledger_trial_balance",
+        "Per ledger and currency, debits equal credits: each ledger balances on its own (account rows and the day's closing totals)",
+    ),
+    ("open_holds_mismatch", "Per ledger and currency, the accounts' pending totals equal the open holds"),
     ("pending_past_timeout", "No hold is still pending at the end of the day past its timeout"),
     ("transfer_without_audit", "Every transfer of the day has its audit row"),
     ("batch_audit_mismatch", "Every batch's audit row counts the transfers the journal holds for it"),
@@ -61,6 +80,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("event_without_transfer", "Every transfer event of the day names a journal row of the day"),
     ("event_sequence_gap", "The day's events have no gap in their sequence numbers"),
     ("transfer_account_missing", "Every account the day's journal names exists, in the transfer's currency"),
+    ("transfer_ledger_mismatch", "Every account the day's journal names is in the transfer's ledger"),
     ("balance_rule_broken", "No account is past its overdraft limit"),
 ];
 
@@ -228,8 +248,9 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                         || ' from an opening of ' || {BALANCE_DETAIL} s.opening_debits_posted, s.opening_credits_posted,
                             s.opening_debits_pending, s.opening_credits_pending)
                         || ', but the day''s journal moves ' || {BALANCE_DETAIL} coalesce(d.debits_posted, 0),
-                            coalesce(d.credits_posted, 0), coalesce(d.debits_pending, 0), coalesce(d.credits_pending, 0))
-                 FROM d FULL JOIN s ON s.account_id = d.account_id
+                            coalesce(d.credits_posted, 0), coalesce(d.debits_pending, 0), coalesce(d.credits_pending, 0)),
+                        coalesce(s.ledger_id, d.ledger_id)
+                 FROM d FULL JOIN s ON s.account_id = d.account_id AND s.ledger_id = d.ledger_id
                  WHERE (coalesce(s.closing_debits_posted - s.opening_debits_posted, 0), coalesce(s.closing_credits_posted - s.opening_credits_posted, 0),
                         coalesce(s.closing_debits_pending - s.opening_debits_pending, 0), coalesce(s.closing_credits_pending - s.opening_credits_pending, 0))
                        <> (coalesce(d.debits_posted, 0), coalesce(d.credits_posted, 0), coalesce(d.debits_pending, 0), coalesce(d.credits_pending, 0))"
@@ -248,11 +269,13 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                             coalesce(s.closing_debits_pending, 0) + coalesce(t.debits_pending, 0) AS e_dh,
                             coalesce(s.closing_credits_pending, 0) + coalesce(t.credits_pending, 0) AS e_ch
                      FROM accounts a
-                     LEFT JOIN LATERAL (SELECT * FROM balance_snapshots b WHERE b.account_id = a.id ORDER BY b.day DESC LIMIT 1) s ON true
-                     LEFT JOIN tail t ON t.account_id = a.id)
+                     LEFT JOIN LATERAL (SELECT * FROM balance_snapshots b WHERE b.account_id = a.id AND b.ledger_id = a.ledger_id
+                                        ORDER BY b.day DESC LIMIT 1) s ON true
+                     LEFT JOIN tail t ON t.account_id = a.id AND t.ledger_id = a.ledger_id)
                  SELECT 'account_balance_mismatch', id::text, id::text, NULL, currency, e_cp - e_dp, credits_posted - debits_posted,
                         'the account row has ' || {BALANCE_DETAIL} debits_posted, credits_posted, debits_pending, credits_pending)
-                        || ', the journal says ' || {BALANCE_DETAIL} e_dp, e_cp, e_dh, e_ch)
+                        || ', the journal says ' || {BALANCE_DETAIL} e_dp, e_cp, e_dh, e_ch),
+                        ledger_id
                  FROM expected
                  WHERE (debits_posted, credits_posted, debits_pending, credits_pending) <> (e_dp, e_cp, e_dh, e_ch)"
             )),
@@ -260,32 +283,44 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
             earlier_snapshot_only: false,
         },
         Check {
-            codes: &["trial_balance"],
+            // One scan of the accounts and of the day's totals for both: per currency over every
+            // ledger, and per ledger and currency.
+            codes: &["trial_balance", "ledger_trial_balance"],
             fast: None,
-            sql: "SELECT 'trial_balance', currency, NULL, NULL, currency, sum(debits_posted), sum(credits_posted),
-                         format('over the account rows: debits %s / credits %s posted, %s / %s pending',
-                                sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending))
-                  FROM accounts GROUP BY currency
+            sql: "SELECT CASE WHEN GROUPING(ledger_id) = 1 THEN 'trial_balance' ELSE 'ledger_trial_balance' END, currency,
+                         NULL, NULL, currency, sum(debits_posted), sum(credits_posted),
+                         format('over the account rows%s: debits %s / credits %s posted, %s / %s pending',
+                                CASE WHEN GROUPING(ledger_id) = 0 THEN ' of ledger ' || ledger_id ELSE '' END,
+                                sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending)),
+                         ledger_id
+                  FROM accounts GROUP BY GROUPING SETS ((currency), (ledger_id, currency))
                   HAVING sum(debits_posted) <> sum(credits_posted) OR sum(debits_pending) <> sum(credits_pending)
                   UNION ALL
-                  SELECT 'trial_balance', currency, NULL, NULL, currency, debits_posted, credits_posted,
-                         format('in the day''s closing totals: debits %s / credits %s posted, %s / %s pending',
-                                debits_posted, credits_posted, debits_pending, credits_pending)
-                  FROM ledger_day_totals
-                  WHERE day = $1::text::date AND (debits_posted <> credits_posted OR debits_pending <> credits_pending)",
+                  SELECT CASE WHEN GROUPING(ledger_id) = 1 THEN 'trial_balance' ELSE 'ledger_trial_balance' END, currency,
+                         NULL, NULL, currency, sum(debits_posted), sum(credits_posted),
+                         format('in the day''s closing totals%s: debits %s / credits %s posted, %s / %s pending',
+                                CASE WHEN GROUPING(ledger_id) = 0 THEN ' of ledger ' || ledger_id ELSE '' END,
+                                sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending)),
+                         ledger_id
+                  FROM ledger_day_totals WHERE day = $1::text::date
+                  GROUP BY GROUPING SETS ((currency), (ledger_id, currency))
+                  HAVING sum(debits_posted) <> sum(credits_posted) OR sum(debits_pending) <> sum(credits_pending)",
             params: &[Param::Day],
             earlier_snapshot_only: false,
         },
         Check {
             codes: &["open_holds_mismatch"],
             fast: None,
-            sql: "WITH a AS (SELECT currency, sum(debits_pending) AS dh, sum(credits_pending) AS ch FROM accounts GROUP BY currency),
-                       h AS (SELECT currency, sum(amount) AS held, count(*) AS holds FROM transfers WHERE status = 'pending' GROUP BY currency)
+            sql: "WITH a AS (SELECT ledger_id, currency, sum(debits_pending) AS dh, sum(credits_pending) AS ch
+                             FROM accounts GROUP BY ledger_id, currency),
+                       h AS (SELECT ledger_id, currency, sum(amount) AS held, count(*) AS holds
+                             FROM transfers WHERE status = 'pending' GROUP BY ledger_id, currency)
                   SELECT 'open_holds_mismatch', coalesce(a.currency, h.currency), NULL, NULL, coalesce(a.currency, h.currency),
                          coalesce(h.held, 0), coalesce(a.dh, 0),
                          format('%s open holds total %s; the accounts hold %s debits / %s credits pending',
-                                coalesce(h.holds, 0), coalesce(h.held, 0), coalesce(a.dh, 0), coalesce(a.ch, 0))
-                  FROM a FULL JOIN h ON h.currency = a.currency
+                                coalesce(h.holds, 0), coalesce(h.held, 0), coalesce(a.dh, 0), coalesce(a.ch, 0)),
+                         coalesce(a.ledger_id, h.ledger_id)
+                  FROM a FULL JOIN h ON h.currency = a.currency AND h.ledger_id = a.ledger_id
                   WHERE coalesce(a.dh, 0) <> coalesce(h.held, 0) OR coalesce(a.ch, 0) <> coalesce(h.held, 0)",
             params: &[],
             earlier_snapshot_only: false,
@@ -296,12 +331,14 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
             sql: "SELECT 'pending_past_timeout', id::text, debit_account_id::text, id::text, currency, NULL::numeric, amount,
                          format('hold from %s to %s expired at %s and was still pending at the end of the day (%s)',
                                 debit_account_id, credit_account_id, expires_at,
-                                CASE WHEN status = 'pending' THEN 'it still is' ELSE 'it became ' || status || ' at ' || completed_at END)
+                                CASE WHEN status = 'pending' THEN 'it still is' ELSE 'it became ' || status || ' at ' || completed_at END),
+                         ledger_id
                   FROM transfers WHERE status = 'pending' AND expires_at < $2 AND created_at < $1
                   UNION ALL
                   SELECT 'pending_past_timeout', id::text, debit_account_id::text, id::text, currency, NULL, amount,
                          format('hold from %s to %s expired at %s and was still pending at the end of the day (it became %s at %s)',
-                                debit_account_id, credit_account_id, expires_at, status, completed_at)
+                                debit_account_id, credit_account_id, expires_at, status, completed_at),
+                         ledger_id
                   FROM transfers
                   WHERE kind = 'pending' AND status IN ('posted', 'voided', 'expired') AND completed_at >= $1 AND completed_at < $1 + interval '1 day'
                     AND expires_at < $2 AND created_at < $1",
@@ -309,11 +346,13 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
             earlier_snapshot_only: false,
         },
         Check {
+            // A batch's finding is of its ledger when all its rows are of one, else of none.
             codes: &["transfer_without_audit", "batch_audit_mismatch"],
             fast: None,
             sql: "WITH b AS (
                       SELECT batch_id, count(*) FILTER (WHERE status <> 'rejected') AS applied,
-                             count(*) FILTER (WHERE status = 'rejected') AS rejected, min(id::text) AS sample
+                             count(*) FILTER (WHERE status = 'rejected') AS rejected, min(id::text) AS sample,
+                             CASE WHEN min(ledger_id) = max(ledger_id) THEN min(ledger_id) END AS ledger_id
                       FROM transfers WHERE created_at >= $1 AND created_at < $2 AND batch_id IS NOT NULL GROUP BY batch_id),
                   l AS (
                       SELECT id, entity_id, (after->>'applied')::int8 AS applied, (after->>'rejected')::int8 AS rejected
@@ -324,12 +363,13 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                               THEN format('batch %s wrote %s applied and %s rejected transfers (e.g. %s) and has no audit row',
                                           b.batch_id, b.applied, b.rejected, b.sample)
                               ELSE format('the audit row of batch %s counts %s applied and %s rejected; the journal holds %s and %s',
-                                          l.entity_id, l.applied, l.rejected, coalesce(b.applied, 0), coalesce(b.rejected, 0)) END
+                                          l.entity_id, l.applied, l.rejected, coalesce(b.applied, 0), coalesce(b.rejected, 0)) END,
+                         b.ledger_id
                   FROM b FULL JOIN l ON l.entity_id = b.batch_id::text
                   WHERE l.id IS NULL OR b.batch_id IS NULL OR l.applied <> b.applied OR l.rejected <> b.rejected
                   UNION ALL
                   SELECT 'transfer_without_audit', t.id::text, t.debit_account_id::text, t.id::text, t.currency, NULL, t.amount,
-                         format('%s transfer written outside a batch has no audit row', t.kind)
+                         format('%s transfer written outside a batch has no audit row', t.kind), t.ledger_id
                   FROM transfers t
                   WHERE t.created_at >= $1 AND t.created_at < $2 AND t.batch_id IS NULL
                     AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
@@ -352,18 +392,19 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                   SELECT j.n + x.n = e.n AND (j.h # x.h) = e.h FROM j, x, e",
             ),
             sql: "WITH j AS (
-                      SELECT id::text AS entity_id, 'transfer.' || kind AS type, debit_account_id, currency, amount
+                      SELECT id::text AS entity_id, 'transfer.' || kind AS type, debit_account_id, currency, amount, ledger_id
                       FROM transfers WHERE created_at >= $1 AND created_at < $2 AND status <> 'rejected'
                       UNION ALL
-                      SELECT id::text, 'transfer.expired', debit_account_id, currency, amount
+                      SELECT id::text, 'transfer.expired', debit_account_id, currency, amount, ledger_id
                       FROM transfers WHERE kind = 'pending' AND status = 'expired' AND completed_at >= $1 AND completed_at < $2),
-                  e AS (SELECT seq, entity_id, type FROM events WHERE at >= $1 AND at < $2 AND type LIKE 'transfer.%')
+                  e AS (SELECT seq, entity_id, type, ledger_id FROM events WHERE at >= $1 AND at < $2 AND type LIKE 'transfer.%')
                   SELECT 'transfer_without_event', j.entity_id, j.debit_account_id::text, j.entity_id, j.currency, NULL::numeric, j.amount,
-                         format('no %s event for this transfer of the day', j.type)
+                         format('no %s event for this transfer of the day', j.type), j.ledger_id
                   FROM j WHERE NOT EXISTS (SELECT 1 FROM e WHERE e.entity_id = j.entity_id AND e.type = j.type)
                   UNION ALL
                   SELECT 'event_without_transfer', e.seq::text, NULL, e.entity_id, NULL, NULL, NULL,
-                         format('event %s (%s) names %s, which is not a journal row of the day', e.seq, e.type, e.entity_id)
+                         format('event %s (%s) names %s, which is not a journal row of the day', e.seq, e.type, e.entity_id),
+                         e.ledger_id
                   FROM e WHERE NOT EXISTS (SELECT 1 FROM j WHERE j.entity_id = e.entity_id AND j.type = e.type)",
             params: &[Param::Start, Param::End],
             earlier_snapshot_only: false,
@@ -377,25 +418,37 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
                  FROM r",
             ),
             // `seq + 0`: a plain min(seq) is planned as a walk of the primary key from its start,
-            // filtering on the time, which reads every event before the day.
+            // filtering on the time, which reads every event before the day. The sequence is the
+            // deployment's, of no one ledger.
             sql: "WITH r AS (SELECT min(seq + 0) AS lo, max(seq + 0) AS hi FROM events WHERE at >= $1 AND at < $2)
                   SELECT 'event_sequence_gap', g.seq::text, NULL, NULL, NULL, NULL, NULL,
-                         format('event %s is missing (the day''s events run from %s to %s)', g.seq, r.lo, r.hi)
+                         format('event %s is missing (the day''s events run from %s to %s)', g.seq, r.lo, r.hi), NULL::int4
                   FROM r CROSS JOIN LATERAL generate_series(greatest(r.lo - 1, 1), r.hi) AS g(seq)
                   WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = g.seq)",
             params: &[Param::Start, Param::End],
             earlier_snapshot_only: false,
         },
         Check {
-            codes: &["transfer_account_missing"],
+            // The day's snapshot rows are per account and the ledger of the journal rows that
+            // moved it: one whose account is not in that ledger (in that currency) is a journal
+            // row that names an account of another ledger, or none. Which ledger the account is
+            // in is looked up only for the rows found.
+            codes: &["transfer_account_missing", "transfer_ledger_mismatch"],
             fast: None,
-            sql: "SELECT 'transfer_account_missing', s.account_id::text, s.account_id::text, NULL, s.currency,
-                         NULL, s.closing_credits_posted - s.closing_debits_posted,
-                         format('the day''s journal moves money on account %s in %s, which does not exist (closing %s / %s posted)',
-                                s.account_id, s.currency, s.closing_debits_posted, s.closing_credits_posted)
-                  FROM balance_snapshots s
-                  WHERE s.day = $1::text::date
-                    AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.account_id AND a.currency = s.currency)",
+            sql: "SELECT CASE WHEN m.other IS NULL THEN 'transfer_account_missing' ELSE 'transfer_ledger_mismatch' END,
+                         m.account_id::text, m.account_id::text, NULL, m.currency,
+                         NULL, m.closing_credits_posted - m.closing_debits_posted,
+                         CASE WHEN m.other IS NULL
+                              THEN format('the day''s journal moves money on account %s in %s, which does not exist (closing %s / %s posted)',
+                                          m.account_id, m.currency, m.closing_debits_posted, m.closing_credits_posted)
+                              ELSE format('the day''s journal of ledger %s moves money on account %s, which is in ledger %s (closing %s / %s posted)',
+                                          m.ledger_id, m.account_id, m.other, m.closing_debits_posted, m.closing_credits_posted) END,
+                         m.ledger_id
+                  FROM (SELECT s.*, (SELECT min(a.ledger_id) FROM accounts a WHERE a.id = s.account_id AND a.currency = s.currency) AS other
+                        FROM balance_snapshots s
+                        WHERE s.day = $1::text::date
+                          AND NOT EXISTS (SELECT 1 FROM accounts a
+                                          WHERE a.id = s.account_id AND a.currency = s.currency AND a.ledger_id = s.ledger_id)) m",
             params: &[Param::Day],
             earlier_snapshot_only: false,
         },
@@ -405,7 +458,8 @@ static CHECK_QUERIES: std::sync::LazyLock<Vec<Check>> = std::sync::LazyLock::new
             sql: "SELECT 'balance_rule_broken', id::text, id::text, NULL, currency, -overdraft_limit,
                          credits_posted - debits_posted - debits_pending,
                          format('available %s is below the overdraft limit -%s',
-                                credits_posted - debits_posted - debits_pending, overdraft_limit)
+                                credits_posted - debits_posted - debits_pending, overdraft_limit),
+                         ledger_id
                   FROM accounts WHERE NOT unrestricted AND credits_posted - debits_posted - debits_pending < -overdraft_limit",
             params: &[],
             earlier_snapshot_only: false,
@@ -446,13 +500,22 @@ struct DayParams {
     far: SystemTime,
 }
 
-/// The check's findings (at most `FINDINGS_PER_CHECK_MAX` per code) and its counts per code.
+/// What one check found: its listed findings, and its counts per code, in total and per ledger.
+#[derive(Default)]
+struct CheckResult {
+    findings: Vec<Finding>,
+    counts: HashMap<String, i64>,
+    by_ledger: HashMap<String, Vec<LedgerCount>>,
+}
+
+/// The check's findings (at most `FINDINGS_PER_CHECK_MAX` per code and ledger, and
+/// `FINDINGS_LISTED_PER_CHECK_MAX` per code) and its counts per code and ledger.
 async fn run_check(
     db_tx: &deadpool_postgres::Transaction<'_>,
     check: &Check,
     p: &DayParams,
     scales: &HashMap<String, u8>,
-) -> Result<(Vec<Finding>, HashMap<String, i64>), ReconError> {
+) -> Result<CheckResult, ReconError> {
     let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = check
         .params
         .iter()
@@ -467,25 +530,39 @@ async fn run_check(
             }
         })
         .collect();
-    let (mut findings, mut counts) = (Vec::new(), HashMap::new());
+    let mut result = CheckResult::default();
     if let Some(fast) = check.fast
         && db_tx.query_one(fast, &values).await?.get::<_, bool>(0)
     {
-        return Ok((findings, counts));
+        return Ok(result);
     }
+    // Every (code, ledger) keeps its first row, listed or not, for its count.
     let limited = format!(
-        "SELECT * FROM (
-             SELECT c, subject, account_id, transfer_id, currency, expected::numeric, found::numeric, detail,
-                    count(*) OVER (PARTITION BY c) AS total, row_number() OVER (PARTITION BY c ORDER BY subject) AS rank
-             FROM ({sql}) f(c, subject, account_id, transfer_id, currency, expected, found, detail)) x
-         WHERE rank <= {FINDINGS_PER_CHECK_MAX} ORDER BY c, rank",
+        "SELECT c, subject, account_id, transfer_id, currency, expected, found, detail, ledger, total, in_ledger,
+                row_number() OVER (PARTITION BY c ORDER BY rank, ledger NULLS FIRST) <= {FINDINGS_LISTED_PER_CHECK_MAX} AS listed
+         FROM (
+             SELECT c, subject, account_id, transfer_id, currency, expected::numeric, found::numeric, detail, ledger::int4,
+                    count(*) OVER (PARTITION BY c) AS total, count(*) OVER (PARTITION BY c, ledger) AS in_ledger,
+                    row_number() OVER (PARTITION BY c, ledger ORDER BY subject) AS rank
+             FROM ({sql}) f(c, subject, account_id, transfer_id, currency, expected, found, detail, ledger)) x
+         WHERE rank <= {FINDINGS_PER_CHECK_MAX} ORDER BY c, rank, ledger NULLS FIRST",
         sql = check.sql
     );
+    let mut counted: std::collections::HashSet<(String, Option<i32>)> = std::collections::HashSet::new();
     for row in db_tx.query(&limited, &values).await? {
-        counts.insert(row.get(0), row.get(8));
-        findings.push(finding_from_row(&row, scales));
+        let (code, ledger): (String, Option<i32>) = (row.get(0), row.get(8));
+        result.counts.insert(code.clone(), row.get(9));
+        if counted.insert((code.clone(), ledger)) {
+            result.by_ledger.entry(code).or_default().push(LedgerCount { ledger, findings: row.get(10) });
+        }
+        if row.get::<_, bool>(11) {
+            result.findings.push(finding_from_row(&row, scales));
+        }
     }
-    Ok((findings, counts))
+    for counts in result.by_ledger.values_mut() {
+        counts.sort_by_key(|count| count.ledger);
+    }
+    Ok(result)
 }
 
 /// Connections the checks of a day run on at once, all in one snapshot (the first exports it).
@@ -584,18 +661,32 @@ async fn check_day(
     let results: Vec<Result<Vec<_>, ReconError>> = futures_util::future::join_all(lanes.iter().map(lane)).await;
     let mut results: Vec<_> = results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
     results.sort_by_key(|(index, _, _)| *index);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut by_ledger: HashMap<String, Vec<LedgerCount>> = HashMap::new();
+    let mut figures = None;
+    for (_, found, summary) in results {
+        findings.extend(found.findings);
+        counts.extend(found.counts);
+        by_ledger.extend(found.by_ledger);
+        figures = figures.or(summary);
+    }
+    let mut figures: DayFigures = figures.expect("the day's figures were taken");
+    // Every ledger the day's figures or findings name, with its code.
+    let named = by_ledger.values().flatten().filter_map(|count| count.ledger);
+    let ids: Vec<i32> = figures.ledgers.keys().copied().chain(named).collect();
+    let hours = u32::try_from(figures.hourly.len()).expect("a few hours");
+    for ledger in &ids {
+        ledger_day(&mut figures.ledgers, *ledger, hours);
+    }
+    for row in lanes[0].query("SELECT id, code FROM ledgers WHERE id = ANY($1)", &[&ids]).await? {
+        if let Some(ledger) = figures.ledgers.get_mut(&row.get::<_, i32>(0)) {
+            ledger.code = row.get(1);
+        }
+    }
     for db_tx in lanes {
         db_tx.commit().await?;
     }
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut figures = None;
-    for (_, (found, counted), summary) in results {
-        findings.extend(found);
-        counts.extend(counted);
-        figures = figures.or(summary);
-    }
-    let figures: DayFigures = figures.expect("the day's figures were taken");
     let text = params.day;
 
     let checks: Vec<CheckSummary> = CHECKS
@@ -612,6 +703,7 @@ async fn check_day(
                 _ => (*description).to_owned(),
             },
             findings: counts.get(*code).copied().unwrap_or(0),
+            by_ledger: by_ledger.remove(*code).unwrap_or_default(),
         })
         .collect();
     let status = if checks.iter().all(|c| c.findings == 0) { RunStatus::Clean } else { RunStatus::Findings };
@@ -635,6 +727,9 @@ async fn check_day(
         hourly: figures.hourly,
         checks,
         findings,
+        per_ledger: true,
+        ledgers: figures.ledgers.into_values().collect(),
+        filter: None,
     })
 }
 
@@ -657,6 +752,7 @@ fn finding_from_row(row: &tokio_postgres::Row, scales: &HashMap<String, u8>) -> 
         found: found.map(|v| amount_text(v, scale)),
         difference,
         detail: row.get(7),
+        ledger: row.get(8),
     }
 }
 
@@ -691,9 +787,31 @@ struct DayFigures {
     batches: i64,
     currencies: Vec<CurrencyTotals>,
     hourly: Vec<HourVolume>,
+    /// Per ledger, by id (codes filled in later).
+    ledgers: BTreeMap<i32, LedgerDay>,
 }
 
-/// The day's figures: volume by hour, batches, events and per-currency totals.
+/// `hours` hours of no transfers.
+fn empty_hours(hours: u32) -> Vec<HourVolume> {
+    (0..hours).map(|hour| HourVolume { hour, transfers: 0 }).collect()
+}
+
+/// A ledger's figures of the day, made empty when it has none yet.
+fn ledger_day(ledgers: &mut BTreeMap<i32, LedgerDay>, ledger: i32, hours: u32) -> &mut LedgerDay {
+    ledgers.entry(ledger).or_insert_with(|| LedgerDay {
+        ledger,
+        code: String::new(),
+        transfers: 0,
+        rejected: 0,
+        accounts_touched: 0,
+        events: 0,
+        batches: 0,
+        hourly: empty_hours(hours),
+    })
+}
+
+/// The day's figures, whole and per ledger: volume by hour, batches, events, accounts touched
+/// and per-ledger, per-currency totals.
 async fn summarize(
     db_tx: &deadpool_postgres::Transaction<'_>,
     bounds: &days::DayBounds,
@@ -704,62 +822,93 @@ async fn summarize(
         bounds.ends_at.duration_since(bounds.starts_at).expect("days end after they start").as_secs().div_ceil(3600),
     )
     .expect("a day has a few hours");
+    let mut ledgers: BTreeMap<i32, LedgerDay> = BTreeMap::new();
     // date_bin, not extract(epoch ...): extract computes in NUMERIC, which doubled this scan's time.
     let rows = db_tx
         .query(
-            "SELECT GROUPING(hour) = 0, hour, batch_id IS NULL, count(*) FILTER (WHERE status <> 'rejected'),
+            "SELECT GROUPING(hour) = 0, ledger_id, hour, batch_id, count(*) FILTER (WHERE status <> 'rejected'),
                     count(*) FILTER (WHERE status = 'rejected')
-             FROM (SELECT date_bin('1 hour', created_at, $1) AS hour, batch_id, status
+             FROM (SELECT date_bin('1 hour', created_at, $1) AS hour, batch_id, status, ledger_id
                    FROM transfers WHERE created_at >= $1 AND created_at < $2) t
-             GROUP BY GROUPING SETS ((hour), (batch_id))",
+             GROUP BY GROUPING SETS ((ledger_id, hour), (ledger_id, batch_id))",
             &[&bounds.starts_at, &bounds.ends_at],
         )
         .await?;
-    let mut hourly: Vec<HourVolume> = (0..hours).map(|hour| HourVolume { hour, transfers: 0 }).collect();
-    let (mut batches, mut rejected) = (0, 0);
+    let mut hourly = empty_hours(hours);
+    let mut batches: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    let mut rejected = 0;
     for row in &rows {
+        let of = ledger_day(&mut ledgers, row.get(1), hours);
         if row.get::<_, bool>(0) {
-            let start: SystemTime = row.get(1);
+            let start: SystemTime = row.get(2);
             let offset = start.duration_since(bounds.starts_at).expect("rows of the day").as_secs() / 3600;
-            hourly[usize::try_from(offset).expect("a few hours")].transfers = row.get(3);
-            rejected += row.get::<_, i64>(4);
-        } else if !row.get::<_, bool>(2) {
-            batches += 1;
+            let offset = usize::try_from(offset).expect("a few hours");
+            let (applied, refused): (i64, i64) = (row.get(4), row.get(5));
+            of.hourly[offset].transfers += applied;
+            of.rejected += refused;
+            hourly[offset].transfers += applied;
+            rejected += refused;
+        } else if let Some(batch) = row.get::<_, Option<Uuid>>(3) {
+            of.batches += 1;
+            batches.insert(batch);
         }
     }
-    let events: i64 = db_tx
-        .query_one("SELECT count(*) FROM events WHERE at >= $1 AND at < $2", &[&bounds.starts_at, &bounds.ends_at])
+    let mut events = 0;
+    for row in db_tx
+        .query(
+            "SELECT ledger_id, count(*) FROM events WHERE at >= $1 AND at < $2 GROUP BY ledger_id",
+            &[&bounds.starts_at, &bounds.ends_at],
+        )
         .await?
-        .get(0);
+    {
+        let count: i64 = row.get(1);
+        events += count;
+        // Events of no one ledger (a closed day, a finished run) count only in the whole.
+        if let Some(id) = row.get::<_, Option<i32>>(0) {
+            ledger_day(&mut ledgers, id, hours).events += count;
+        }
+    }
     // A day before the ledger's first journal row has no row here: nothing was closed.
     let stats =
         db_tx.query_opt("SELECT transfers, accounts FROM ledger_days WHERE day = $1::text::date", &[&day]).await?;
     let (transfers, accounts_touched) = stats.map_or((0, 0), |row| (row.get(0), row.get(1)));
-    let currencies = db_tx
+    for row in db_tx
         .query(
-            "SELECT currency, transfers, posted_volume, debits_posted, credits_posted, debits_pending, credits_pending
-             FROM ledger_day_totals WHERE day = $1::text::date ORDER BY currency",
+            "SELECT ledger_id, count(*) FROM balance_snapshots WHERE day = $1::text::date GROUP BY ledger_id",
             &[&day],
         )
         .await?
-        .iter()
-        .map(|row| {
-            let currency: String = row.get(0);
-            let scale = scales.get(&currency).copied().unwrap_or(0);
-            let amount = |i: usize| amount_text(row.get(i), scale);
-            CurrencyTotals {
-                transfers: row.get(1),
-                posted_volume: amount(2),
-                closing_debits_posted: amount(3),
-                closing_credits_posted: amount(4),
-                closing_debits_pending: amount(5),
-                closing_credits_pending: amount(6),
-                currency,
-                scale,
-            }
-        })
-        .collect();
-    Ok(DayFigures { transfers, rejected, accounts_touched, events, batches, currencies, hourly })
+    {
+        ledger_day(&mut ledgers, row.get(0), hours).accounts_touched = row.get(1);
+    }
+    let mut currencies = Vec::new();
+    for row in db_tx
+        .query(
+            "SELECT ledger_id, currency, transfers, posted_volume, debits_posted, credits_posted, debits_pending, credits_pending
+             FROM ledger_day_totals WHERE day = $1::text::date ORDER BY ledger_id, currency",
+            &[&day],
+        )
+        .await?
+    {
+        let currency: String = row.get(1);
+        let scale = scales.get(&currency).copied().unwrap_or(0);
+        let amount = |i: usize| amount_text(row.get(i), scale);
+        let totals = CurrencyTotals {
+            ledger: row.get(0),
+            transfers: row.get(2),
+            posted_volume: amount(3),
+            closing_debits_posted: amount(4),
+            closing_credits_posted: amount(5),
+            closing_debits_pending: amount(6),
+            closing_credits_pending: amount(7),
+            currency,
+            scale,
+        };
+        ledger_day(&mut ledgers, totals.ledger, hours).transfers += totals.transfers;
+        currencies.push(totals);
+    }
+    let batches = i64::try_from(batches.len()).expect("bounded");
+    Ok(DayFigures { transfers, rejected, accounts_touched, events, batches, currencies, hourly, ledgers })
 }
 
 /// Whether `day` has an end-of-day run that is running or finished, or one that failed after

@@ -16,6 +16,10 @@
 //! `check_ledger` recomputes everything that is stored twice and reports every disagreement,
 //! naming the accounts, transfers and amounts involved:
 //! - **trial balance**: per currency, total debits equal total credits (posted and pending);
+//! - **double entry per ledger**: per ledger and currency, the same over the ledger's accounts
+//!   (`ledger_trial_balance`: a transfer never leaves the ledger of its accounts, so every ledger
+//!   balances on its own), and no applied journal row names an account outside its own ledger
+//!   (`transfer_ledger_mismatch`);
 //! - **journal vs accounts**: each account's posted totals equal the sums of its posted journal
 //!   entries, and its pending totals equal its open holds;
 //! - **balance rules**: no account is past its rule;
@@ -24,7 +28,8 @@
 //!   its event, and the event sequence has no gap.
 //!
 //! The checks run in one REPEATABLE READ snapshot, so a ledger under load is checked at one
-//! consistent point in time. Findings are values; only database failures are errors.
+//! consistent point in time. Findings are values, each with the ledger it concerns; only
+//! database failures are errors.
 
 pub mod balance;
 pub mod days;
@@ -235,6 +240,20 @@ pub struct Finding {
     pub subject: String,
     /// What was expected and what was found, in minor units where amounts are involved.
     pub detail: String,
+    /// The ledger of the account or transfer (by id); `None` for what is of no one ledger (a
+    /// currency over every ledger, the event sequence).
+    pub ledger: Option<i32>,
+}
+
+/// One ledger's totals in one currency, over its accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerTotals {
+    pub ledger: i32,
+    pub ledger_code: String,
+    pub currency: String,
+    /// Decimal strings in the currency's scale.
+    pub debits_posted: String,
+    pub credits_posted: String,
 }
 
 /// The result of a reconciliation run.
@@ -243,8 +262,8 @@ pub struct Report {
     pub accounts: i64,
     pub transfers: i64,
     pub events: i64,
-    /// Per currency: (currency, debits posted, credits posted), as decimal strings.
-    pub totals: Vec<(String, String, String)>,
+    /// Per ledger and currency, by ledger id and currency.
+    pub totals: Vec<LedgerTotals>,
     pub findings: Vec<Finding>,
 }
 
@@ -254,14 +273,26 @@ impl Report {
     }
 }
 
-/// Each check: a stable code and a query returning `(subject, detail)` rows for every finding.
+/// Each check: a stable code and a query returning `(subject, detail, ledger)` rows for every
+/// finding.
 const CHECKS: &[(&str, &str)] = &[
     (
         "trial_balance",
         "SELECT currency, format('debits posted %s, credits posted %s, debits pending %s, credits pending %s',
-                                 sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending))
+                                 sum(debits_posted), sum(credits_posted), sum(debits_pending), sum(credits_pending)),
+                NULL::int4
          FROM accounts GROUP BY currency
          HAVING sum(debits_posted) <> sum(credits_posted) OR sum(debits_pending) <> sum(credits_pending)",
+    ),
+    (
+        "ledger_trial_balance",
+        "SELECT a.currency,
+                format('ledger %s (%s): debits posted %s, credits posted %s, debits pending %s, credits pending %s',
+                       l.code, a.ledger_id, sum(a.debits_posted), sum(a.credits_posted), sum(a.debits_pending),
+                       sum(a.credits_pending)),
+                a.ledger_id
+         FROM accounts a LEFT JOIN ledgers l ON l.id = a.ledger_id GROUP BY a.ledger_id, l.code, a.currency
+         HAVING sum(a.debits_posted) <> sum(a.credits_posted) OR sum(a.debits_pending) <> sum(a.credits_pending)",
     ),
     (
         "account_totals_mismatch",
@@ -285,36 +316,56 @@ const CHECKS: &[(&str, &str)] = &[
                 format('account has debits %s / credits %s posted, %s / %s pending; journal says %s / %s posted, %s / %s pending',
                        a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
                        coalesce(j.debits_posted, 0), coalesce(j.credits_posted, 0),
-                       coalesce(j.debits_pending, 0), coalesce(j.credits_pending, 0))
+                       coalesce(j.debits_pending, 0), coalesce(j.credits_pending, 0)),
+                a.ledger_id
          FROM accounts a LEFT JOIN j ON j.account_id = a.id
          WHERE (a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending)
                IS DISTINCT FROM (coalesce(j.debits_posted, 0), coalesce(j.credits_posted, 0),
                                  coalesce(j.debits_pending, 0), coalesce(j.credits_pending, 0))",
     ),
     (
+        // Anti-joins on (id, ledger): an account of the row's ledger must exist for both sides.
+        // Where the account is instead is looked up only for the rows found.
+        "transfer_ledger_mismatch",
+        "SELECT t.id::text,
+                format('%s transfer of ledger %s names debit account %s (in %s) and credit account %s (in %s)',
+                       t.kind, t.ledger_id,
+                       t.debit_account_id, coalesce((SELECT 'ledger ' || string_agg(a.ledger_id::text, ', ')
+                                                     FROM accounts a WHERE a.id = t.debit_account_id), 'no ledger'),
+                       t.credit_account_id, coalesce((SELECT 'ledger ' || string_agg(a.ledger_id::text, ', ')
+                                                      FROM accounts a WHERE a.id = t.credit_account_id), 'no ledger')),
+                t.ledger_id
+         FROM transfers t
+         WHERE t.status <> 'rejected'
+           AND (NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.debit_account_id AND a.ledger_id = t.ledger_id)
+                OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.credit_account_id AND a.ledger_id = t.ledger_id))",
+    ),
+    (
         "balance_rule_broken",
         "SELECT id::text, format('available %s is below the overdraft limit -%s',
-                                 credits_posted - debits_posted - debits_pending, overdraft_limit)
+                                 credits_posted - debits_posted - debits_pending, overdraft_limit),
+                ledger_id
          FROM accounts
          WHERE NOT unrestricted AND credits_posted - debits_posted - debits_pending < -overdraft_limit",
     ),
     (
         "transfer_without_audit",
-        "SELECT t.id::text, format('%s transfer has no audit row (batch %s)', t.kind, t.batch_id) FROM transfers t
+        "SELECT t.id::text, format('%s transfer has no audit row (batch %s)', t.kind, t.batch_id), t.ledger_id FROM transfers t
          WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.batch_id::text AND l.entity_type = 'batch')
            AND NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.entity_id = t.id::text
                            AND l.action IN ('transfer.create', 'transfer.reject'))",
     ),
     (
         "transfer_without_event",
-        "SELECT t.id::text, format('%s transfer has no event', t.kind) FROM transfers t
+        "SELECT t.id::text, format('%s transfer has no event', t.kind), t.ledger_id FROM transfers t
          WHERE t.status <> 'rejected'
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.entity_id = t.id::text AND e.type = 'transfer.' || t.kind)",
     ),
     (
         "event_sequence_gap",
         "SELECT 'events', format('%s events but sequence numbers run from %s to %s (counter at %s)',
-                                 count(*), min(seq), max(seq), (SELECT last_seq FROM event_sequence))
+                                 count(*), min(seq), max(seq), (SELECT last_seq FROM event_sequence)),
+                NULL::int4
          FROM events
          HAVING count(*) <> coalesce(max(seq), 0) OR coalesce(min(seq), 1) <> 1
              OR coalesce(max(seq), 0) <> (SELECT last_seq FROM event_sequence)",
@@ -332,7 +383,7 @@ pub async fn check_ledger(recon: &Recon) -> Result<Report, ReconError> {
     for (check, sql) in CHECKS {
         let limited = format!("{sql} LIMIT {FINDINGS_PER_CHECK_MAX}");
         for row in tx.query(&limited, &[]).await? {
-            findings.push(Finding { check, subject: row.get(0), detail: row.get(1) });
+            findings.push(Finding { check, subject: row.get(0), detail: row.get(1), ledger: row.get(2) });
         }
     }
     let count = |table: &'static str| format!("SELECT count(*) FROM {table}");
@@ -341,13 +392,21 @@ pub async fn check_ledger(recon: &Recon) -> Result<Report, ReconError> {
     let events: i64 = tx.query_one(&count("events"), &[]).await?.get(0);
     let totals = tx
         .query(
-            "SELECT a.currency, tally_major(sum(a.debits_posted), c.scale)::text, tally_major(sum(a.credits_posted), c.scale)::text
-             FROM accounts a JOIN currencies c ON c.code = a.currency GROUP BY a.currency, c.scale ORDER BY 1",
+            "SELECT a.ledger_id, l.code, a.currency, tally_major(sum(a.debits_posted), c.scale)::text,
+                    tally_major(sum(a.credits_posted), c.scale)::text
+             FROM accounts a JOIN currencies c ON c.code = a.currency JOIN ledgers l ON l.id = a.ledger_id
+             GROUP BY a.ledger_id, l.code, a.currency, c.scale ORDER BY 1, 3",
             &[],
         )
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .map(|row| LedgerTotals {
+            ledger: row.get(0),
+            ledger_code: row.get(1),
+            currency: row.get(2),
+            debits_posted: row.get(3),
+            credits_posted: row.get(4),
+        })
         .collect();
     tx.commit().await?;
     Ok(Report { accounts, transfers, events, totals, findings })

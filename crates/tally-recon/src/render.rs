@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::report::{
-    BalanceComparison, CheckSummary, CurrencyTotals, DayReport, FileReport, Finding, HourVolume, MatchLine, NoteLine,
-    RunStatus, StatementReport,
+    BalanceComparison, CheckSummary, CurrencyTotals, DayReport, FileReport, Finding, HourVolume, LedgerDay, MatchLine,
+    NoteLine, ReportFilter, RunStatus, StatementReport,
 };
 
 /// An output format of the reports.
@@ -101,8 +101,18 @@ fn json<T: serde::Serialize>(report: &T) -> String {
 // ---------------------------------------------------------------------------------------------
 // CSV
 
-const DAY_CSV_HEADER: [&str; 9] =
-    ["check", "subject", "account_id", "transfer_id", "currency", "expected", "found", "difference", "detail"];
+const DAY_CSV_HEADER: [&str; 10] = [
+    "check",
+    "subject",
+    "account_id",
+    "transfer_id",
+    "ledger",
+    "currency",
+    "expected",
+    "found",
+    "difference",
+    "detail",
+];
 
 const STATEMENT_CSV_HEADER: [&str; 7] =
     ["outcome", "rule", "statement_entries", "transfer_ids", "amount", "difference", "detail"];
@@ -115,6 +125,7 @@ fn day_csv(report: &DayReport) -> String {
             finding.subject.clone(),
             optional(&finding.account_id),
             optional(&finding.transfer_id),
+            finding.ledger.map(|ledger| report.ledger_label(ledger)).unwrap_or_default(),
             optional(&finding.currency),
             optional(&finding.expected),
             optional(&finding.found),
@@ -325,6 +336,7 @@ tr.break td {{ background: var(--bad-bg); }}
 .failed {{ color: var(--bad); font-weight: 600; }}
 .muted {{ color: var(--muted); }}
 p.none {{ color: var(--muted); font-style: italic; }}
+p.filter {{ margin: 16px 0 0; padding: 8px 12px; border: 1px solid var(--line); border-radius: 6px; background: var(--zebra); }}
 svg.chart {{ display: block; width: 100%; max-width: 760px; height: auto; }}
 footer {{ margin-top: 40px; color: var(--muted); font-size: .8rem; }}
 @media print {{
@@ -370,22 +382,23 @@ fn summary(items: &[(&str, String)]) -> String {
     out
 }
 
-fn currency_table(currencies: &[CurrencyTotals]) -> String {
-    let mut out = String::from("<section>\n<h2>Totals by currency</h2>\n");
+fn currency_table(currencies: &[CurrencyTotals], label: &dyn Fn(i32) -> String) -> String {
+    let mut out = String::from("<section>\n<h2>Totals by ledger and currency</h2>\n");
     if currencies.is_empty() {
         out.push_str("<p class=\"none\">No currencies.</p>\n</section>\n");
         return out;
     }
     out.push_str(
-        "<table>\n<thead><tr><th>Currency</th><th class=\"num\">Scale</th><th class=\"num\">Transfers</th>\
+        "<table>\n<thead><tr><th>Ledger</th><th>Currency</th><th class=\"num\">Scale</th><th class=\"num\">Transfers</th>\
          <th class=\"num\">Posted volume</th><th class=\"num\">Debits posted</th><th class=\"num\">Credits posted</th>\
          <th class=\"num\">Debits pending</th><th class=\"num\">Credits pending</th></tr></thead>\n<tbody>\n",
     );
     for totals in currencies {
         put!(
             out,
-            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+            "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            escape(&label(totals.ledger)),
             escape(&totals.currency),
             totals.scale,
             totals.transfers,
@@ -398,6 +411,42 @@ fn currency_table(currencies: &[CurrencyTotals]) -> String {
     }
     out.push_str("</tbody>\n</table>\n</section>\n");
     out
+}
+
+/// The day's figures per ledger; nothing for a report that has none (stored before ledgers).
+fn ledgers_table(ledgers: &[LedgerDay]) -> String {
+    if ledgers.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section>\n<h2>Ledgers</h2>\n<table>\n<thead><tr><th>Ledger</th><th class=\"num\">Id</th>\
+         <th class=\"num\">Transfers</th><th class=\"num\">Rejected</th><th class=\"num\">Accounts touched</th>\
+         <th class=\"num\">Events</th><th class=\"num\">Batches</th></tr></thead>\n<tbody>\n",
+    );
+    for ledger in ledgers {
+        put!(
+            out,
+            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            escape(&ledger.code),
+            ledger.ledger,
+            ledger.transfers,
+            ledger.rejected,
+            ledger.accounts_touched,
+            ledger.events,
+            ledger.batches,
+        );
+    }
+    out.push_str("</tbody>\n</table>\n</section>\n");
+    out
+}
+
+/// A notice that the report is restricted to some ledgers; nothing when it is whole.
+fn filter_notice(filter: &Option<ReportFilter>) -> String {
+    match filter {
+        Some(filter) => format!("<p class=\"filter\"><strong>Filtered:</strong> {}</p>\n", escape(&filter.note)),
+        None => String::new(),
+    }
 }
 
 /// Chooses a "nice" step (1, 2 or 5 times a power of ten) giving at most five intervals up to
@@ -558,7 +607,7 @@ fn checks_table(checks: &[CheckSummary], findings: &[Finding]) -> String {
 }
 
 /// The findings, grouped by check: in the order of `check_order`, then by first appearance.
-fn findings_table(findings: &[Finding], check_order: &[&str]) -> String {
+fn findings_table(findings: &[Finding], check_order: &[&str], label: &dyn Fn(i32) -> String) -> String {
     let mut out = String::from("<section>\n<h2>Findings</h2>\n");
     if findings.is_empty() {
         out.push_str("<p class=\"none\">No findings.</p>\n</section>\n");
@@ -581,14 +630,14 @@ fn findings_table(findings: &[Finding], check_order: &[&str]) -> String {
     }
 
     out.push_str(
-        "<table>\n<thead><tr><th>Check</th><th>Subject</th><th>Account</th><th>Transfer</th><th>Currency</th>\
+        "<table>\n<thead><tr><th>Check</th><th>Subject</th><th>Account</th><th>Transfer</th><th>Ledger</th><th>Currency</th>\
          <th class=\"num\">Expected</th><th class=\"num\">Found</th><th class=\"num\">Difference</th><th>Detail</th></tr></thead>\n",
     );
     for (check, group) in groups {
         let noun = if group.len() == 1 { "finding" } else { "findings" };
         put!(
             out,
-            "<tbody>\n<tr class=\"group\"><th colspan=\"9\">{} · {} {noun}</th></tr>\n",
+            "<tbody>\n<tr class=\"group\"><th colspan=\"10\">{} · {} {noun}</th></tr>\n",
             escape(check),
             group.len()
         );
@@ -596,12 +645,13 @@ fn findings_table(findings: &[Finding], check_order: &[&str]) -> String {
             put!(
                 out,
                 "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td>\
-                 <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"detail\">{}</td></tr>\n",
+                 <td class=\"mono\">{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"detail\">{}</td></tr>\n",
                 escape(&finding.check),
                 escape(&finding.subject),
                 escape_opt(&finding.account_id),
                 escape_opt(&finding.transfer_id),
+                escape_opt(&finding.ledger.map(label)),
                 escape_opt(&finding.currency),
                 escape_opt(&finding.expected),
                 escape_opt(&finding.found),
@@ -691,13 +741,16 @@ fn day_html(report: &DayReport) -> String {
         ("Batches", report.batches.to_string()),
         ("Findings listed", report.findings.len().to_string()),
     ]);
-    body.push_str(&currency_table(&report.currencies));
+    let label = |ledger: i32| report.ledger_label(ledger);
+    body.insert_str(0, &filter_notice(&report.filter));
+    body.push_str(&currency_table(&report.currencies, &label));
+    body.push_str(&ledgers_table(&report.ledgers));
     body.push_str("<section>\n<h2>Transfers by hour</h2>\n");
     body.push_str(&hourly_chart(&report.hourly, &report.time_zone, &report.day));
     body.push_str("</section>\n");
     body.push_str(&checks_table(&report.checks, &report.findings));
     let order: Vec<&str> = report.checks.iter().map(|check| check.check.as_str()).collect();
-    body.push_str(&findings_table(&report.findings, &order));
+    body.push_str(&findings_table(&report.findings, &order, &label));
     page(
         &format!("Tally end-of-day report {}", report.day),
         &format!("End of day {}", report.day),
@@ -744,9 +797,11 @@ fn file_html(report: &FileReport) -> String {
         ("Imported before", report.already_imported.to_string()),
         ("Unmapped", report.unmapped.to_string()),
     ]);
+    body.insert_str(0, &filter_notice(&report.filter));
+    let label = file_ledger_label(report);
     body.push_str(
         "<section>\n<h2>Statements</h2>\n<table>\n<thead><tr><th>#</th><th>Statement</th><th>Bank account</th><th>Outcome</th>\
-         <th>Tally account</th><th class=\"num\">Entries</th><th class=\"num\">Pages</th><th>Period</th>\
+         <th>Tally account</th><th>Ledger</th><th class=\"num\">Entries</th><th class=\"num\">Pages</th><th>Period</th>\
          <th class=\"num\">Opening</th><th class=\"num\">Closing</th><th class=\"num\">Does not add up by</th></tr></thead>\n<tbody>\n",
     );
     for statement in &report.statements {
@@ -760,14 +815,15 @@ fn file_html(report: &FileReport) -> String {
         put!(
             body,
             "<tr{}><td class=\"num\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td></tr>\n",
+             <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
             if off || statement.outcome == "unmapped" { " class=\"break\"" } else { "" },
             statement.ord,
             escape(&statement.statement_ref),
             escape(&statement.bank_account),
             escape(&statement.outcome),
             escape_opt(&account),
+            escape_opt(&statement.ledger_of().map(&label)),
             statement.entries,
             statement.pages,
             escape(&period),
@@ -777,7 +833,7 @@ fn file_html(report: &FileReport) -> String {
         );
     }
     body.push_str("</tbody>\n</table>\n</section>\n");
-    body.push_str(&findings_table(&report.findings, &[]));
+    body.push_str(&findings_table(&report.findings, &[], &label));
     body.push_str(&notes_table(&report.notes, "Notes on the file"));
     for statement in &report.statements {
         let Some(statement_report) = &statement.report else { continue };
@@ -789,7 +845,7 @@ fn file_html(report: &FileReport) -> String {
         );
         body.push_str(&balances_table(&statement_report.balances));
         body.push_str(&matches_table(&statement_report.matches));
-        body.push_str(&findings_table(&statement_report.findings, &[]));
+        body.push_str(&findings_table(&statement_report.findings, &[], &label));
         body.push_str(&notes_table(&statement_report.notes, "Notes"));
     }
     page(
@@ -799,6 +855,14 @@ fn file_html(report: &FileReport) -> String {
         &format!("{} statement(s) in one {} file", report.statements.len(), report.format),
         &body,
     )
+}
+
+/// Names the ledgers of a file's statements by the codes their reports carry.
+fn file_ledger_label(report: &FileReport) -> impl Fn(i32) -> String + '_ {
+    move |ledger: i32| {
+        let reports = report.statements.iter().filter_map(|s| s.report.as_ref());
+        crate::report::ledger_label(reports.map(|r| (r.ledger, r.ledger_code.as_str())), ledger)
+    }
 }
 
 fn statement_html(report: &StatementReport) -> String {
@@ -813,6 +877,7 @@ fn statement_html(report: &StatementReport) -> String {
         ("Format", report.format.clone()),
         ("Imported statement", report.statement.clone()),
         ("Account", account),
+        ("Ledger", format!("{} ({})", report.ledger_code, report.ledger)),
         ("Currency", report.currency.clone()),
         ("Period", period.clone()),
         ("Run", report.run_id.clone()),
@@ -831,7 +896,8 @@ fn statement_html(report: &StatementReport) -> String {
     ]);
     body.push_str(&balances_table(&report.balances));
     body.push_str(&matches_table(&report.matches));
-    body.push_str(&findings_table(&report.findings, &[]));
+    let code = |ledger: i32| if ledger == report.ledger { report.ledger_code.clone() } else { ledger.to_string() };
+    body.push_str(&findings_table(&report.findings, &[], &code));
     body.push_str(&notes_table(&report.notes, "Notes"));
     page(
         &format!("Tally statement report {}", report.statement_ref),

@@ -178,8 +178,17 @@ struct Mapped {
     /// Per statement, in file order: an index into `accounts`.
     targets: Vec<Option<usize>>,
     accounts: Vec<tally_store::AccountRecord>,
+    /// The code of each of their ledgers, by id.
+    ledger_codes: HashMap<i32, String>,
     /// Mapping entries that named no bank account of the file.
     unused: Vec<String>,
+}
+
+impl Mapped {
+    /// The ledger of `accounts[index]`: a statement mapped to it belongs there.
+    fn ledger_of(&self, index: usize) -> i32 {
+        self.accounts[index].account.ledger.0
+    }
 }
 
 async fn map_statements(recon: &Recon, file: &StatementFile, options: &ImportOptions) -> Result<Mapped, ReconError> {
@@ -265,7 +274,15 @@ async fn map_statements(recon: &Recon, file: &StatementFile, options: &ImportOpt
     let mut unused: Vec<String> =
         options.mapping.iter().map(|(bank, _)| bank.clone()).filter(|bank| !used.contains(bank)).collect();
     unused.dedup();
-    Ok(Mapped { targets, accounts, unused })
+    let ids: Vec<i32> = accounts.iter().map(|record| record.account.ledger.0).collect();
+    let client = recon.client().await?;
+    let ledger_codes = client
+        .query("SELECT id, code FROM ledgers WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    Ok(Mapped { targets, accounts, ledger_codes, unused })
 }
 
 /// The scales of every currency the ledger knows, for parsing each statement at its own.
@@ -440,6 +457,7 @@ pub async fn import_file(
                     digest: &digest,
                     content_digest: &content_digests[ord],
                     account_id: mapped.accounts[*account].account.id.0,
+                    ledger: mapped.ledger_of(*account),
                     imported_at: started_at,
                 };
                 insert_statement(&db_tx, &row, &file.statements[ord], actor).await?;
@@ -508,7 +526,8 @@ async fn plan_statements(
             .query_opt(
                 "SELECT id, content_digest = $4 OR (content_digest IS NULL AND digest = $5)
                  FROM statements
-                 WHERE account_id = $1 AND ((format = $2 AND statement_ref = $3) OR (file_id IS NULL AND digest = $5))
+                 WHERE account_id = $1 AND ledger_id = $6
+                   AND ((format = $2 AND statement_ref = $3) OR (file_id IS NULL AND digest = $5))
                  ORDER BY (format = $2 AND statement_ref = $3) DESC LIMIT 1",
                 &[
                     &account_id,
@@ -516,6 +535,7 @@ async fn plan_statements(
                     &refs[ord],
                     &content_digests[ord],
                     &planned.digest,
+                    &planned.mapped.ledger_of(index),
                 ],
             )
             .await?;
@@ -562,7 +582,8 @@ async fn match_new_statements(
         if new.is_empty() {
             continue;
         }
-        let context = AccountContext { record, rules, file_id, actor };
+        let ledger_code = planned.mapped.ledger_codes.get(&record.account.ledger.0).map_or("", String::as_str);
+        let context = AccountContext { record, ledger_code, rules, file_id, actor };
         let statements: Vec<(Uuid, &Statement, &str)> =
             new.iter().map(|(ord, id)| (*id, &planned.file.statements[*ord], planned.refs[*ord].as_str())).collect();
         let account_reports = match_account(recon, &context, &statements).await?;
@@ -645,6 +666,8 @@ struct StatementRow<'a> {
     digest: &'a [u8],
     content_digest: &'a [u8],
     account_id: Uuid,
+    /// The account's ledger: the statement's and its entries'.
+    ledger: i32,
     imported_at: SystemTime,
 }
 
@@ -660,9 +683,9 @@ async fn insert_statement(
         .execute(
             "INSERT INTO statements (id, account_id, format, statement_ref, digest, bank_account, currency, sequence,
                                      opening_date, opening_amount, closing_date, closing_amount, entries, imported_at, imported_by,
-                                     file_id, file_ord, content_digest, balance_difference, pages, notes)
+                                     file_id, file_ord, content_digest, balance_difference, pages, notes, ledger_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::date, $10, $11::text::date, $12, $13, $14, $15,
-                     $16, $17, $18, $19, $20, $21)",
+                     $16, $17, $18, $19, $20, $21, $22)",
             &[
                 &row.id,
                 &row.account_id,
@@ -685,16 +708,17 @@ async fn insert_statement(
                 &amount(statement.balance_difference()),
                 &i32::try_from(statement.pages).expect("bounded by STATEMENTS_PER_FILE_MAX"),
                 &notes_json(&statement.notes),
+                &row.ledger,
             ],
         )
         .await?;
-    insert_entries(db_tx, row.id, statement).await?;
+    insert_entries(db_tx, row.id, row.ledger, statement).await?;
     let entry = AuditEntry {
         actor,
         action: "statement.import",
         event_type: Some("statement.imported".into()),
         entity_type: "statement",
-        ledger: None,
+        ledger: Some(tally_core::LedgerId(row.ledger)),
         entity_id: row.id.to_string(),
         before: None,
         after: json!({"account_id": row.account_id, "format": statement.format.as_str(), "statement_ref": row.reference,
@@ -707,6 +731,7 @@ async fn insert_statement(
 async fn insert_entries(
     db_tx: &deadpool_postgres::Transaction<'_>,
     statement_id: Uuid,
+    ledger: i32,
     statement: &Statement,
 ) -> Result<(), ReconError> {
     let e = &statement.entries;
@@ -731,8 +756,8 @@ async fn insert_entries(
         .execute(
             "INSERT INTO statement_entries (statement_id, ord, location, booking_date, value_date, amount, reversal, reference,
                                             bank_reference, counterparty, description, bank_code, details,
-                                            end_to_end_id, counterparty_iban, original_amount, charges)
-             SELECT $1, u.* FROM unnest($2::int4[], $3::text[], $4::text[]::date[], $5::text[]::date[], $6::numeric[], $7::bool[],
+                                            end_to_end_id, counterparty_iban, original_amount, charges, ledger_id)
+             SELECT $1, u.*, $18 FROM unnest($2::int4[], $3::text[], $4::text[]::date[], $5::text[]::date[], $6::numeric[], $7::bool[],
                                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[],
                                         $14::text[], $15::text[], $16::jsonb[], $17::jsonb[]) u",
             &[
@@ -753,10 +778,102 @@ async fn insert_entries(
                 &text(|x| &x.counterparty_iban),
                 &other(|x| &x.original_amount),
                 &other(|x| &x.charges),
+                &ledger,
             ],
         )
         .await?;
     Ok(())
+}
+
+/// The most statements one page of `list_statements` holds.
+pub const STATEMENTS_LISTED_MAX: i64 = 1_000;
+
+/// Which imported statements `list_statements` shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatementFilter<'a> {
+    /// Only the statements of these ledgers (`None`: every ledger).
+    pub ledgers: Option<&'a [tally_core::LedgerId]>,
+    /// Only the statements of this account.
+    pub account: Option<Uuid>,
+    /// Only statements older than this one (the previous page's last): newest first.
+    pub before: Option<Uuid>,
+}
+
+/// An imported statement as a listing shows it, with the outcome of its matching.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementSummary {
+    pub id: Uuid,
+    /// The ledger of its account.
+    pub ledger: i32,
+    pub account_id: Uuid,
+    pub account_code: Option<String>,
+    pub format: String,
+    pub statement_ref: String,
+    pub bank_account: String,
+    pub currency: String,
+    pub opening_date: Option<String>,
+    /// Decimal strings in the account's currency.
+    pub opening: Option<String>,
+    pub closing_date: Option<String>,
+    pub closing: Option<String>,
+    pub entries: i32,
+    pub file_id: Option<Uuid>,
+    pub imported_at: String,
+    pub imported_by: String,
+    /// `clean` or `findings`: the matching when it was imported.
+    pub status: Option<String>,
+    pub findings: Option<i64>,
+}
+
+/// Imported statements, newest first, at most `limit` (1 to `STATEMENTS_LISTED_MAX`).
+pub async fn list_statements(
+    recon: &Recon,
+    filter: &StatementFilter<'_>,
+    limit: i64,
+) -> Result<Vec<StatementSummary>, ReconError> {
+    let limit = limit.clamp(1, STATEMENTS_LISTED_MAX);
+    let ledgers: Option<Vec<i32>> = filter.ledgers.map(|ledgers| ledgers.iter().map(|l| l.0).collect());
+    let client = recon.client().await?;
+    let rows = client
+        .query(
+            "SELECT s.id, s.ledger_id, s.account_id, a.code, s.format, s.statement_ref, s.bank_account, a.currency,
+                    s.opening_date::text, tally_major(s.opening_amount, c.scale)::text,
+                    s.closing_date::text, tally_major(s.closing_amount, c.scale)::text,
+                    s.entries, s.file_id, s.imported_at, s.imported_by, r.status, r.findings
+             FROM statements s
+             JOIN accounts a ON a.id = s.account_id AND a.ledger_id = s.ledger_id
+             JOIN currencies c ON c.code = a.currency
+             LEFT JOIN LATERAL (SELECT status, findings FROM reconciliation_runs
+                                WHERE kind = 'statement' AND statement_id = s.id ORDER BY started_at DESC LIMIT 1) r ON true
+             WHERE ($1::int4[] IS NULL OR s.ledger_id = ANY($1)) AND ($2::uuid IS NULL OR s.account_id = $2)
+               AND ($3::uuid IS NULL OR s.id < $3)
+             ORDER BY s.id DESC LIMIT $4",
+            &[&ledgers, &filter.account, &filter.before, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| StatementSummary {
+            id: row.get(0),
+            ledger: row.get(1),
+            account_id: row.get(2),
+            account_code: row.get(3),
+            format: row.get(4),
+            statement_ref: row.get(5),
+            bank_account: row.get(6),
+            currency: row.get(7),
+            opening_date: row.get(8),
+            opening: row.get(9),
+            closing_date: row.get(10),
+            closing: row.get(11),
+            entries: row.get(12),
+            file_id: row.get(13),
+            imported_at: crate::eod::rfc3339(row.get(14)),
+            imported_by: row.get(15),
+            status: row.get(16),
+            findings: row.get(17),
+        })
+        .collect())
 }
 
 /// The report stored for a statement's first import, by Tally's statement id.
@@ -796,6 +913,7 @@ async fn latest_file_report(
 /// What matching the statements of one account needs to know.
 struct AccountContext<'a> {
     record: &'a tally_store::AccountRecord,
+    ledger_code: &'a str,
     rules: &'a MatchRules,
     file_id: Uuid,
     actor: &'a str,
@@ -928,6 +1046,7 @@ async fn statement_report_of(
             account_id: Some(account_id.to_string()),
             transfer_id: transfer,
             currency: Some(record.account.currency.clone()),
+            ledger: Some(record.account.ledger.0),
             expected: None,
             found: found.map(amount_text),
             difference: None,
@@ -1047,6 +1166,8 @@ async fn statement_report_of(
         format: statement.format.as_str().to_owned(),
         account_id: account_id.to_string(),
         account_code: record.code.clone(),
+        ledger: record.account.ledger.0,
+        ledger_code: context.ledger_code.to_owned(),
         currency: record.account.currency.clone(),
         period_from: matched.period.0.map(format_day),
         period_to: matched.period.1.map(format_day),
@@ -1110,7 +1231,7 @@ async fn store_statement_run(
         action: "reconciliation.statement",
         event_type: Some("reconciliation.finished".into()),
         entity_type: "reconciliation",
-        ledger: None,
+        ledger: Some(tally_core::LedgerId(report.ledger)),
         entity_id: report.run_id.clone(),
         before: None,
         after: json!({"statement_id": statement_id, "status": report.status.as_str(), "matched": report.matched,
@@ -1192,6 +1313,7 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
                 account_id: None,
                 transfer_id: None,
                 currency: statement.currency.clone(),
+                ledger: None,
                 expected: None,
                 found: None,
                 difference: None,
@@ -1224,6 +1346,7 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
             statement: id.map(|id| id.to_string()),
             account_id: record.map(|r| r.account.id.0.to_string()),
             account_code: record.and_then(|r| r.code.clone()),
+            ledger: record.map(|r| r.account.ledger.0),
             report: context.reports[ord].clone(),
         });
     }
@@ -1256,6 +1379,7 @@ fn build_file_report(context: &FileContext<'_>) -> FileReport {
         statements,
         notes,
         findings,
+        filter: None,
     }
 }
 

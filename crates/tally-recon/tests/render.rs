@@ -15,6 +15,7 @@ fn finding(check: &str, subject: &str, detail: &str) -> Finding {
         account_id: None,
         transfer_id: None,
         currency: None,
+        ledger: None,
         expected: None,
         found: None,
         difference: None,
@@ -30,6 +31,7 @@ fn day_report() -> DayReport {
     let mismatch = Finding {
         account_id: Some("0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e".to_owned()),
         currency: Some("EUR".to_owned()),
+        ledger: Some(2),
         expected: Some("1200.00".to_owned()),
         found: Some("1150.50".to_owned()),
         difference: Some("-49.50".to_owned()),
@@ -41,6 +43,7 @@ fn day_report() -> DayReport {
     };
     let missing_event = Finding {
         transfer_id: Some("0190f3a4-0000-7000-8000-000000000042".to_owned()),
+        ledger: Some(1),
         ..finding(
             "missing_event",
             "0190f3a4-0000-7000-8000-000000000042",
@@ -64,35 +67,84 @@ fn day_report() -> DayReport {
         accounts_touched: 77,
         events: 1300,
         batches: 12,
-        currencies: vec![CurrencyTotals {
-            currency: "EUR".to_owned(),
-            scale: 2,
-            transfers: 1234,
-            posted_volume: "98765.43".to_owned(),
-            closing_debits_posted: "1000000.00".to_owned(),
-            closing_credits_posted: "1000000.00".to_owned(),
-            closing_debits_pending: "0.00".to_owned(),
-            closing_credits_pending: "0.00".to_owned(),
-        }],
+        currencies: vec![
+            CurrencyTotals {
+                ledger: 1,
+                currency: "EUR".to_owned(),
+                scale: 2,
+                transfers: 1000,
+                posted_volume: "90000.00".to_owned(),
+                closing_debits_posted: "900000.00".to_owned(),
+                closing_credits_posted: "900000.00".to_owned(),
+                closing_debits_pending: "0.00".to_owned(),
+                closing_credits_pending: "0.00".to_owned(),
+            },
+            CurrencyTotals {
+                ledger: 2,
+                currency: "EUR".to_owned(),
+                scale: 2,
+                transfers: 234,
+                posted_volume: "8765.43".to_owned(),
+                closing_debits_posted: "100000.00".to_owned(),
+                closing_credits_posted: "100000.00".to_owned(),
+                closing_debits_pending: "0.00".to_owned(),
+                closing_credits_pending: "0.00".to_owned(),
+            },
+        ],
         hourly: hours(&[0, 0, 1, 3, 5, 8, 13, 21, 34, 55, 89, 144, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1]),
         checks: vec![
             CheckSummary {
                 check: "missing_event".to_owned(),
                 description: format!("Every applied entry has its event {SCRIPT}"),
                 findings: 2,
+                by_ledger: vec![
+                    LedgerCount { ledger: None, findings: 1 },
+                    LedgerCount { ledger: Some(1), findings: 1 },
+                ],
             },
             CheckSummary {
                 check: "closing_balance_mismatch".to_owned(),
                 description: "Snapshot balances equal the journal's".to_owned(),
                 findings: 1,
+                by_ledger: vec![LedgerCount { ledger: Some(2), findings: 1 }],
             },
             CheckSummary {
                 check: "trial_balance".to_owned(),
                 description: "Debits equal credits per currency".to_owned(),
                 findings: 0,
+                by_ledger: Vec::new(),
             },
         ],
         findings: vec![mismatch, missing_event, formula],
+        per_ledger: true,
+        ledgers: vec![
+            LedgerDay {
+                ledger: 1,
+                code: "default".to_owned(),
+                transfers: 1000,
+                rejected: 5,
+                accounts_touched: 70,
+                events: 1000,
+                batches: 12,
+                hourly: hours(&[
+                    0, 0, 1, 3, 5, 8, 13, 21, 34, 55, 89, 144, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1,
+                ])
+                .into_iter()
+                .map(|h| HourVolume { transfers: h.transfers - if h.hour == 11 { 144 - 60 } else { 0 }, ..h })
+                .collect(),
+            },
+            LedgerDay {
+                ledger: 2,
+                code: format!("eu{SCRIPT}"),
+                transfers: 234,
+                rejected: 0,
+                accounts_touched: 7,
+                events: 234,
+                batches: 3,
+                hourly: hours(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 84]),
+            },
+        ],
+        filter: None,
     }
 }
 
@@ -104,6 +156,7 @@ fn clean_day(hourly: Vec<HourVolume>) -> DayReport {
             check: "trial_balance".to_owned(),
             description: "Debits equal credits per currency".to_owned(),
             findings: 0,
+            by_ledger: Vec::new(),
         }],
         findings: Vec::new(),
         ..day_report()
@@ -118,6 +171,8 @@ fn statement_report() -> StatementReport {
         format: "camt.053".to_owned(),
         account_id: "0190f3a4-bbbb-7000-8000-000000000002".to_owned(),
         account_code: Some("bank:main".to_owned()),
+        ledger: 2,
+        ledger_code: "eu".to_owned(),
         currency: "EUR".to_owned(),
         period_from: Some("2025-03-14".to_owned()),
         period_to: Some("2025-03-14".to_owned()),
@@ -215,6 +270,7 @@ fn file_report() -> FileReport {
         statement: Some(statement.statement.clone()),
         account_id: Some(statement.account_id.clone()),
         account_code: statement.account_code.clone(),
+        ledger: Some(statement.ledger),
         report: Some(statement),
     };
     let unmapped = FileStatement {
@@ -231,6 +287,7 @@ fn file_report() -> FileReport {
         statement: None,
         account_id: None,
         account_code: None,
+        ledger: None,
         report: None,
         ..imported.clone()
     };
@@ -256,6 +313,7 @@ fn file_report() -> FileReport {
             amount: None,
         }],
         findings: vec![finding("unmapped_statement", "NL75ABNA0555555555 <i>", "=map it with --map")],
+        filter: None,
     }
 }
 
@@ -368,7 +426,7 @@ fn statement_json_round_trips() {
 #[test]
 fn day_csv_is_the_findings_table() {
     let csv = render_day(&day_report(), ReportFormat::Csv);
-    assert!(csv.starts_with("check,subject,account_id,transfer_id,currency,expected,found,difference,detail\n"));
+    assert!(csv.starts_with("check,subject,account_id,transfer_id,ledger,currency,expected,found,difference,detail\n"));
     let (header, rows) = parse_csv(&csv);
     assert_eq!(
         header,
@@ -377,6 +435,7 @@ fn day_csv_is_the_findings_table() {
             "subject",
             "account_id",
             "transfer_id",
+            "ledger",
             "currency",
             "expected",
             "found",
@@ -392,6 +451,7 @@ fn day_csv_is_the_findings_table() {
                 "0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e",
                 "0190f3a4-5c1e-7b2a-9d3e-1f2a3b4c5d6e",
                 "",
+                "eu<script>alert(1)</script>",
                 "EUR",
                 "1200.00",
                 "1150.50",
@@ -403,6 +463,7 @@ fn day_csv_is_the_findings_table() {
                 "0190f3a4-0000-7000-8000-000000000042",
                 "",
                 "0190f3a4-0000-7000-8000-000000000042",
+                "default",
                 "",
                 "",
                 "",
@@ -410,7 +471,7 @@ fn day_csv_is_the_findings_table() {
                 "reference <script>alert(1)</script>, a, b\nsecond line",
             ]),
             // Cells a spreadsheet would run as formulas are defused with a leading quote.
-            row(&["missing_event", "'=HYPERLINK(\"x\")", "", "", "", "", "", "", "'@SUM(A1:A9)"]),
+            row(&["missing_event", "'=HYPERLINK(\"x\")", "", "", "", "", "", "", "", "'@SUM(A1:A9)"]),
         ]
     );
 }
@@ -419,7 +480,7 @@ fn day_csv_is_the_findings_table() {
 fn clean_day_csv_is_only_the_header() {
     let csv = render_day(&clean_day(hours(&[0; 24])), ReportFormat::Csv);
     let (header, rows) = parse_csv(&csv);
-    assert_eq!(header.len(), 9);
+    assert_eq!(header.len(), 10);
     assert!(rows.is_empty());
 }
 
@@ -477,8 +538,14 @@ fn day_html_is_escaped_self_contained_and_charts_every_hour() {
     assert!(html.contains("2025-03-14"));
     assert!(html.contains("<span class=\"badge findings\">findings</span>"));
     assert!(html.contains("Europe/Berlin"));
-    assert!(html.contains("98765.43"));
     assert!(html.contains("<style>"));
+    // Totals per ledger and currency, each row led by its ledger's code; the ledgers' figures.
+    assert!(html.contains("Totals by ledger and currency"));
+    assert!(html.contains("<td class=\"mono\">default</td><td class=\"mono\">EUR</td>"), "{html}");
+    assert!(html.contains(&format!("<td class=\"mono\">eu{SCRIPT_ESCAPED}</td><td class=\"mono\">EUR</td>")));
+    assert!(html.contains("90000.00") && html.contains("8765.43"));
+    assert!(html.contains("<h2>Ledgers</h2>") && html.contains("Accounts touched"));
+    assert!(!html.contains("Filtered:"), "the whole report says nothing of a filter");
 
     // The chart: one bar per hour, with axis labels.
     assert_eq!(html.matches("<svg").count(), 1);
@@ -543,4 +610,105 @@ fn clean_statement_html_says_no_findings() {
     assert!(html.contains("No findings."));
     let csv = render_statement(&report, ReportFormat::Csv);
     assert_eq!(parse_csv(&csv).1.len(), 2, "only the matches");
+}
+
+/// The report as one ledger sees it: its totals, figures, counts and findings only.
+#[test]
+fn a_day_report_filtered_to_one_ledger_shows_that_ledgers_part_and_says_so() {
+    let report = day_report();
+    let eu = LedgerRef { id: 2, code: "eu".to_owned() };
+    let shown = report.filtered(std::slice::from_ref(&eu));
+    assert_eq!(shown.currencies.iter().map(|c| c.ledger).collect::<Vec<_>>(), [2]);
+    assert_eq!(shown.findings.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["closing_balance_mismatch"]);
+    let counts: Vec<(&str, i64)> = shown.checks.iter().map(|c| (c.check.as_str(), c.findings)).collect();
+    assert_eq!(counts, [("missing_event", 0), ("closing_balance_mismatch", 1), ("trial_balance", 0)]);
+    assert_eq!(shown.status, RunStatus::Findings);
+    assert_eq!(
+        (shown.transfers, shown.rejected, shown.accounts_touched, shown.events, shown.batches),
+        (234, 0, 7, 234, 3)
+    );
+    assert_eq!(shown.hourly.iter().map(|h| h.transfers).sum::<i64>(), 84);
+    assert_eq!(shown.hourly[11].transfers, 84);
+    assert_eq!(shown.ledgers.len(), 1);
+    let filter = shown.filter.as_ref().expect("says it is filtered");
+    assert_eq!(filter.ledgers, [eu.clone()]);
+    assert!(filter.note.contains("filtered to ledger eu (2)"), "{}", filter.note);
+    // The day, run and actor stay; the stored report is untouched.
+    assert_eq!((shown.run_id.as_str(), shown.day.as_str()), ("run-1", "2025-03-14"));
+    assert!(report.filter.is_none());
+
+    // Ledger 1 gets its own finding; the one of no ledger (the formula row) is left out.
+    let default = report.filtered(&[LedgerRef { id: 1, code: "default".to_owned() }]);
+    assert_eq!(default.findings.len(), 1);
+    assert_eq!(default.findings[0].ledger, Some(1));
+    assert_eq!(default.checks[0].findings, 1);
+    assert_eq!((default.transfers, default.hourly[11].transfers), (1000, 60));
+
+    // A ledger with nothing on the day: a clean, empty report.
+    let other = report.filtered(&[LedgerRef { id: 3, code: "cards".to_owned() }]);
+    assert_eq!(other.status, RunStatus::Clean);
+    assert!(other.findings.is_empty() && other.currencies.is_empty() && other.ledgers.is_empty());
+    assert_eq!((other.transfers, other.events), (0, 0));
+
+    // Rendered: the notice, and only the ledger's rows.
+    let html = render_day(&shown, ReportFormat::Html);
+    assert!(html.contains("<strong>Filtered:</strong> filtered to ledger eu (2)"), "{html}");
+    assert!(!html.contains("90000.00") && html.contains("8765.43"));
+    let (_, rows) = parse_csv(&render_day(&shown, ReportFormat::Csv));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], "closing_balance_mismatch");
+    // The JSON says it is filtered; the stored one does not carry the field at all.
+    assert!(render_day(&shown, ReportFormat::Json).contains("\"filter\""));
+    assert!(!render_day(&report, ReportFormat::Json).contains("\"filter\""));
+}
+
+/// A report stored before ledgers existed was all of ledger 1 (`default`).
+#[test]
+fn a_day_report_stored_before_ledgers_reads_and_filters_as_ledger_one() {
+    let mut json = serde_json::to_value(day_report()).unwrap();
+    let object = json.as_object_mut().unwrap();
+    for key in ["per_ledger", "ledgers"] {
+        object.remove(key);
+    }
+    for totals in object["currencies"].as_array_mut().unwrap() {
+        totals.as_object_mut().unwrap().remove("ledger");
+    }
+    for check in object["checks"].as_array_mut().unwrap() {
+        check.as_object_mut().unwrap().remove("by_ledger");
+    }
+    for finding in object["findings"].as_array_mut().unwrap() {
+        finding.as_object_mut().unwrap().remove("ledger");
+    }
+    let old: DayReport = serde_json::from_value(json).unwrap();
+    assert!(!old.per_ledger && old.ledgers.is_empty());
+    assert!(old.currencies.iter().all(|c| c.ledger == 1));
+    assert_eq!(old.ledger_label(1), "default");
+
+    let default = old.filtered(&[LedgerRef { id: 1, code: "default".to_owned() }]);
+    assert_eq!((default.findings.len(), default.transfers, default.status), (3, 1234, RunStatus::Findings));
+    assert_eq!(default.checks.iter().map(|c| c.findings).sum::<i64>(), 3);
+    let eu = old.filtered(&[LedgerRef { id: 2, code: "eu".to_owned() }]);
+    assert_eq!((eu.findings.len(), eu.transfers, eu.status), (0, 0, RunStatus::Clean));
+    assert!(eu.currencies.is_empty() && eu.hourly.iter().all(|h| h.transfers == 0));
+}
+
+/// A file as one ledger sees it: the file's own content and that ledger's statements.
+#[test]
+fn a_file_report_filtered_to_a_ledger_keeps_its_statements_and_the_files_own_content() {
+    let report = file_report();
+    let eu = [LedgerRef { id: 2, code: "eu".to_owned() }];
+    let default = [LedgerRef { id: 1, code: "default".to_owned() }];
+    assert!(report.touches(&eu) && !report.touches(&default));
+    let same = report.filtered(&eu);
+    assert_eq!(same.statements, report.statements);
+    assert_eq!((same.imported, same.unmapped), (1, 1));
+    let other = report.filtered(&default);
+    let outcomes: Vec<&str> = other.statements.iter().map(|s| s.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["unmapped"]);
+    assert_eq!((other.imported, other.already_imported, other.unmapped), (0, 0, 1));
+    // The unmapped statement is still a finding of the file.
+    assert_eq!(other.status, RunStatus::Findings);
+    assert!(other.filter.as_ref().unwrap().note.contains("statements of other ledgers are not shown"));
+    let html = render_file(&same, ReportFormat::Html);
+    assert!(html.contains("<td class=\"mono\">eu</td>"), "the statement's ledger is shown");
 }

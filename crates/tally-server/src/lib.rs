@@ -50,7 +50,7 @@ use utoipa::OpenApi;
         transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
         transfers::show, transfers::list,
         feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::show,
-        statements::import, statements::show,
+        statements::import, statements::show, statements::list,
         webhooks::create, webhooks::list, webhooks::show, webhooks::delete, webhooks::disable, webhooks::enable,
         webhooks::deliveries, webhooks::delivery, webhooks::redeliver,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
@@ -59,6 +59,7 @@ use utoipa::OpenApi;
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
         views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
         reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView,
+        statements::StatementListView,
         views::NewLedgerBody, views::LedgerView, views::NewWebhookBody, views::WebhookView, views::CreatedWebhookView, views::DeliveryView, views::AttemptView)),
     modifiers(&BearerAuth),
 )]
@@ -197,7 +198,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reconciliations/{date}", get(reconciliations::show))
         .route(
             "/v1/statements",
-            post(statements::import).layer(DefaultBodyLimit::max(tally_statement::STATEMENT_BYTES_MAX)),
+            post(statements::import)
+                .layer(DefaultBodyLimit::max(tally_statement::STATEMENT_BYTES_MAX))
+                .get(statements::list),
         )
         .route("/v1/statements/{id}", get(statements::show))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))

@@ -6,6 +6,7 @@
 #![allow(clippy::inconsistent_digit_grouping)]
 
 mod end_of_day;
+mod ledgers;
 mod point_in_time;
 mod random_days;
 mod statements;

@@ -11,14 +11,14 @@ use tally_statement::{BalancePoint, CsvLayout, CsvStatementInfo, Format};
 use time::OffsetDateTime;
 use time::macros::{date, datetime};
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../tally-statement/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-struct Books {
-    bank: AccountId,
-    lost: TransferId,
+pub(crate) struct Books {
+    pub bank: AccountId,
+    pub lost: TransferId,
 }
 
 fn with(request: TransferRequest, reference: Option<&str>, counterparty: Option<&str>) -> TransferRequest {
@@ -32,11 +32,16 @@ fn with(request: TransferRequest, reference: Option<&str>, counterparty: Option<
 /// The bank account's side in Tally for the statement's week, plus one transfer the bank never
 /// saw (50.00 on the 5th).
 async fn books(ledger: &Ledger) -> Books {
-    let bank = ledger.open_in("bank-eur", "EUR").await;
-    let equity = ledger.open_in("equity", "EUR").await;
-    let receivables = ledger.open_in("receivables", "EUR").await;
-    let payables = ledger.open_in("payables", "EUR").await;
-    let fees = ledger.open_in("bank-fees", "EUR").await;
+    books_in(ledger, tally_core::LedgerId::DEFAULT).await
+}
+
+/// `books`, every account in `in_ledger`.
+pub(crate) async fn books_in(ledger: &Ledger, in_ledger: tally_core::LedgerId) -> Books {
+    let bank = ledger.open_in_ledger(in_ledger, "bank-eur", "EUR").await;
+    let equity = ledger.open_in_ledger(in_ledger, "equity", "EUR").await;
+    let receivables = ledger.open_in_ledger(in_ledger, "receivables", "EUR").await;
+    let payables = ledger.open_in_ledger(in_ledger, "payables", "EUR").await;
+    let fees = ledger.open_in_ledger(in_ledger, "bank-fees", "EUR").await;
     let at = |when: OffsetDateTime, r: TransferRequest| async move { ledger.post_at(when, r).await };
     at(datetime!(2026-03-01 12:00 UTC), posted(equity, bank, 12_500_00)).await;
     at(datetime!(2026-03-02 09:00 UTC), with(posted(receivables, bank, 2_380_00), Some("INV-2026-0142"), None)).await;
@@ -63,13 +68,13 @@ async fn import(ledger: &Ledger, bytes: &[u8], options: &ImportOptions) -> tally
 }
 
 /// The report of the file's one statement.
-fn only(report: &FileReport) -> &StatementReport {
+pub(crate) fn only(report: &FileReport) -> &StatementReport {
     assert_eq!(report.statements.len(), 1, "{report:#?}");
     report.statements[0].report.as_ref().expect("the statement was imported")
 }
 
 /// What every format of the fixture must come to against `books`.
-fn assert_outcome(report: &StatementReport, books: &Books) {
+pub(crate) fn assert_outcome(report: &StatementReport, books: &Books) {
     assert_eq!(report.account_id, books.bank.to_string());
     assert_eq!((report.statement_entries, report.matched, report.unmatched_statement), (7, 7, 0), "{report:#?}");
     assert_eq!(report.unmatched_ledger, 1);
@@ -222,24 +227,34 @@ async fn broken_or_foreign_statements_are_refused_with_their_place_and_write_not
 
 /// The Tally side of the Dutch fixture's bank accounts: a current account and a savings account
 /// (the file's third bank account is not kept in Tally).
-struct DutchBooks {
-    jansen: TransferId,
-    order: TransferId,
-    invoice: TransferId,
-    fee: TransferId,
-    saving: TransferId,
+pub(crate) struct DutchBooks {
+    pub jansen: TransferId,
+    pub order: TransferId,
+    pub invoice: TransferId,
+    pub fee: TransferId,
+    pub saving: TransferId,
 }
 
 async fn dutch_books(ledger: &Ledger) -> DutchBooks {
+    dutch_books_in(ledger, tally_core::LedgerId::DEFAULT).await
+}
+
+/// `dutch_books` with the savings account, and the equity that pays into it, in
+/// `savings_ledger` (a transfer stays inside one ledger).
+pub(crate) async fn dutch_books_in(ledger: &Ledger, savings_ledger: tally_core::LedgerId) -> DutchBooks {
     let main = ledger.open_in("bank-nl-main", "EUR").await;
-    let savings = ledger.open_in("bank-nl-savings", "EUR").await;
+    let savings = ledger.open_in_ledger(savings_ledger, "bank-nl-savings", "EUR").await;
     let equity = ledger.open_in("equity", "EUR").await;
+    let savings_equity = match savings_ledger {
+        tally_core::LedgerId::DEFAULT => equity,
+        other => ledger.open_in_ledger(other, "savings-equity", "EUR").await,
+    };
     let receivables = ledger.open_in("receivables", "EUR").await;
     let payables = ledger.open_in("payables", "EUR").await;
     let fees = ledger.open_in("bank-fees", "EUR").await;
     let at = |when: OffsetDateTime, r: TransferRequest| async move { ledger.post_at(when, r).await };
     at(datetime!(2026-03-01 12:00 UTC), posted(equity, main, 10_000_00)).await;
-    at(datetime!(2026-03-01 12:00 UTC), posted(equity, savings, 50_000_00)).await;
+    at(datetime!(2026-03-01 12:00 UTC), posted(savings_equity, savings, 50_000_00)).await;
     // By the end-to-end id the customer gave.
     let jansen =
         at(datetime!(2026-03-02 09:00 UTC), with(posted(receivables, main, 1_500_00), Some("E2E-NL-0117"), None)).await;
@@ -254,13 +269,16 @@ async fn dutch_books(ledger: &Ledger) -> DutchBooks {
     let invoice =
         at(datetime!(2026-03-02 11:00 UTC), with(posted(receivables, main, 100_00), Some("2026-INV-77"), None)).await;
     let fee = at(datetime!(2026-03-03 08:00 UTC), posted(main, fees, 25_00)).await;
-    let saving =
-        at(datetime!(2026-03-03 09:00 UTC), with(posted(equity, savings, 10_000_00), Some("SAV-2026-03"), None)).await;
+    let saving = at(
+        datetime!(2026-03-03 09:00 UTC),
+        with(posted(savings_equity, savings, 10_000_00), Some("SAV-2026-03"), None),
+    )
+    .await;
     ledger.clock(datetime!(2026-03-09 09:00 UTC));
     DutchBooks { jansen, order, invoice, fee, saving }
 }
 
-fn dutch_mapping() -> ImportOptions {
+pub(crate) fn dutch_mapping() -> ImportOptions {
     ImportOptions {
         mapping: vec![
             ("NL91 ABNA 0417 1643 00".to_owned(), "bank-nl-main".to_owned()),

@@ -103,8 +103,13 @@ pub fn count(report: &DayReport, check: &str) -> i64 {
 impl Ledger {
     /// Opens an account without balance bound in `currency`.
     pub async fn open_in(&self, code: &str, currency: &str) -> AccountId {
+        self.open_in_ledger(tally_core::LedgerId::DEFAULT, code, currency).await
+    }
+
+    /// Opens an account without balance bound in `currency` in `ledger`.
+    pub async fn open_in_ledger(&self, ledger: tally_core::LedgerId, code: &str, currency: &str) -> AccountId {
         let new = NewAccount {
-            ledger: tally_core::LedgerId::DEFAULT,
+            ledger,
             id: None,
             code: Some(code.into()),
             currency: currency.into(),
@@ -112,5 +117,11 @@ impl Ledger {
             metadata: None,
         };
         self.db.store.create_account(&new, ACTOR).await.expect("open account").0.account.id
+    }
+
+    /// Makes a ledger with this code.
+    pub async fn new_ledger(&self, code: &str) -> tally_core::LedgerId {
+        let new = tally_store::NewLedger { code: code.into(), name: format!("Ledger {code}"), metadata: None };
+        self.db.store.create_ledger(&new, ACTOR).await.expect("make a ledger").0.id
     }
 }

@@ -1,5 +1,9 @@
 //! `/v1/reconciliations`: run the end of day for a ledger day, and read its stored report as
 //! JSON, CSV (the findings) or a self-contained HTML page.
+//!
+//! A day closes for every ledger at once, and its stored report is whole. `ledger` (id or code)
+//! shows it restricted to one ledger: that ledger's totals, figures and findings, with a
+//! `filter` saying so; a key scoped to ledgers always sees it restricted to its ledgers.
 
 use crate::auth::{EVENT_READERS, Principal};
 use crate::body::{Json, Path, Query};
@@ -11,7 +15,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tally_core::LedgerId;
 use tally_recon::render::{ReportFormat, render_day};
+use tally_recon::report::{DayReport, LedgerRef};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -24,6 +30,9 @@ pub const RECONCILIATION_WAIT_MAX: Duration = Duration::from_secs(20);
 pub struct ReconciliationBody {
     /// The ledger day, `YYYY-MM-DD`; it must have ended (plus a minute).
     pub date: String,
+    /// A ledger id or code: answer with that ledger's part of the report (the day closes, and
+    /// is checked, for every ledger).
+    pub ledger: Option<String>,
 }
 
 /// A run: running, finished with its report, or failed with its error.
@@ -33,7 +42,9 @@ pub struct ReconciliationView {
     pub day: String,
     /// `running`, `clean`, `findings` or `failed`.
     pub status: String,
-    /// The report (summary, per-currency totals, volume by hour, checks, findings) once finished.
+    /// The report (summary, totals per ledger and currency, figures per ledger, volume by hour,
+    /// checks, findings) once finished; restricted to the ledgers asked for or the key's, with
+    /// `filter` saying so.
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
     pub error: Option<String>,
@@ -45,6 +56,8 @@ pub struct ReconciliationView {
 pub struct ReportQuery {
     /// `json` (default), `csv` (the findings table) or `html` (a self-contained page).
     pub format: Option<String>,
+    /// A ledger id or code: that ledger's part of the report only.
+    pub ledger: Option<String>,
 }
 
 impl ReportQuery {
@@ -55,6 +68,29 @@ impl ReportQuery {
             Some(text) => ReportFormat::parse(text)
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "format must be json, csv or html")),
         }
+    }
+}
+
+/// The ledgers a caller sees, by id and code: the one asked for (which the key must be allowed),
+/// else the key's (`None`: every ledger, the whole report).
+pub async fn ledger_view(
+    state: &AppState,
+    principal: &Principal,
+    asked: Option<&str>,
+) -> Result<Option<Vec<LedgerRef>>, ApiError> {
+    let Some(ids) = crate::routes::ledgers::scope(state, principal, asked).await? else { return Ok(None) };
+    let ledgers = state.store.ledgers().await?;
+    let named =
+        |id: &LedgerId| ledgers.iter().find(|l| l.id == *id).map(|l| LedgerRef { id: id.0, code: l.code.clone() });
+    // Ledgers are never deleted: every id the scope names is found.
+    Ok(Some(ids.iter().filter_map(named).collect()))
+}
+
+/// The day report as a caller with this view sees it.
+fn seen(report: DayReport, view: &Option<Vec<LedgerRef>>) -> DayReport {
+    match view {
+        Some(ledgers) => report.filtered(ledgers),
+        None => report,
     }
 }
 
@@ -84,6 +120,7 @@ fn view(
 #[utoipa::path(operation_id = "run_reconciliation", post, path = "/v1/reconciliations", tag = "reconciliation", request_body = ReconciliationBody,
     responses((status = 200, body = ReconciliationView, description = "The run finished: its report"),
               (status = 202, body = ReconciliationView, description = "Still running: read it with GET /v1/reconciliations/{date}"),
+              (status = 403, description = "ledger_forbidden: the key is scoped to other ledgers"),
               (status = 409, description = "day_not_closed, reconciliation_running")),
     security(("bearer" = [])))]
 pub async fn run(
@@ -93,6 +130,7 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
     let day = tally_recon::days::parse_day(&body.date)?;
+    let ledgers = ledger_view(&state, &principal, body.ledger.as_deref()).await?;
     let run_id = Uuid::now_v7();
     let recon = state.recon.clone();
     let actor = principal.actor();
@@ -104,6 +142,7 @@ pub async fn run(
     match tokio::time::timeout(wait, &mut task).await {
         Ok(joined) => {
             let report = joined.map_err(|e| ApiError::internal(format!("the reconciliation task failed: {e}")))??;
+            let report = seen(report, &ledgers);
             Ok((StatusCode::OK, axum::Json(view(run_id, &text, report.status.as_str(), Some(&report), None)))
                 .into_response())
         }
@@ -119,7 +158,8 @@ pub async fn run(
 
 #[utoipa::path(operation_id = "get_reconciliation", get, path = "/v1/reconciliations/{date}", tag = "reconciliation",
     params(("date" = String, Path, description = "The ledger day, YYYY-MM-DD"), ReportQuery),
-    responses((status = 200, body = ReconciliationView, description = "The day's latest run (JSON), or its report as CSV or HTML"),
+    responses((status = 200, body = ReconciliationView, description = "The day's latest run (JSON), or its report as CSV or HTML, restricted to the ledger asked for or the key's ledgers"),
+              (status = 403, description = "ledger_forbidden: the key is scoped to other ledgers"),
               (status = 404, description = "reconciliation_not_found: the day was never reconciled"),
               (status = 409, description = "reconciliation_running: CSV and HTML exist once the run finished")),
     security(("bearer" = [])))]
@@ -132,19 +172,23 @@ pub async fn show(
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
     let day = tally_recon::days::parse_day(&date)?;
+    let ledgers = ledger_view(&state, &principal, query.ledger.as_deref()).await?;
     let text = tally_recon::days::format_day(day);
     let run = tally_recon::eod::latest_report(&state.recon, day).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "reconciliation_not_found", format!("{text} was never reconciled"))
     })?;
-    match (format, &run.report) {
+    let report = run.report.map(|report| seen(report, &ledgers));
+    // A filtered run's status is its view's.
+    let status = report.as_ref().map_or(run.status.as_str(), |r| r.status.as_str());
+    match (format, &report) {
         (ReportFormat::Json, report) => {
-            Ok(axum::Json(view(run.run_id, &text, &run.status, report.as_ref(), run.error.clone())).into_response())
+            Ok(axum::Json(view(run.run_id, &text, status, report.as_ref(), run.error.clone())).into_response())
         }
         (_, Some(report)) => Ok(rendered(render_day(report, format), format)),
         (_, None) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "reconciliation_running",
-            format!("the latest run of {text} is {}: it has no report", run.status),
+            format!("the latest run of {text} is {status}: it has no report"),
         )),
     }
 }

@@ -1,14 +1,19 @@
 //! `/v1/statements`: import a bank statement file (camt.053, camt.052, camt.054 or MT940, the
 //! file as the body) of one or several statements, each mapped to the account that mirrors its
 //! bank account and matched against its journal; read a statement's or a file's report as JSON,
-//! CSV or HTML. CSV statements need a column layout and are imported with `tally statement
-//! import`.
+//! CSV or HTML; list imported statements. CSV statements need a column layout and are imported
+//! with `tally statement import`.
+//!
+//! A statement belongs to the ledger of the account it is matched against. A key scoped to
+//! ledgers imports only into accounts of its ledgers, and sees only their statements: of a file,
+//! the file's own content (its unmapped statements, notes) and its ledgers' statements.
 
 use crate::auth::{EVENT_READERS, Principal};
 use crate::body::{Path, Query, RawBody};
 use crate::error::ApiError;
-use crate::routes::reconciliations::{ReportQuery, rendered};
+use crate::routes::reconciliations::{ReportQuery, ledger_view, rendered};
 use crate::state::AppState;
+use crate::views::Page;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +21,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tally_recon::ReconError;
 use tally_recon::render::{render_file, render_statement};
-use tally_recon::statement::{ImportOptions, file_report, import_file, parse_mapping_entry, statement_report};
+use tally_recon::statement::{
+    ImportOptions, StatementFilter, file_report, import_file, list_statements, parse_mapping_entry, statement_report,
+};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -95,12 +102,14 @@ pub async fn import(
     if let Some(named) = &query.account {
         let record = state.store.require_account(named).await?;
         principal.require_account(record.account.id.0)?;
+        principal.require_ledger(record.account.ledger)?;
         scale = Some(record.scale);
         account = Some(record.account.id.to_string());
     }
     for (_, tally) in &mut mapping {
         let record = state.store.require_account(tally).await?;
         principal.require_account(record.account.id.0)?;
+        principal.require_ledger(record.account.ledger)?;
         scale = scale.or(Some(record.scale));
         *tally = record.account.id.to_string();
     }
@@ -118,19 +127,25 @@ pub async fn import(
     }
     let outcome = import_file(&state.recon, &body, &options, &principal.actor()).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    // The same file imported before under other mappings may hold statements of other ledgers.
+    let report = match ledger_view(&state, &principal, None).await? {
+        Some(ledgers) => outcome.report.filtered(&ledgers),
+        None => outcome.report.clone(),
+    };
     let view = StatementView {
         file_id: outcome.file_id,
         statement_id: outcome.only_statement(),
         created: outcome.created,
-        report: serde_json::to_value(&outcome.report).expect("reports serialize"),
+        report: serde_json::to_value(&report).expect("reports serialize"),
     };
     Ok((status, axum::Json(view)).into_response())
 }
 
 #[utoipa::path(operation_id = "get_statement", get, path = "/v1/statements/{id}", tag = "reconciliation",
     params(("id" = Uuid, Path, description = "The id of a statement, or of a statement file"), ReportQuery),
-    responses((status = 200, description = "The statement's (or the file's) report as JSON, CSV or HTML"),
-              (status = 404, description = "statement_not_found")),
+    responses((status = 200, description = "The statement's (or the file's) report as JSON, CSV or HTML; a file's restricted to the ledger asked for or the key's ledgers"),
+              (status = 403, description = "ledger_forbidden: the statement (or every statement of the file) is of a ledger the key is not scoped to"),
+              (status = 404, description = "statement_not_found (also: not of the ledger asked for)")),
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
@@ -140,12 +155,130 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
+    let ledgers = ledger_view(&state, &principal, query.ledger.as_deref()).await?;
+    let shows = |ledger: i32| ledgers.as_ref().is_none_or(|shown| shown.iter().any(|l| l.id == ledger));
     match statement_report(&state.recon, id).await {
-        Ok(report) => Ok(rendered(render_statement(&report, format), format)),
+        Ok(report) => {
+            if !shows(report.ledger) {
+                return Err(not_shown(&principal, &[report.ledger], id));
+            }
+            Ok(rendered(render_statement(&report, format), format))
+        }
         Err(ReconError::StatementNotFound(_)) => {
             let report = file_report(&state.recon, id).await?;
+            let report = match &ledgers {
+                Some(shown) if !report.touches(shown) => {
+                    let of: Vec<i32> = report.statements.iter().filter_map(|s| s.ledger_of()).collect();
+                    return Err(not_shown(&principal, &of, id));
+                }
+                Some(shown) => report.filtered(shown),
+                None => report,
+            };
             Ok(rendered(render_file(&report, format), format))
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Why a statement (or a file whose statements are all) of `ledgers` is not shown: the key may
+/// use none of those ledgers (403 `ledger_forbidden`, as for accounts), or the caller asked for
+/// another ledger (404).
+fn not_shown(principal: &Principal, ledgers: &[i32], id: Uuid) -> ApiError {
+    let usable = ledgers.iter().any(|l| principal.may_use_ledger(tally_core::LedgerId(*l)));
+    match ledgers.first() {
+        Some(first) if !usable => principal.require_ledger(tally_core::LedgerId(*first)).expect_err("not usable"),
+        _ => ApiError::from(ReconError::StatementNotFound(format!("{id} in the ledger asked for"))),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// A ledger id or code: its statements only (a key scoped to ledgers sees only theirs).
+    pub ledger: Option<String>,
+    /// An account id or code: its statements only.
+    pub account: Option<String>,
+    /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page (statements are listed newest first).
+    pub cursor: Option<Uuid>,
+}
+
+/// An imported statement in a listing: what it is, whose it is, and how its matching came out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementListView {
+    pub id: Uuid,
+    /// The ledger of its account.
+    pub ledger: i32,
+    pub account_id: Uuid,
+    pub account_code: Option<String>,
+    /// `mt940`, `camt053`, `camt052`, `camt054` or `csv`.
+    pub format: String,
+    pub statement_ref: String,
+    pub bank_account: String,
+    pub currency: String,
+    pub opening_date: Option<String>,
+    /// Decimal strings in the currency's scale.
+    pub opening: Option<String>,
+    pub closing_date: Option<String>,
+    pub closing: Option<String>,
+    pub entries: i32,
+    pub file_id: Option<Uuid>,
+    pub imported_at: String,
+    pub imported_by: String,
+    /// `clean` or `findings`: the matching when it was imported.
+    pub status: Option<String>,
+    pub findings: Option<i64>,
+}
+
+impl StatementListView {
+    fn new(s: tally_recon::statement::StatementSummary) -> StatementListView {
+        StatementListView {
+            id: s.id,
+            ledger: s.ledger,
+            account_id: s.account_id,
+            account_code: s.account_code,
+            format: s.format,
+            statement_ref: s.statement_ref,
+            bank_account: s.bank_account,
+            currency: s.currency,
+            opening_date: s.opening_date,
+            opening: s.opening,
+            closing_date: s.closing_date,
+            closing: s.closing,
+            entries: s.entries,
+            file_id: s.file_id,
+            imported_at: s.imported_at,
+            imported_by: s.imported_by,
+            status: s.status,
+            findings: s.findings,
+        }
+    }
+}
+
+const _: () = assert!(tally_store::queries::PAGE_SIZE_MAX <= tally_recon::statement::STATEMENTS_LISTED_MAX);
+
+#[utoipa::path(operation_id = "list_statements", get, path = "/v1/statements", tag = "reconciliation", params(ListQuery),
+    responses((status = 200, body = Page<StatementListView>, description = "Imported statements, newest first"),
+              (status = 403, description = "ledger_forbidden: the key is scoped to other ledgers"),
+              (status = 404, description = "ledger_not_found, account_not_found")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Page<StatementListView>>, ApiError> {
+    principal.require(EVENT_READERS)?;
+    let limit = crate::routes::accounts::limit_of(query.limit)?;
+    let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
+    let account = match &query.account {
+        Some(named) => Some(crate::routes::accounts::readable(&state, &principal, named).await?.account.id.0),
+        None => None,
+    };
+    let filter = StatementFilter { ledgers: ledgers.as_deref(), account, before: query.cursor };
+    let page = list_statements(&state.recon, &filter, limit).await?;
+    let next_cursor = (page.len() as i64 == limit).then(|| page.last().expect("full").id.to_string());
+    Ok(axum::Json(Page { data: page.into_iter().map(StatementListView::new).collect(), next_cursor }))
 }

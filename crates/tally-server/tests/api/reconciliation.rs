@@ -183,3 +183,161 @@ async fn a_statement_is_imported_over_the_api_once_and_its_report_read_back() {
     let bad_map = post(dutch, "map=NL91ABNA0417164300").await;
     assert_eq!(bad_map.code(), "statement_mapping_invalid");
 }
+
+/// Makes the ledger `eu` (id 2) over the API.
+async fn eu_ledger(api: &Api) {
+    let made = api.post("/v1/ledgers", &api.admin, json!({"code": "eu", "name": "EU books"})).await;
+    assert_eq!((made.status, &made.body["id"]), (StatusCode::CREATED, &json!(2)), "{}", made.body);
+}
+
+#[tokio::test]
+async fn a_day_of_two_ledgers_is_reconciled_whole_and_shown_one_ledger_at_a_time() {
+    let api = api().await;
+    eu_ledger(&api).await;
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10));
+    api.funded("wallet", "25.00").await;
+    api.open("eu-bank", "USD", json!({"unrestricted": true, "ledger": "eu"})).await;
+    api.open("eu-wallet", "USD", json!({"ledger": "eu"})).await;
+    let moved = api.post("/v1/transfers", &api.operator, transfer("eu-bank", "eu-wallet", "7.00")).await;
+    assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 26 * HOUR));
+
+    // The run answers the whole day: both ledgers' totals and figures.
+    let whole = api.post("/v1/reconciliations", &api.auditor, json!({"date": "2026-03-10"})).await;
+    assert_eq!((whole.status, whole.body["status"].as_str()), (StatusCode::OK, Some("clean")), "{}", whole.body);
+    let report = &whole.body["report"];
+    assert_eq!(report["transfers"], 2);
+    let totals: Vec<(i64, &str, &str)> = report["currencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["ledger"].as_i64().unwrap(), c["currency"].as_str().unwrap(), c["posted_volume"].as_str().unwrap()))
+        .collect();
+    assert_eq!(totals, [(1, "USD", "25.00"), (2, "USD", "7.00")]);
+    let codes: Vec<&str> = report["ledgers"].as_array().unwrap().iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["default", "eu"]);
+    assert!(report.get("filter").is_none(), "{report}");
+
+    // ?ledger= shows one ledger's part, and says so.
+    let eu = api.get("/v1/reconciliations/2026-03-10?ledger=eu", &api.auditor).await;
+    assert_eq!(eu.status, StatusCode::OK, "{}", eu.body);
+    let part = &eu.body["report"];
+    assert_eq!((part["transfers"].as_i64(), part["currencies"].as_array().unwrap().len()), (Some(1), 1));
+    assert_eq!(part["currencies"][0]["posted_volume"], "7.00");
+    assert_eq!(part["filter"]["ledgers"], json!([{"id": 2, "code": "eu"}]));
+    assert!(part["filter"]["note"].as_str().unwrap().starts_with("filtered to ledger eu (2)"));
+    let by_id = api.get("/v1/reconciliations/2026-03-10?ledger=2", &api.auditor).await;
+    assert_eq!(by_id.body["report"], eu.body["report"]);
+    let page = api.get("/v1/reconciliations/2026-03-10?ledger=eu&format=html", &api.auditor).await;
+    let page = page.body.as_str().unwrap();
+    assert!(page.contains("<strong>Filtered:</strong> filtered to ledger eu (2)"), "{page}");
+    assert!(page.contains("<td class=\"mono\">eu</td>") && !page.contains("<td class=\"mono\">default</td>"));
+    let csv = api.get("/v1/reconciliations/2026-03-10?ledger=eu&format=csv", &api.auditor).await;
+    assert_eq!(csv.text, "check,subject,account_id,transfer_id,ledger,currency,expected,found,difference,detail\n");
+    // A run may answer with one ledger's part too.
+    let run = api.post("/v1/reconciliations", &api.auditor, json!({"date": "2026-03-10", "ledger": "eu"})).await;
+    assert_eq!(run.body["report"]["currencies"], eu.body["report"]["currencies"]);
+
+    // A key scoped to `eu` always sees `eu`'s part, and may not ask for another ledger's.
+    let scoped = api.scoped_key("eu-auditor", Role::Auditor, vec![], vec![tally_core::LedgerId(2)]).await;
+    let seen = api.get("/v1/reconciliations/2026-03-10", &scoped).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(seen.body["report"]["currencies"], eu.body["report"]["currencies"]);
+    assert_eq!(seen.body["report"]["filter"]["ledgers"], json!([{"id": 2, "code": "eu"}]));
+    let refused = api.get("/v1/reconciliations/2026-03-10?ledger=default", &scoped).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+    let refused = api.post("/v1/reconciliations", &scoped, json!({"date": "2026-03-10", "ledger": "1"})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+    let unknown = api.get("/v1/reconciliations/2026-03-10?ledger=nope", &api.auditor).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "ledger_not_found"));
+
+    // The stored report stays whole.
+    let day = tally_recon::days::parse_day("2026-03-10").unwrap();
+    let stored = tally_recon::eod::latest_report(&api.state.recon, day).await.unwrap().unwrap().report.unwrap();
+    assert_eq!((stored.currencies.len(), stored.filter.is_none()), (2, true));
+    api.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn statements_are_listed_and_shown_by_ledger_and_a_scoped_key_sees_only_its_ledgers() {
+    let api = api().await;
+    eu_ledger(&api).await;
+    api.open("bank-eur", "EUR", json!({"unrestricted": true, "ledger": "eu"})).await;
+    api.open("bank-nl", "EUR", json!({"unrestricted": true})).await;
+    let eu_operator = api.scoped_key("eu-operator", Role::Operator, vec![], vec![tally_core::LedgerId(2)]).await;
+    let default_operator = api.scoped_key("default-operator", Role::Operator, vec![], vec![tally_core::LedgerId(1)]).await;
+    let fixture = |name: &str| {
+        std::fs::read(format!("{}/../tally-statement/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let post = |key: &str, body: Vec<u8>, query: &str| {
+        let request = axum::http::Request::post(format!("/v1/statements?{query}"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/xml")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        api.raw(request)
+    };
+    let listed = async |key: &str, query: &str| -> Vec<(String, i64)> {
+        let reply = api.get(&format!("/v1/statements{query}"), key).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+        let data = reply.body["data"].as_array().unwrap();
+        data.iter().map(|s| (s["statement_ref"].as_str().unwrap().to_owned(), s["ledger"].as_i64().unwrap())).collect()
+    };
+
+    // A key of `default` may not import into an account of `eu`; nothing is written.
+    let refused = post(&default_operator, fixture("camt053_multi.xml"), "account=bank-eur").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+    assert!(listed(&api.auditor, "").await.is_empty());
+    let imported = post(&eu_operator, fixture("camt053_multi.xml"), "account=bank-eur").await;
+    assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.body);
+    let statement = imported.body["report"]["statements"][0].clone();
+    assert_eq!((statement["ledger"].as_i64(), statement["report"]["ledger_code"].as_str()), (Some(2), Some("eu")));
+    let id = imported.body["statement_id"].as_str().unwrap().to_owned();
+
+    // A file of both ledgers, mapped by an unscoped key.
+    let mapped = post(
+        &api.operator,
+        fixture("mt940_dutch.sta"),
+        "map=NL91ABNA0417164300%3Dbank-nl,NL02ABNA0123456789%3Dbank-eur",
+    )
+    .await;
+    assert_eq!(mapped.status, StatusCode::CREATED, "{}", mapped.body);
+    let file = mapped.body["file_id"].as_str().unwrap().to_owned();
+
+    let all = listed(&api.auditor, "").await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(listed(&api.auditor, "?ledger=eu").await.len(), 2);
+    assert_eq!(listed(&eu_operator, "").await, listed(&api.auditor, "?ledger=2").await);
+    assert!(listed(&eu_operator, "").await.iter().all(|(_, ledger)| *ledger == 2));
+    assert_eq!(listed(&default_operator, "").await.len(), 2);
+    assert_eq!(listed(&api.auditor, "?account=bank-nl").await.len(), 2);
+    assert_eq!(listed(&api.auditor, "?ledger=default&limit=1").await.len(), 1);
+    let forbidden = api.get("/v1/statements?ledger=eu", &default_operator).await;
+    assert_eq!((forbidden.status, forbidden.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+
+    // A statement is shown to keys of its ledger; asked for in another ledger, it is not there.
+    assert_eq!(api.get(&format!("/v1/statements/{id}"), &eu_operator).await.status, StatusCode::OK);
+    let other = api.get(&format!("/v1/statements/{id}"), &default_operator).await;
+    assert_eq!((other.status, other.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+    let elsewhere = api.get(&format!("/v1/statements/{id}?ledger=default"), &api.auditor).await;
+    assert_eq!((elsewhere.status, elsewhere.code()), (StatusCode::NOT_FOUND, "statement_not_found"));
+
+    // The file, as each ledger sees it: its statements, and the file's unmapped one.
+    let outcomes = async |key: &str| -> Vec<(String, Option<i64>)> {
+        let reply = api.get(&format!("/v1/statements/{file}"), key).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let statements = reply.body["statements"].as_array().unwrap();
+        statements.iter().map(|s| (s["outcome"].as_str().unwrap().to_owned(), s["ledger"].as_i64())).collect()
+    };
+    let owned = |pairs: &[(&str, Option<i64>)]| -> Vec<(String, Option<i64>)> {
+        pairs.iter().map(|(o, l)| ((*o).to_owned(), *l)).collect()
+    };
+    assert_eq!(outcomes(&eu_operator).await, owned(&[("imported", Some(2)), ("unmapped", None)]));
+    assert_eq!(
+        outcomes(&default_operator).await,
+        owned(&[("imported", Some(1)), ("imported", Some(1)), ("unmapped", None)])
+    );
+    assert_eq!(outcomes(&api.auditor).await.len(), 4);
+    let html = api.get(&format!("/v1/statements/{file}?format=html"), &eu_operator).await;
+    assert!(html.body.as_str().unwrap().contains("<strong>Filtered:</strong>"));
+}
