@@ -73,6 +73,7 @@ impl Recon {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(tally_store::POOL_WAIT_TIMEOUT))
             .create_timeout(Some(tally_store::CONNECT_TIMEOUT))
+            .pre_recycle(store.stale_connection_hook())
             .build()
             .expect("the tokio runtime is configured for the timeouts");
         Recon { pool, store: store.clone() }

@@ -71,6 +71,7 @@ impl Outbox {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(tally_store::POOL_WAIT_TIMEOUT))
             .create_timeout(Some(tally_store::CONNECT_TIMEOUT))
+            .pre_recycle(store.stale_connection_hook())
             .build()
             .expect("the tokio runtime is configured for the timeouts");
         Outbox { pool, store: store.clone(), stats: Arc::default() }

@@ -102,6 +102,16 @@ impl Staleness {
     }
 }
 
+/// Refuses a pooled connection opened before its server refused a write as read-only.
+fn stale_connection_hook(staleness: Arc<Staleness>) -> Hook {
+    Hook::sync_fn(move |_, metrics| {
+        if staleness.is_stale(metrics.created) {
+            return Err(HookError::message("opened before its server refused a write as read-only"));
+        }
+        Ok(())
+    })
+}
+
 /// The connection settings Tally adds to what the connection string says: its
 /// `application_name`, and timeouts and keepalives where the string names none.
 fn with_defaults(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
@@ -140,18 +150,12 @@ impl Store {
         let staleness = Arc::new(Staleness::default());
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let stale = staleness.clone();
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
             .create_timeout(Some((per_host * hosts).max(CONNECT_TIMEOUT)))
-            .pre_recycle(Hook::sync_fn(move |_, metrics| {
-                if stale.is_stale(metrics.created) {
-                    return Err(HookError::message("opened before its server refused a write as read-only"));
-                }
-                Ok(())
-            }))
+            .pre_recycle(stale_connection_hook(staleness.clone()))
             .build()
             .expect("the tokio runtime is configured for the timeouts");
         Ok(Store { pool, config, stage_times: Default::default(), clock_offset_micros: Default::default(), staleness })
@@ -161,6 +165,14 @@ impl Store {
     /// connection, for a crate that owns tables of its own to build its own pool.
     pub fn connection_config(&self) -> tokio_postgres::Config {
         self.config.clone()
+    }
+
+    /// A `pre_recycle` hook for a pool built from `connection_config` (reconciliation's, the
+    /// relay's): it refuses connections opened before a server refused one of this store's
+    /// writes as read-only (no longer the primary), as the store's own pool does, so that such
+    /// a pool follows a failover too.
+    pub fn stale_connection_hook(&self) -> Hook {
+        stale_connection_hook(self.staleness.clone())
     }
 
     /// Closes the pool: idle connections close now, busy ones when they come back; no new ones
