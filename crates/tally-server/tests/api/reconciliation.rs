@@ -265,7 +265,8 @@ async fn statements_are_listed_and_shown_by_ledger_and_a_scoped_key_sees_only_it
     api.open("bank-eur", "EUR", json!({"unrestricted": true, "ledger": "eu"})).await;
     api.open("bank-nl", "EUR", json!({"unrestricted": true})).await;
     let eu_operator = api.scoped_key("eu-operator", Role::Operator, vec![], vec![tally_core::LedgerId(2)]).await;
-    let default_operator = api.scoped_key("default-operator", Role::Operator, vec![], vec![tally_core::LedgerId(1)]).await;
+    let default_operator =
+        api.scoped_key("default-operator", Role::Operator, vec![], vec![tally_core::LedgerId(1)]).await;
     let fixture = |name: &str| {
         std::fs::read(format!("{}/../tally-statement/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     };
