@@ -631,7 +631,7 @@ fn a_day_report_filtered_to_one_ledger_shows_that_ledgers_part_and_says_so() {
     assert_eq!(shown.hourly[11].transfers, 84);
     assert_eq!(shown.ledgers.len(), 1);
     let filter = shown.filter.as_ref().expect("says it is filtered");
-    assert_eq!(filter.ledgers, [eu.clone()]);
+    assert_eq!(filter.ledgers, std::slice::from_ref(&eu));
     assert!(filter.note.contains("filtered to ledger eu (2)"), "{}", filter.note);
     // The day, run and actor stay; the stored report is untouched.
     assert_eq!((shown.run_id.as_str(), shown.day.as_str()), ("run-1", "2025-03-14"));
