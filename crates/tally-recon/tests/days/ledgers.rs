@@ -39,8 +39,11 @@ async fn two_ledgers(ledger: &Ledger) -> TwoLedgers {
 }
 
 /// (ledger, currency, transfers, posted volume, closing debits posted, credits posted, debits
-/// pending, credits pending) of a report's totals.
-fn totals(report: &DayReport) -> Vec<(i32, &str, i64, &str, &str, &str, &str, &str)> {
+/// pending, credits pending) of one line of a report's totals.
+type TotalsLine<'a> = (i32, &'a str, i64, &'a str, &'a str, &'a str, &'a str, &'a str);
+
+/// A report's totals, line by line.
+fn totals(report: &DayReport) -> Vec<TotalsLine<'_>> {
     report
         .currencies
         .iter()
