@@ -20,6 +20,7 @@ mod error;
 mod events_out;
 mod generate;
 mod http;
+mod replica_lag;
 mod report;
 mod system;
 mod throughput;
@@ -31,6 +32,7 @@ pub use error::BenchError;
 pub use events_out::{
     DRAIN_TIMEOUT_MAX, EventsOutConfig, EventsOutReport, LAG_SAMPLE_INTERVAL, LagSummary, NatsReport, WebhooksReport,
 };
+pub use replica_lag::ReplicaLagReport;
 pub use report::{BenchReport, Latency, cpu_us_per_transfer, wal_per_transfer};
 pub use throughput::{BENCH_DB, BenchConfig, BenchMode, CONCURRENCY_MAX, Distribution, run_bench};
 

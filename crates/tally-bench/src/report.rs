@@ -77,6 +77,8 @@ pub struct BenchReport {
     /// Events pushed out during the run (`--nats-url`, `--webhooks-dead`, `--webhook-sink`);
     /// null when nothing was.
     pub events_out: Option<EventsOutReport>,
+    /// The replica's lag during the load (`--replica-url`); null without one.
+    pub replica_lag: Option<crate::replica_lag::ReplicaLagReport>,
     pub postgres_settings: Vec<(String, String)>,
     pub machine: String,
     pub command: String,
@@ -221,10 +223,14 @@ impl BenchReport {
                 format!("{per_transfer:.2}"),
             ]);
         }
-        match &self.events_out {
-            Some(events_out) => format!("{table}\n{stages}\n{}", events_out.table()),
-            None => format!("{table}\n{stages}"),
+        let mut text = format!("{table}\n{stages}");
+        if let Some(events_out) = &self.events_out {
+            text = format!("{text}\n{}", events_out.table());
         }
+        if let Some(lag) = &self.replica_lag {
+            text = format!("{text}\n{}", lag.table());
+        }
+        text
     }
 
     /// Tally's RSS at the first, middle and last sampled second.

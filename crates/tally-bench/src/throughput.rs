@@ -7,6 +7,7 @@
 //! any refusal is counted as `refused_valid` and is a defect.
 
 use crate::events_out::{EventsOut, EventsOutConfig};
+use crate::replica_lag::LagSampler;
 use crate::report::{self, BenchReport};
 use crate::workload::{AccountPicker, Client};
 use crate::{BENCH_ACTOR, BenchError, Database, http, system};
@@ -82,6 +83,9 @@ pub struct BenchConfig {
     pub seed: Option<u64>,
     /// Events pushed out during the run: the NATS relay, webhooks (issue 13).
     pub events_out: EventsOutConfig,
+    /// A streaming replica of the benchmark's database, whose lag is sampled during the load
+    /// (issue 14).
+    pub replica_url: Option<String>,
 }
 
 impl BenchConfig {
@@ -170,7 +174,21 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
     if let Some(events_out) = &mut events_out {
         events_out.load_starting().await?;
     }
+    let lag = match &config.replica_url {
+        Some(url) => Some(LagSampler::start(&store, url).await?),
+        None => None,
+    };
     let measured = drive(&db, config, Arc::new(picker), pg_server.as_ref()).await?;
+    let replica_lag = match lag {
+        Some(lag) => {
+            let progress = ProgressBar::new_spinner().with_message("waiting for the replica to catch up");
+            progress.enable_steady_tick(Duration::from_millis(200));
+            let report = lag.finish().await?;
+            progress.finish_and_clear();
+            Some(report)
+        }
+        None => None,
+    };
     if let Some(events_out) = &mut events_out {
         events_out.load_ended().await?;
     }
@@ -240,6 +258,7 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
         tally_rss_mib_per_second: measured.tally_rss_mib,
         latency_distribution_ms: report::distribution(&measured.latency_us),
         events_out,
+        replica_lag,
         postgres_settings: settings,
         machine: report::machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -499,6 +518,7 @@ mod tests {
             linger: Duration::from_millis(1),
             seed: Some(1),
             events_out: EventsOutConfig::default(),
+            replica_url: None,
         }
     }
 

@@ -80,6 +80,7 @@ fn short_run(mode: BenchMode) -> BenchConfig {
         linger: Duration::from_millis(1),
         seed: Some(7),
         events_out: EventsOutConfig::default(),
+        replica_url: None,
     }
 }
 

@@ -341,6 +341,12 @@ pub struct BenchArgs {
     /// Where to write the chart (throughput over time, latency distribution).
     #[arg(long, default_value = "tally-bench.svg")]
     pub svg_out: PathBuf,
+    /// A streaming replica of the benchmark's database (libpq string or URL, naming the
+    /// database `tally_bench` on the replica): its lag is sampled every 10 ms during the load,
+    /// and its catch-up timed after it. On the embedded server, make one with `tally pg standby
+    /// create --async`.
+    #[arg(long, value_name = "URL")]
+    pub replica_url: Option<String>,
     /// Relay every event to NATS JetStream at this URL during the run, from this process, on a
     /// stream of the run's own (BENCH_<time>_<pid>_<n>, deleted at the end), and report the
     /// relay's throughput, its lag sampled every 100 ms, and its drain time.
@@ -633,6 +639,20 @@ pub struct ServeArgs {
     /// definite answer from the new primary [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub resolve_within: Option<String>,
+    /// A streaming replica of the database (libpq string or URL): history, transfer lookups,
+    /// listings, statements, reports and balances as of a time are read there when it is fresh
+    /// enough; everything else, and every balance a transfer is decided on, stays on the
+    /// primary. Answers say where they were read (`Tally-Read-From`).
+    #[arg(long, value_name = "URL", env = "TALLY_REPLICA_URL", hide_env_values = true)]
+    pub replica_url: Option<String>,
+    /// Reads go to the primary while the replica lags more than this (up to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1s", requires = "replica_url")]
+    pub replica_max_lag: String,
+    /// How long a read with `Tally-Min-Lsn` (read-your-writes: the `Tally-Commit-Lsn` of the
+    /// caller's last write) waits for the replica to replay past it before it goes to the
+    /// primary (up to 10s).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", requires = "replica_url")]
+    pub replica_wait: String,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Dispatch no webhooks in this process (by default it does, unless another process on the

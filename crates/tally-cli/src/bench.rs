@@ -44,6 +44,7 @@ pub async fn bench(cli: &Cli, out: &Output, args: &BenchArgs) -> Result<()> {
             webhooks_dead: args.webhooks_dead,
             webhook_sink: args.webhook_sink,
         },
+        replica_url: args.replica_url.clone(),
     };
     let report = tally_bench::run_bench(&database(cli)?, &config).await?;
     report.write_json(&args.json_out)?;

@@ -107,10 +107,21 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         },
         webhooks: if args.no_webhooks { None } else { Some(crate::relay::webhook_config(&args.webhook)?) },
         nats: crate::relay::nats_config(&args.nats)?,
+        replica: replica_config(args)?,
         ..ServerConfig::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
+}
+
+/// Where `tally serve` reads from: the replica of `--replica-url`, if given.
+pub fn replica_config(args: &ServeArgs) -> Result<Option<tally_server::replica::ReplicaConfig>> {
+    let Some(url) = &args.replica_url else { return Ok(None) };
+    Ok(Some(tally_server::replica::ReplicaConfig {
+        url: url.clone(),
+        max_lag: humantime::parse_duration(&args.replica_max_lag).context("--replica-max-lag")?,
+        wait: humantime::parse_duration(&args.replica_wait).context("--replica-wait")?,
+    }))
 }
 
 /// The engine of `tally serve`: the default one, finding out about an unanswered COMMIT for

@@ -25,10 +25,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +37,9 @@ use tally_pg::EmbeddedPg;
 use tally_store::queries::JOURNAL_ROWS_IDS_MAX;
 use tally_store::{JournalRow, NewAccount, NewApiKey, Role, Store};
 use uuid::Uuid;
+
+mod support;
+use support::{Serve, path, tally};
 
 /// HTTP clients, each with one transfer at a time.
 const CLIENTS: usize = 8;
@@ -81,8 +83,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(90);
 /// The client's pause after a 503 or a refused connection.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// How long `tally serve` may take to announce its address, and to exit on SIGTERM.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the engine logs when it found out whether a batch whose COMMIT went unanswered
 /// committed, and when it could not (`tally_engine`'s `decide::resolve`).
@@ -154,92 +154,6 @@ impl Node {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-/// Runs a `tally` command to completion and returns its stdout; fails the test on failure.
-fn tally(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("TALLY_DATA_DIR")
-        .output()
-        .expect("run tally");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tally {args:?} failed ({}):\n{stdout}\n{stderr}", out.status);
-    eprintln!("$ tally {}\n{}{}", args.join(" "), stderr, stdout);
-    stdout
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temp path")
-}
-
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    stderr: PathBuf,
-}
-
-impl Serve {
-    fn start(url: &str, stderr: PathBuf) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
-            .env_remove("DATABASE_URL")
-            .env("TALLY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start tally serve");
-        let stdout = child.stdout.take().unwrap();
-        let (announce, announced) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Tally serves http://") {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = announce.send(addr);
-                }
-            }
-        });
-        let addr = announced.recv_timeout(SERVE_TIMEOUT).unwrap_or_else(|_| {
-            panic!("tally serve announced no address:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default())
-        });
-        Serve { child, addr: addr.parse().expect("an address"), stderr }
-    }
-
-    /// How many lines of its log so far contain `text`.
-    fn log_lines(&self, text: &str) -> usize {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default().lines().filter(|l| l.contains(text)).count()
-    }
-
-    fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// SIGTERM, then it must exit by itself, successfully.
-    fn stop(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + SERVE_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "tally serve did not exit on SIGTERM:\n{}", self.stderr_tail());
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "tally serve exited with {status}:\n{}", self.stderr_tail());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -561,7 +475,7 @@ fn lose(primary: &EmbeddedPg, loss: Loss) {
 async fn acknowledged_transfers_survive_failover_to_a_synchronous_standby() {
     let started = Instant::now();
     let mut cluster = Cluster::new().await;
-    let serve = Serve::start(&cluster.url(), cluster.root.join("serve.err"));
+    let serve = Serve::start(&cluster.url(), &[], cluster.root.join("serve.err"));
     let mut rounds = Vec::new();
     for (index, (loss, detection)) in ROUNDS.into_iter().enumerate() {
         let number = index + 1;

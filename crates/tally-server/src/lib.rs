@@ -15,6 +15,7 @@ pub mod body;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod replica;
 pub mod routes;
 pub mod scheduler;
 pub mod state;
@@ -213,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), replica::commit_lsn))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/healthz", get(ops::healthz))

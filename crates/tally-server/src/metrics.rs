@@ -50,6 +50,14 @@ pub struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadLabels {
+    /// `replica` or `primary`.
+    pub from: String,
+    /// Why a read went to the primary (`none` when it went to the replica).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -69,6 +77,8 @@ pub struct Metrics {
     engine_queue: Gauge,
     engine_reruns: Gauge,
     engine_mean_batch: Gauge,
+    /// Read-only requests by where they ran, when a replica is configured.
+    reads: Family<ReadLabels, Counter>,
 }
 
 impl Metrics {
@@ -104,8 +114,17 @@ impl Metrics {
             "Transfers per committed batch, on average",
             engine_mean_batch.clone(),
         );
+        let reads = Family::<ReadLabels, Counter>::default();
+        registry.register(
+            "replica_reads",
+            "Read-only requests with a replica configured, by where they ran (replica or primary) and why a read \
+             went to the primary (replica_unavailable, replica_not_standby, replica_lagging, replica_behind, \
+             replica_failed, replica_missing)",
+            reads.clone(),
+        );
         Metrics {
             registry,
+            reads,
             requests,
             latency,
             transfer_results,
@@ -115,6 +134,16 @@ impl Metrics {
             engine_reruns,
             engine_mean_batch,
         }
+    }
+
+    /// Counts a read-only request that ran on `source`, sent there for `fallback`'s reason.
+    pub fn count_read(&self, source: crate::replica::Source, fallback: Option<crate::replica::Fallback>) {
+        let from = match source {
+            crate::replica::Source::Replica => "replica",
+            crate::replica::Source::Primary => "primary",
+        };
+        let reason = fallback.map_or("none", crate::replica::Fallback::code);
+        self.reads.get_or_create(&ReadLabels { from: from.to_owned(), reason: reason.to_owned() }).inc();
     }
 
     pub fn count_result(&self, result: tally_core::TransferResult) {
@@ -129,6 +158,7 @@ impl Metrics {
         engine: &tally_engine::Engine,
         relays: &tally_relay::Stats,
         positions: Option<&tally_relay::Positions>,
+        replica: Option<crate::replica::Position>,
     ) -> String {
         let stats = engine.stats();
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
@@ -141,6 +171,9 @@ impl Metrics {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         encode_registry(&mut text, &self.registry).expect("writing to a String");
         encode_registry(&mut text, &relay_registry(relays, positions)).expect("writing to a String");
+        if let Some(replica) = replica {
+            encode_registry(&mut text, &replica_registry(replica)).expect("writing to a String");
+        }
         encode_eof(&mut text).expect("writing to a String");
         text
     }
@@ -156,6 +189,30 @@ fn counter(value: u64) -> Counter {
     let counter = Counter::default();
     counter.inc_by(value);
     counter
+}
+
+/// The replica's state as the watcher last saw it.
+fn replica_registry(position: crate::replica::Position) -> Registry {
+    use prometheus_client::metrics::gauge::Gauge as FloatGauge;
+    let mut registry = Registry::with_prefix("tally");
+    registry.register(
+        "replica_up",
+        "1 if the replica answered the last poll and is a standby (reads may go to it), else 0",
+        gauge(i64::from(position.up && position.standby)),
+    );
+    let seconds = FloatGauge::<f64, std::sync::atomic::AtomicU64>::default();
+    seconds.set(position.lag.as_secs_f64());
+    registry.register(
+        "replica_lag_seconds",
+        "How long ago the primary had written the first log position the replica has not replayed (0: caught up)",
+        seconds,
+    );
+    registry.register(
+        "replica_lag_bytes",
+        "Bytes of log the primary had written and the replica had not replayed, at the last poll",
+        gauge(i64::try_from(position.lag_bytes).unwrap_or(i64::MAX)),
+    );
+    registry
 }
 
 /// The relay families, made afresh at each scrape: webhooks and relays come and go, and a

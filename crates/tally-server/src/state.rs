@@ -3,6 +3,8 @@
 use crate::auth::KeyCache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::replica::{Fallback, Reads, Replica, ReplicaConfig, Served, Source};
+use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     /// Relay every event to NATS JetStream (`None`: no relay in this process). A lease per
     /// stream, as for webhooks.
     pub nats: Option<tally_relay::NatsConfig>,
+    /// Send read-only endpoints to a streaming replica (`None`: every read on the primary).
+    pub replica: Option<ReplicaConfig>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             webhooks: Some(tally_relay::WebhookConfig::default()),
             nats: None,
+            replica: None,
         }
     }
 }
@@ -119,6 +124,11 @@ impl ServerConfig {
         }
         if let Some(nats) = &self.nats {
             nats.validate().map_err(|error| error.to_string())?;
+        }
+        if let Some(replica) = &self.replica {
+            replica.validate()?;
+            tally_store::check_conninfo(&replica.url)
+                .map_err(|error| format!("the replica URL is not a connection string: {error}"))?;
         }
         Ok(())
     }
@@ -178,6 +188,10 @@ impl ScaleCache {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Reads on the primary: the store and reconciliation.
+    pub primary: Reads,
+    /// The replica read-only endpoints go to, when configured (see `read`).
+    pub replica: Option<Arc<Replica>>,
     pub engine: Engine,
     /// Reconciliation, on its own connections to the store's database.
     pub recon: Recon,
@@ -201,8 +215,14 @@ impl AppState {
         config.validate().expect("a valid server configuration");
         let (sender, last_event) = watch::channel(0);
         tokio::spawn(watch_events(store.clone(), sender, shutdown.clone()));
+        let recon = Recon::new(&store, RECON_POOL_SIZE);
+        let replica = config.replica.clone().map(|replica| {
+            Replica::start(replica, store.clone(), shutdown.clone()).expect("a validated replica configuration")
+        });
         AppState {
-            recon: Recon::new(&store, RECON_POOL_SIZE),
+            primary: Reads { store: store.clone(), recon: recon.clone() },
+            replica,
+            recon,
             outbox: tally_relay::Outbox::new(&store, RELAY_POOL_SIZE),
             store,
             engine,
@@ -214,6 +234,45 @@ impl AppState {
             last_event,
             shutdown,
         }
+    }
+}
+
+impl AppState {
+    /// Runs a read-only request's `work` on the replica when it is fresh enough for the request
+    /// (see `crate::replica`), else on the primary, and says where it ran. A read the replica
+    /// fails with a server error, or answers `*_not_found` (perhaps only not replayed yet), is
+    /// run again on the primary: a replica's lag never makes a read fail or miss a row.
+    pub async fn read<T, F, Fut>(&self, headers: &HeaderMap, work: F) -> Result<(Served, T), ApiError>
+    where
+        F: Fn(Reads) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>> + Send,
+    {
+        let min = crate::replica::min_lsn(headers)?;
+        let Some(replica) = &self.replica else {
+            let served = Served { source: Source::Primary, fallback: None, configured: false };
+            return Ok((served, work(self.primary.clone()).await?));
+        };
+        let fallback = match replica.route(min).await {
+            Ok(()) => match work(replica.reads.clone()).await {
+                Ok(value) => {
+                    self.metrics.count_read(Source::Replica, None);
+                    return Ok((Served { source: Source::Replica, fallback: None, configured: true }, value));
+                }
+                Err(error) if error.status.is_server_error() => {
+                    tracing::warn!(code = error.code, message = %error.message, "a read failed on the replica; reading from the primary");
+                    Fallback::Failed
+                }
+                Err(error) if error.status == axum::http::StatusCode::NOT_FOUND => Fallback::Missing,
+                Err(error) => {
+                    self.metrics.count_read(Source::Replica, None);
+                    return Err(error);
+                }
+            },
+            Err(fallback) => fallback,
+        };
+        self.metrics.count_read(Source::Primary, Some(fallback));
+        let value = work(self.primary.clone()).await?;
+        Ok((Served { source: Source::Primary, fallback: Some(fallback), configured: true }, value))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod ledgers;
 pub mod migrate;
 pub mod posting;
 pub mod queries;
+pub mod replica;
 pub mod server;
 pub mod timing;
 
@@ -26,6 +27,7 @@ pub use ledgers::{LedgerRecord, NewLedger};
 pub use migrate::{MigrationReport, migrate, migrate_through};
 pub use posting::{AccountOrder, BatchConn, BatchOutcome, BatchToken, EXPIRY_ACTOR, JournalRow, UnansweredBatch};
 pub use queries::{AuditRecord, Direction, EventRecord, EventSubject, HistoryEntry, TransferFilter};
+pub use replica::{LagClock, Lsn, Replay};
 pub use server::{create_database_if_missing, drop_database_if_exists};
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -132,6 +134,11 @@ fn with_defaults(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
         config.tcp_user_timeout(TCP_USER_TIMEOUT);
     }
     config
+}
+
+/// Checks that `conninfo` is a libpq connection string or URL, without connecting.
+pub fn check_conninfo(conninfo: &str) -> Result<(), StoreError> {
+    tokio_postgres::Config::from_str(conninfo).map(drop).map_err(StoreError::from)
 }
 
 impl Store {

@@ -5,6 +5,7 @@ use crate::body::RawBody;
 use crate::body::{Json, Path, Query};
 use crate::error::ApiError;
 use crate::idempotency;
+use crate::replica::Served;
 use crate::state::AppState;
 use crate::views::{AccountView, BalanceView, HistoryView, NewAccountBody, Page, StatusBody, TransferView};
 use axum::Extension;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tally_core::{AccountStatus, BalanceRule, parse_amount};
 use tally_store::accounts::ACCOUNT_PAGE_SIZE_MAX;
-use tally_store::{AccountRecord, NewAccount, StatusChange};
+use tally_store::{AccountRecord, NewAccount, StatusChange, Store};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -32,9 +33,9 @@ fn with_etag(status: StatusCode, record: &AccountRecord) -> Response {
 /// Looks an account up by id or code, for a caller allowed to read it.
 /// A reader gets the same 403 for an account that does not exist as for one it may not read,
 /// so that it cannot probe which codes exist.
-pub async fn readable(state: &AppState, principal: &Principal, id_or_code: &str) -> Result<AccountRecord, ApiError> {
+pub async fn readable(store: &Store, principal: &Principal, id_or_code: &str) -> Result<AccountRecord, ApiError> {
     principal.require(READERS)?;
-    let record = match state.store.require_account(id_or_code).await {
+    let record = match store.require_account(id_or_code).await {
         Err(tally_store::StoreError::AccountNotFound(_)) if principal.role == tally_store::Role::Reader => {
             return Err(ApiError::forbidden("this key may not read that account"));
         }
@@ -106,9 +107,12 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id_or_code): Path<String>,
-) -> Result<Response, ApiError> {
-    let record = readable(&state, &principal, &id_or_code).await?;
-    Ok(with_etag(StatusCode::OK, &record))
+    headers: HeaderMap,
+) -> Result<(Served, Response), ApiError> {
+    let (principal, id_or_code) = (&principal, id_or_code.as_str());
+    let (served, record) =
+        state.read(&headers, move |reads| async move { readable(&reads.store, principal, id_or_code).await }).await?;
+    Ok((served, with_etag(StatusCode::OK, &record)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -145,7 +149,8 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Page<AccountView>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<(Served, axum::Json<Page<AccountView>>), ApiError> {
     principal.require(READERS)?;
     if principal.role == tally_store::Role::Reader {
         return Err(ApiError::forbidden("a reader key reads its own accounts by id; it cannot list accounts"));
@@ -160,10 +165,13 @@ pub async fn list(
     };
     let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
     let filter =
-        tally_store::AccountFilter { currency: query.currency.as_deref(), status, ledgers: ledgers.as_deref() };
-    let page = state.store.list_accounts(&filter, query.cursor.map(tally_core::AccountId), limit).await?;
+        &tally_store::AccountFilter { currency: query.currency.as_deref(), status, ledgers: ledgers.as_deref() };
+    let cursor = query.cursor.map(tally_core::AccountId);
+    let (served, page) = state
+        .read(&headers, |reads| async move { Ok(reads.store.list_accounts(filter, cursor, limit).await?) })
+        .await?;
     let next_cursor = (page.len() as i64 == limit).then(|| page.last().expect("full").account.id.0.to_string());
-    Ok(axum::Json(Page { data: page.iter().map(AccountView::new).collect(), next_cursor }))
+    Ok((served, axum::Json(Page { data: page.iter().map(AccountView::new).collect(), next_cursor })))
 }
 
 /// The version an `If-Match` header names, if any.
@@ -273,26 +281,38 @@ pub async fn balance(
     Extension(principal): Extension<Principal>,
     Path(id_or_code): Path<String>,
     Query(query): Query<BalanceQuery>,
-) -> Result<axum::Json<BalanceView>, ApiError> {
-    let record = readable(&state, &principal, &id_or_code).await?;
+    headers: HeaderMap,
+) -> Result<(Served, axum::Json<BalanceView>), ApiError> {
     if let Some(as_of) = query.as_of {
+        // A balance as of a time is history: the replica may answer it.
         let at = tally_recon::parse_time(&as_of)?;
-        let point = tally_recon::balance::balance_as_of(&state.recon, record.account.id.0, at).await?;
+        let (principal, id_or_code) = (&principal, id_or_code.as_str());
+        let (served, point) = state
+            .read(&headers, |reads| async move {
+                let record = readable(&reads.store, principal, id_or_code).await?;
+                Ok(tally_recon::balance::balance_as_of(&reads.recon, record.account.id.0, at).await?)
+            })
+            .await?;
         let s = point.scale;
-        return Ok(axum::Json(BalanceView {
-            account_id: point.account_id,
-            currency: point.currency.clone(),
-            balance: tally_core::format_amount(point.balance(), s),
-            available: tally_core::format_amount(point.available(), s),
-            debits_pending: tally_core::format_amount(point.debits_pending, s),
-            credits_pending: tally_core::format_amount(point.credits_pending, s),
-            version: None,
-            as_of: Some(crate::views::time(point.as_of)),
-            snapshot_day: point.snapshot_day,
-        }));
+        return Ok((
+            served,
+            axum::Json(BalanceView {
+                account_id: point.account_id,
+                currency: point.currency.clone(),
+                balance: tally_core::format_amount(point.balance(), s),
+                available: tally_core::format_amount(point.available(), s),
+                debits_pending: tally_core::format_amount(point.debits_pending, s),
+                credits_pending: tally_core::format_amount(point.credits_pending, s),
+                version: None,
+                as_of: Some(crate::views::time(point.as_of)),
+                snapshot_day: point.snapshot_day,
+            }),
+        ));
     }
+    // The current balance is what a client acts on: always the primary's.
+    let record = readable(&state.store, &principal, &id_or_code).await?;
     let view = AccountView::new(&record);
-    Ok(axum::Json(BalanceView {
+    let balance = BalanceView {
         account_id: view.id,
         currency: view.currency,
         balance: view.balance,
@@ -302,7 +322,8 @@ pub async fn balance(
         version: Some(view.version),
         as_of: None,
         snapshot_day: None,
-    }))
+    };
+    Ok((Served::primary(state.replica.is_some()), axum::Json(balance)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -334,10 +355,17 @@ pub async fn history(
     Extension(principal): Extension<Principal>,
     Path(id_or_code): Path<String>,
     Query(query): Query<HistoryQuery>,
-) -> Result<axum::Json<Page<HistoryView>>, ApiError> {
-    let record = readable(&state, &principal, &id_or_code).await?;
+    headers: HeaderMap,
+) -> Result<(Served, axum::Json<Page<HistoryView>>), ApiError> {
     let limit = page_limit(query.limit, tally_store::queries::HISTORY_PAGE_SIZE_MAX)?;
-    let entries = state.store.history(&record.account.id.0.to_string(), query.cursor, limit).await?;
+    let (principal, id_or_code, cursor) = (&principal, id_or_code.as_str(), query.cursor);
+    let (served, (record, entries)) = state
+        .read(&headers, |reads| async move {
+            let record = readable(&reads.store, principal, id_or_code).await?;
+            let entries = reads.store.history(&record.account.id.0.to_string(), cursor, limit).await?;
+            Ok((record, entries))
+        })
+        .await?;
     let next_cursor = (entries.len() as i64 == limit).then(|| entries.last().expect("full").seq.to_string());
     let data = entries
         .into_iter()
@@ -351,5 +379,5 @@ pub async fn history(
             transfer: TransferView::new(&entry.transfer, record.scale),
         })
         .collect();
-    Ok(axum::Json(Page { data, next_cursor }))
+    Ok((served, axum::Json(Page { data, next_cursor })))
 }

@@ -36,12 +36,15 @@ pub async fn audit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<AuditQuery>,
-) -> Result<axum::Json<Page<AuditView>>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<(crate::replica::Served, axum::Json<Page<AuditView>>), ApiError> {
     principal.require(AUDITORS)?;
     let limit = limit_of(query.limit)?;
-    let rows = state.store.audit_page(query.after.unwrap_or(0), limit).await?;
+    let after = query.after.unwrap_or(0);
+    let (served, rows) =
+        state.read(&headers, |reads| async move { Ok(reads.store.audit_page(after, limit).await?) }).await?;
     let next_cursor = rows.last().map(|row| row.id.to_string());
-    Ok(axum::Json(Page { data: rows.into_iter().map(AuditView::from).collect(), next_cursor }))
+    Ok((served, axum::Json(Page { data: rows.into_iter().map(AuditView::from).collect(), next_cursor })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -47,7 +47,8 @@ pub async fn metrics(
             None
         }
     };
-    let body = state.metrics.render(&state.engine, state.outbox.stats(), positions.as_ref());
+    let replica = state.replica.as_ref().map(|replica| replica.position());
+    let body = state.metrics.render(&state.engine, state.outbox.stats(), positions.as_ref(), replica);
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body))
 }
 

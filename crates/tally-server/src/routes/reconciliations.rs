@@ -168,23 +168,30 @@ pub async fn show(
     Extension(principal): Extension<Principal>,
     Path(date): Path<String>,
     Query(query): Query<ReportQuery>,
-) -> Result<Response, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<(crate::replica::Served, Response), ApiError> {
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
     let day = tally_recon::days::parse_day(&date)?;
     let ledgers = ledger_view(&state, &principal, query.ledger.as_deref()).await?;
     let text = tally_recon::days::format_day(day);
-    let run = tally_recon::eod::latest_report(&state.recon, day).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "reconciliation_not_found", format!("{text} was never reconciled"))
-    })?;
+    let text = text.as_str();
+    let (served, run) = state
+        .read(&headers, |reads| async move {
+            tally_recon::eod::latest_report(&reads.recon, day).await?.ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "reconciliation_not_found", format!("{text} was never reconciled"))
+            })
+        })
+        .await?;
     let report = run.report.map(|report| seen(report, &ledgers));
     // A filtered run's status is its view's.
     let status = report.as_ref().map_or(run.status.as_str(), |r| r.status.as_str());
     match (format, &report) {
-        (ReportFormat::Json, report) => {
-            Ok(axum::Json(view(run.run_id, &text, status, report.as_ref(), run.error.clone())).into_response())
-        }
-        (_, Some(report)) => Ok(rendered(render_day(report, format), format)),
+        (ReportFormat::Json, report) => Ok((
+            served,
+            axum::Json(view(run.run_id, &text, status, report.as_ref(), run.error.clone())).into_response(),
+        )),
+        (_, Some(report)) => Ok((served, rendered(render_day(report, format), format))),
         (_, None) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "reconciliation_running",

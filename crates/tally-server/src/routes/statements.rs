@@ -20,7 +20,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tally_recon::ReconError;
-use tally_recon::render::{render_file, render_statement};
+use tally_recon::render::{ReportFormat, render_file, render_statement};
+use tally_recon::report::LedgerRef;
 use tally_recon::statement::{
     ImportOptions, StatementFilter, file_report, import_file, list_statements, parse_mapping_entry, statement_report,
 };
@@ -152,24 +153,37 @@ pub async fn show(
     Extension(principal): Extension<Principal>,
     Path(id): Path<Uuid>,
     Query(query): Query<ReportQuery>,
-) -> Result<Response, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<(crate::replica::Served, Response), ApiError> {
     principal.require(EVENT_READERS)?;
     let format = query.report_format()?;
     let ledgers = ledger_view(&state, &principal, query.ledger.as_deref()).await?;
-    let shows = |ledger: i32| ledgers.as_ref().is_none_or(|shown| shown.iter().any(|l| l.id == ledger));
-    match statement_report(&state.recon, id).await {
+    let (principal, ledgers) = (&principal, ledgers.as_deref());
+    state.read(&headers, move |reads| async move { report(&reads.recon, principal, id, format, ledgers).await }).await
+}
+
+/// A statement's report, or a statement file's, as the caller may see it.
+async fn report(
+    recon: &tally_recon::Recon,
+    principal: &Principal,
+    id: Uuid,
+    format: ReportFormat,
+    ledgers: Option<&[LedgerRef]>,
+) -> Result<Response, ApiError> {
+    let shows = |ledger: i32| ledgers.is_none_or(|shown| shown.iter().any(|l| l.id == ledger));
+    match statement_report(recon, id).await {
         Ok(report) => {
             if !shows(report.ledger) {
-                return Err(not_shown(&principal, &[report.ledger], id));
+                return Err(not_shown(principal, &[report.ledger], id));
             }
             Ok(rendered(render_statement(&report, format), format))
         }
         Err(ReconError::StatementNotFound(_)) => {
-            let report = file_report(&state.recon, id).await?;
-            let report = match &ledgers {
+            let report = file_report(recon, id).await?;
+            let report = match ledgers {
                 Some(shown) if !report.touches(shown) => {
                     let of: Vec<i32> = report.statements.iter().filter_map(|s| s.ledger_of()).collect();
-                    return Err(not_shown(&principal, &of, id));
+                    return Err(not_shown(principal, &of, id));
                 }
                 Some(shown) => report.filtered(shown),
                 None => report,
@@ -269,16 +283,18 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Page<StatementListView>>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<(crate::replica::Served, axum::Json<Page<StatementListView>>), ApiError> {
     principal.require(EVENT_READERS)?;
     let limit = crate::routes::accounts::limit_of(query.limit)?;
     let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
     let account = match &query.account {
-        Some(named) => Some(crate::routes::accounts::readable(&state, &principal, named).await?.account.id.0),
+        Some(named) => Some(crate::routes::accounts::readable(&state.store, &principal, named).await?.account.id.0),
         None => None,
     };
-    let filter = StatementFilter { ledgers: ledgers.as_deref(), account, before: query.cursor };
-    let page = list_statements(&state.recon, &filter, limit).await?;
+    let filter = &StatementFilter { ledgers: ledgers.as_deref(), account, before: query.cursor };
+    let (served, page) =
+        state.read(&headers, |reads| async move { Ok(list_statements(&reads.recon, filter, limit).await?) }).await?;
     let next_cursor = (page.len() as i64 == limit).then(|| page.last().expect("full").id.to_string());
-    Ok(axum::Json(Page { data: page.into_iter().map(StatementListView::new).collect(), next_cursor }))
+    Ok((served, axum::Json(Page { data: page.into_iter().map(StatementListView::new).collect(), next_cursor })))
 }

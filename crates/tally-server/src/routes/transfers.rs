@@ -4,13 +4,14 @@
 use crate::auth::{MOVERS, Principal, READERS};
 use crate::body::{Json, Path, Query, RawBody};
 use crate::error::ApiError;
+use crate::replica::Served;
 use crate::routes::accounts::{limit_of, optional_body};
 use crate::state::AppState;
 use crate::views::{ActionBody, BatchBody, BatchView, Page, ResolveBody, TransferBody, TransferOutcome, TransferView};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -334,14 +335,22 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<Uuid>,
-) -> Result<axum::Json<TransferOutcome>, ApiError> {
+    headers: HeaderMap,
+) -> Result<(Served, axum::Json<TransferOutcome>), ApiError> {
     principal.require(READERS)?;
-    let row =
-        state.store.journal_row(id).await?.ok_or_else(|| tally_store::StoreError::TransferNotFound(id.to_string()))?;
+    let (served, row) = state
+        .read(&headers, |reads| async move {
+            Ok(reads
+                .store
+                .journal_row(id)
+                .await?
+                .ok_or_else(|| tally_store::StoreError::TransferNotFound(id.to_string()))?)
+        })
+        .await?;
     if !readable_row(&principal, &row) {
         return Err(ApiError::forbidden("this key may not read that transfer"));
     }
-    Ok(axum::Json(outcome_of_row(&state, &row).await?))
+    Ok((served, axum::Json(outcome_of_row(&state, &row).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -383,11 +392,12 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Page<TransferOutcome>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<(Served, axum::Json<Page<TransferOutcome>>), ApiError> {
     principal.require(READERS)?;
     let account = match query.account.as_deref() {
         Some(id_or_code) => {
-            let record = crate::routes::accounts::readable(&state, &principal, id_or_code).await?;
+            let record = crate::routes::accounts::readable(&state.store, &principal, id_or_code).await?;
             Some(record.account.id)
         }
         None if principal.role == Role::Reader => {
@@ -402,7 +412,7 @@ pub async fn list(
         return Err(ApiError::bad_request("invalid_query", "status is posted, pending, voided, expired or rejected"));
     }
     let ledgers = crate::routes::ledgers::scope(&state, &principal, query.ledger.as_deref()).await?;
-    let filter = TransferFilter {
+    let filter = &TransferFilter {
         account,
         ledgers,
         status: query.status.clone(),
@@ -411,10 +421,11 @@ pub async fn list(
         before: query.cursor,
         limit: limit_of(query.limit)?,
     };
-    let (rows, next) = state.store.list_transfers(&filter).await?;
+    let (served, (rows, next)) =
+        state.read(&headers, |reads| async move { Ok(reads.store.list_transfers(filter).await?) }).await?;
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {
         data.push(outcome_of_row(&state, row).await?);
     }
-    Ok(axum::Json(Page { data, next_cursor: next.map(|seq| seq.to_string()) }))
+    Ok((served, axum::Json(Page { data, next_cursor: next.map(|seq| seq.to_string()) })))
 }
