@@ -238,6 +238,36 @@ async fn reads_go_to_a_fresh_replica_see_the_callers_writes_and_fall_back_to_the
     let malformed = http.call("GET", &format!("/v1/transfers/{last_id}"), None, Some("yesterday")).await;
     assert_eq!((malformed.status, malformed.body["error"]["code"].as_str()), (400, Some("invalid_header")));
 
+    // `tally bench --replica-url` samples the replica's lag under load, on a database of its own.
+    let create = primary.psql_command("postgres").args(["-At", "-c", "CREATE DATABASE bench"]).output().unwrap();
+    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    let bench_url = |pg: &EmbeddedPg| socket_url(pg).replace("dbname=tally", "dbname=bench");
+    let json_out = root.join("bench.json");
+    tally(&[
+        "--database-url",
+        &bench_url(&primary),
+        "bench",
+        "--duration",
+        "2s",
+        "--accounts",
+        "100",
+        "--concurrency",
+        "16",
+        "--replica-url",
+        &bench_url(&replica),
+        "--json-out",
+        path(&json_out),
+        "--svg-out",
+        path(&root.join("bench.svg")),
+    ]);
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    let lag = &report["replica_lag"];
+    assert!(lag["samples"].as_u64().unwrap() >= 50, "about 200 samples in 2 s: {lag}");
+    assert_eq!(lag["unanswered"], 0, "{lag}");
+    assert!(lag["catch_up_ms"].as_f64().is_some(), "the replica caught up after the load: {lag}");
+    assert!(lag["lag_max_bytes"].as_u64().unwrap() > 0, "a loaded primary is ahead of its replica at times: {lag}");
+    eprintln!("replica lag under a 2 s bench: {lag}");
+
     // Replay paused: the replica falls behind.
     let pause = |sql: &str| {
         let out = replica.psql_command("tally").args(["-At", "-c", sql]).output().unwrap();

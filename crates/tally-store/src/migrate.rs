@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "statement_files", sql: include_str!("../migrations/0010_statement_files.sql") },
     Migration { version: 11, name: "events_out", sql: include_str!("../migrations/0011_events_out.sql") },
     Migration { version: 12, name: "ledgers", sql: include_str!("../migrations/0012_ledgers.sql") },
+    Migration {
+        version: 13,
+        name: "events_ledger_backfill",
+        sql: include_str!("../migrations/0013_events_ledger_backfill.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "tally" in ASCII.
