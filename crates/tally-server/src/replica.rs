@@ -108,7 +108,8 @@ pub enum Fallback {
     Behind,
     /// The read failed on the replica (and was run again on the primary).
     Failed,
-    /// The replica answered `*_not_found`: perhaps not replayed yet, so the primary was asked.
+    /// The replica answered not found (or forbidden, which a reader key is told for an account
+    /// that does not exist): perhaps not replayed yet, so the primary was asked.
     Missing,
 }
 

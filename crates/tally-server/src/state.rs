@@ -240,8 +240,8 @@ impl AppState {
 impl AppState {
     /// Runs a read-only request's `work` on the replica when it is fresh enough for the request
     /// (see `crate::replica`), else on the primary, and says where it ran. A read the replica
-    /// fails with a server error, or answers `*_not_found` (perhaps only not replayed yet), is
-    /// run again on the primary: a replica's lag never makes a read fail or miss a row.
+    /// fails with a server error, or answers not found or forbidden (perhaps only not replayed
+    /// yet), is run again on the primary: a replica's lag never makes a read fail or miss a row.
     pub async fn read<T, F, Fut>(&self, headers: &HeaderMap, work: F) -> Result<(Served, T), ApiError>
     where
         F: Fn(Reads) -> Fut,
@@ -262,7 +262,16 @@ impl AppState {
                     tracing::warn!(code = error.code, message = %error.message, "a read failed on the replica; reading from the primary");
                     Fallback::Failed
                 }
-                Err(error) if error.status == axum::http::StatusCode::NOT_FOUND => Fallback::Missing,
+                // Not found, or forbidden (a reader key is told 403 for an account that does
+                // not exist): perhaps only not replayed yet.
+                Err(error)
+                    if matches!(
+                        error.status,
+                        axum::http::StatusCode::NOT_FOUND | axum::http::StatusCode::FORBIDDEN
+                    ) =>
+                {
+                    Fallback::Missing
+                }
                 Err(error) => {
                     self.metrics.count_read(Source::Replica, None);
                     return Err(error);

@@ -187,10 +187,9 @@ pub async fn show(
     // A filtered run's status is its view's.
     let status = report.as_ref().map_or(run.status.as_str(), |r| r.status.as_str());
     match (format, &report) {
-        (ReportFormat::Json, report) => Ok((
-            served,
-            axum::Json(view(run.run_id, &text, status, report.as_ref(), run.error.clone())).into_response(),
-        )),
+        (ReportFormat::Json, report) => {
+            Ok((served, axum::Json(view(run.run_id, text, status, report.as_ref(), run.error.clone())).into_response()))
+        }
         (_, Some(report)) => Ok((served, rendered(render_day(report, format), format))),
         (_, None) => Err(ApiError::new(
             StatusCode::CONFLICT,
