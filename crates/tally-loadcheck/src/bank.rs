@@ -105,10 +105,6 @@ impl BankMix {
         BankMix { customers, fees, settlement }
     }
 
-    pub fn customers(&self) -> &AccountPicker {
-        &self.customers
-    }
-
     /// The next operation.
     pub fn next(&self, rng: &mut fastrand::Rng) -> Operation {
         let amount_minor = rng.i128(AMOUNT_MINOR_MIN..=AMOUNT_MINOR_MAX);
