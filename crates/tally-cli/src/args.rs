@@ -94,9 +94,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure the end-of-day run on a generated ledger (embedded: database `tally_bench_eod`).
     BenchEod(BenchEodArgs),
-    /// Run several `tally serve` processes and SQL-native writers on shared hot accounts with
-    /// impatient, resubmitting clients, then check every acknowledged transfer and the books
-    /// (embedded: a fresh database `tally_loadcheck` per round).
+    /// Run several `tally serve` processes and SQL-native writers on shared hot accounts (or a
+    /// bank's customers and house accounts: --scenario bank) with impatient, resubmitting
+    /// clients, then check every acknowledged transfer and the books, and report each process's
+    /// engine batches and re-runs (embedded: a fresh database `tally_loadcheck` per round).
     Loadcheck(LoadcheckArgs),
     /// Endless load with intent and ack logs, for the crash harness.
     #[command(hide = true)]
@@ -799,6 +800,13 @@ pub enum RoleArg {
     Reader,
 }
 
+/// `tally loadcheck --scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioArg {
+    HotAccounts,
+    Bank,
+}
+
 #[derive(Debug, Args)]
 pub struct LoadcheckArgs {
     /// `tally serve` processes on the database.
@@ -807,16 +815,32 @@ pub struct LoadcheckArgs {
     /// Connections calling the seed's `compat.transfer_money`, as its Python client does.
     #[arg(long, default_value_t = 4)]
     pub sql_writers: usize,
-    /// Hot accounts every writer moves money among.
+    /// What the writers do. hot-accounts: single transfers among --accounts hot accounts.
+    /// bank: --customers customer accounts that may not go negative and --house-accounts
+    /// bank-owned ones (the first collects fees, the others are settlement accounts); 80%
+    /// payments between customers, each with a 0.5% fee to the fees account in the same atomic
+    /// request, 10% deposits and 10% withdrawals between settlement and customers; then every
+    /// account's balance is checked against the acknowledged transfers.
+    #[arg(long, value_enum, default_value = "hot-accounts")]
+    pub scenario: ScenarioArg,
+    /// Hot accounts every writer moves money among (hot-accounts).
     #[arg(long, default_value_t = 8)]
     pub accounts: usize,
-    /// Skew of the account choice: account i (from 0) has weight 1/(i+1)^s; 0 is uniform.
+    /// Customers of the bank, each funded with 200.00 (bank).
+    #[arg(long, default_value_t = 1_000)]
+    pub customers: usize,
+    /// House accounts of the bank: fees, then settlement accounts (bank; at least 2).
+    #[arg(long, default_value_t = 4)]
+    pub house_accounts: usize,
+    /// Skew of the account choice (hot accounts, or customers): account i (from 0) has weight
+    /// 1/(i+1)^s; 0 is uniform.
     #[arg(long, default_value_t = 0.0)]
     pub zipf_exponent: f64,
     /// HTTP clients per process.
     #[arg(long, default_value_t = 24)]
     pub clients: usize,
-    /// Transfers per round in all (HTTP and SQL); instead of --duration.
+    /// Transfers per round in all (HTTP and SQL; a payment and its fee count as one); instead of
+    /// --duration.
     #[arg(long, conflicts_with = "duration")]
     pub transfers: Option<u64>,
     /// How long each round sends new transfers, e.g. 30s.

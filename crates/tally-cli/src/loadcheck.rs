@@ -1,10 +1,10 @@
 //! `tally loadcheck`: the arguments into a `tally_loadcheck::LoadConfig`, one run per round, the
 //! reports as tables or JSON, and exit status 4 when a round failed a check.
 
-use crate::args::{Cli, LoadcheckArgs};
+use crate::args::{Cli, LoadcheckArgs, ScenarioArg};
 use crate::connect;
 use anyhow::{Context, Result};
-use tally_loadcheck::{LoadConfig, LoadReport, Workload};
+use tally_loadcheck::{LoadConfig, LoadReport, Scenario, Workload};
 
 /// The database the embedded server runs load checks in, recreated for every round.
 const LOADCHECK_DB: &str = "tally_loadcheck";
@@ -16,7 +16,13 @@ fn config(args: &LoadcheckArgs, database_url: &str) -> Result<LoadConfig> {
     let mut config = LoadConfig::new(tally_bin, database_url);
     config.processes = args.processes;
     config.sql_writers = args.sql_writers;
+    config.scenario = match args.scenario {
+        ScenarioArg::HotAccounts => Scenario::HotAccounts,
+        ScenarioArg::Bank => Scenario::Bank,
+    };
     config.accounts = args.accounts;
+    config.customers = args.customers;
+    config.house_accounts = args.house_accounts;
     config.zipf_exponent = args.zipf_exponent;
     config.clients_per_process = args.clients;
     config.workload = match args.transfers {

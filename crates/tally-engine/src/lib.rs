@@ -13,7 +13,11 @@
 //! the batches before it will leave, and a commit task writes it while the next batch is
 //! decided (speculative pipelining: see `speculative`); a surprise there drains the pipeline
 //! and runs the affected batches again through the locking path, `decide::commit_locked`, which
-//! is also the whole path when `speculative` is off. The locking path retries a batch on
+//! is also the whole path when `speculative` is off. After such a fallback the engine decides
+//! through the locking path for `speculation_cooldown` before it speculates again: another
+//! writer that changed an account under the pipeline (another Tally process, a SQL-native
+//! client) is likely to do so again, and each failed speculation costs a write transaction
+//! rolled back, a drained pipeline and the batch decided twice. The locking path retries a batch on
 //! transient database failures (deadlock, serialization failure, a concurrent insert of the same
 //! id, a lost connection) with bounded, jittered exponential backoff. Retrying is safe: a failed
 //! SQL transaction wrote nothing, and the retry's idempotency prefetch sees whatever was
@@ -77,6 +81,12 @@ pub const EXPIRY_SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(3_600);
 pub const RESOLVE_WITHIN_DEFAULT: Duration = Duration::from_secs(5);
 /// The longest `resolve_within` may be.
 pub const RESOLVE_WITHIN_MAX: Duration = Duration::from_secs(60);
+/// How long the engine decides through the locking path after speculation failed, by default:
+/// long enough to spare many batches a failed speculation while another writer is busy (a batch
+/// takes a few milliseconds), short enough to be back to speculation soon after it stopped.
+pub const SPECULATION_COOLDOWN_DEFAULT: Duration = Duration::from_secs(1);
+/// The longest `speculation_cooldown` may be.
+pub const SPECULATION_COOLDOWN_MAX: Duration = Duration::from_secs(60);
 /// The pause between two attempts to find that out starts here and doubles up to the maximum.
 pub const RESOLVE_BACKOFF_BASE: Duration = Duration::from_millis(50);
 pub const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -87,6 +97,7 @@ const _: () = assert!(INTAKE_TRANSFERS_MAX >= BATCH_SIZE_MAX * COMMITTERS_MAX);
 const _: () = assert!(RESOLVE_BACKOFF_BASE.as_millis() < RESOLVE_BACKOFF_MAX.as_millis());
 const _: () = assert!(RESOLVE_BACKOFF_MAX.as_millis() < RESOLVE_WITHIN_DEFAULT.as_millis());
 const _: () = assert!(RESOLVE_WITHIN_DEFAULT.as_millis() <= RESOLVE_WITHIN_MAX.as_millis());
+const _: () = assert!(SPECULATION_COOLDOWN_DEFAULT.as_millis() <= SPECULATION_COOLDOWN_MAX.as_millis());
 
 /// One transfer request and the authenticated caller who sent it.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +181,10 @@ pub struct EngineConfig {
     /// Decide each batch on the state the batches before it will leave, without waiting for
     /// their commits (see `speculative`); `false` locks accounts for the whole batch instead.
     pub speculative: bool,
+    /// After speculation failed (a batch ran again through the locking path), decide batches
+    /// through the locking path for this long before speculating again; each further failure
+    /// starts it again (zero: speculate again at once; up to `SPECULATION_COOLDOWN_MAX`).
+    pub speculation_cooldown: Duration,
     /// How often a sweeper task expires holds past their timeout, through the batcher like any
     /// other write (`None`: only when `expire_due` is called).
     pub expiry_sweep_interval: Option<Duration>,
@@ -188,6 +203,7 @@ impl Default for EngineConfig {
             committers: 3,
             intake_transfers_max: 1 << 17,
             speculative: true,
+            speculation_cooldown: SPECULATION_COOLDOWN_DEFAULT,
             // A hold is released at most about a second after its timeout.
             expiry_sweep_interval: Some(Duration::from_secs(1)),
             resolve_within: RESOLVE_WITHIN_DEFAULT,
@@ -214,6 +230,10 @@ impl EngineConfig {
             !self.resolve_within.is_zero() && self.resolve_within <= RESOLVE_WITHIN_MAX,
             "resolve_within out of range"
         );
+        assert!(
+            self.speculation_cooldown <= SPECULATION_COOLDOWN_MAX,
+            "speculation_cooldown above SPECULATION_COOLDOWN_MAX"
+        );
     }
 }
 
@@ -226,6 +246,9 @@ pub struct EngineStats {
     pub queued_transfers: u64,
     /// Batches that speculation could not commit and that ran again with account locks.
     pub reruns: u64,
+    /// Batches decided through the locking path, without speculating, because speculation had
+    /// failed less than `speculation_cooldown` before.
+    pub cooldown_batches: u64,
 }
 
 /// One caller's submission waiting for its batch.
@@ -247,6 +270,7 @@ struct Inner {
     batches: AtomicU64,
     transfers: AtomicU64,
     reruns: AtomicU64,
+    cooldown_batches: AtomicU64,
     batcher: Mutex<Option<JoinHandle<()>>>,
     /// Whether a bounded shutdown abandoned batches in flight.
     abandoned: AtomicBool,
@@ -273,6 +297,7 @@ impl Engine {
             batches: AtomicU64::new(0),
             transfers: AtomicU64::new(0),
             reruns: AtomicU64::new(0),
+            cooldown_batches: AtomicU64::new(0),
             batcher: Mutex::new(None),
             abandoned: AtomicBool::new(false),
         });
@@ -304,6 +329,7 @@ impl Engine {
             transfers: self.inner.transfers.load(Ordering::Relaxed),
             queued_transfers: waiting as u64,
             reruns: self.inner.reruns.load(Ordering::Relaxed),
+            cooldown_batches: self.inner.cooldown_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -484,6 +510,8 @@ async fn run_batcher(
         number: 0,
         reruns: BTreeMap::new(),
         unknown: false,
+        cooldown_until: None,
+        locked_in_flight: false,
         tasks: JoinSet::new(),
     };
     let mut carried: Option<Job> = None;
@@ -522,16 +550,17 @@ async fn run_batcher(
             });
             continue;
         }
-        while let Ok(report) = done.try_recv() {
-            pipeline.absorb(report);
+        let slot = ready(&inner, &mut pipeline, &slots, &mut done, slot).await;
+        if pipeline.cooling_down() {
+            inner.cooldown_batches.fetch_add(1, Ordering::Relaxed);
+            pipeline.locked_in_flight = true;
+            let inner = inner.clone();
+            pipeline.spawn(async move {
+                commit_locked(&inner, batch).await;
+                drop(slot);
+            });
+            continue;
         }
-        let slot = if pipeline.must_fall_back() {
-            drop(slot);
-            drain_and_fall_back(&inner, &mut pipeline, &slots, &mut done).await;
-            slots.clone().acquire_owned().await.expect("never closed")
-        } else {
-            slot
-        };
         pipeline.start(&inner, batch, None, slot, done_sender.clone()).await;
         while let Ok(expiry) = expiries.try_recv() {
             run_expiry(&inner, &mut pipeline, &slots, &mut done, &done_sender, expiry).await;
@@ -539,6 +568,29 @@ async fn run_batcher(
     }
     // Wait for every commit task to finish, then run again whatever they could not answer.
     drain_and_fall_back(&inner, &mut pipeline, &slots, &mut done).await;
+}
+
+/// Makes the pipeline ready for the next batch, holding `slot`: takes in the reports of the
+/// batches that finished, and falls back when one of them needs it, or when speculation is about
+/// to resume while batches decided through the locking path during the cool-down are still in
+/// flight (speculation must not read what they are about to change).
+async fn ready(
+    inner: &Inner,
+    pipeline: &mut Pipeline,
+    slots: &Arc<Semaphore>,
+    done: &mut mpsc::UnboundedReceiver<Done>,
+    slot: OwnedSemaphorePermit,
+) -> OwnedSemaphorePermit {
+    while let Ok(report) = done.try_recv() {
+        pipeline.absorb(report);
+    }
+    let resuming = pipeline.locked_in_flight && !pipeline.cooling_down();
+    if !pipeline.must_fall_back() && !resuming {
+        return slot;
+    }
+    drop(slot);
+    drain_and_fall_back(inner, pipeline, slots, done).await;
+    slots.clone().acquire_owned().await.expect("never closed")
 }
 
 /// Waits until no batch is in flight, takes in every report, and falls back: forgets all
@@ -596,25 +648,19 @@ async fn run_expiry(
     done_sender: &mpsc::UnboundedSender<Done>,
     expiry: ExpireJob,
 ) {
-    if !inner.config.speculative {
-        let work = || Work::Expiry { at: expiry.at, limit: EXPIRY_BATCH_MAX };
-        let within = inner.config.resolve_within;
-        let result = retry(|| decide::commit_locked(&inner.store, work(), within)).await;
-        let _ = expiry.reply.send(result.map(|(_, output)| output.resolved.len()));
-        return;
+    if inner.config.speculative && !pipeline.cooling_down() {
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let slot = ready(inner, pipeline, slots, done, slot).await;
+        if !pipeline.cooling_down() {
+            pipeline.start(inner, Batch::new(Vec::new()), Some(expiry), slot, done_sender.clone()).await;
+            return;
+        }
+        // A fallback just now started a cool-down: this pass takes the locking path too.
     }
-    let slot = slots.clone().acquire_owned().await.expect("never closed");
-    while let Ok(report) = done.try_recv() {
-        pipeline.absorb(report);
-    }
-    let slot = if pipeline.must_fall_back() {
-        drop(slot);
-        drain_and_fall_back(inner, pipeline, slots, done).await;
-        slots.clone().acquire_owned().await.expect("never closed")
-    } else {
-        slot
-    };
-    pipeline.start(inner, Batch::new(Vec::new()), Some(expiry), slot, done_sender.clone()).await;
+    let work = || Work::Expiry { at: expiry.at, limit: EXPIRY_BATCH_MAX };
+    let within = inner.config.resolve_within;
+    let result = retry(|| decide::commit_locked(&inner.store, work(), within)).await;
+    let _ = expiry.reply.send(result.map(|(_, output)| output.resolved.len()));
 }
 
 /// Adds waiting jobs to a batch until it is full or no job arrives within the linger time.
@@ -657,6 +703,11 @@ struct Pipeline {
     reruns: BTreeMap<u64, Batch>,
     /// Whether a batch's outcome stayed unknown since the pipeline last started afresh.
     unknown: bool,
+    /// Until when batches are decided through the locking path (set when speculation failed).
+    cooldown_until: Option<tokio::time::Instant>,
+    /// Whether batches decided through the locking path during a cool-down may still be in
+    /// flight: speculation resumes only after they finished.
+    locked_in_flight: bool,
     /// The commit tasks, owned here so that aborting the batcher aborts them too (a bounded
     /// shutdown): each then drops its connection, which rolls its SQL transaction back.
     tasks: JoinSet<()>,
@@ -679,6 +730,10 @@ impl Pipeline {
         self.unknown |= report.unknown;
     }
 
+    fn cooling_down(&self) -> bool {
+        self.cooldown_until.is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
     fn must_fall_back(&self) -> bool {
         !self.reruns.is_empty() || self.unknown || self.sequencer.account_count() > speculative::ACCOUNT_CACHE_MAX
     }
@@ -690,9 +745,13 @@ impl Pipeline {
         self.previous = None;
         self.turn = None;
         self.unknown = false;
+        // Whatever was in flight has finished: the batcher holds every slot.
+        self.locked_in_flight = false;
         let reruns = std::mem::take(&mut self.reruns);
         if !reruns.is_empty() {
             tracing::info!(batches = reruns.len(), "speculation failed; running batches again with account locks");
+            let cooldown = inner.config.speculation_cooldown;
+            self.cooldown_until = (!cooldown.is_zero()).then(|| tokio::time::Instant::now() + cooldown);
         }
         for (_, batch) in reruns {
             inner.reruns.fetch_add(1, Ordering::Relaxed);

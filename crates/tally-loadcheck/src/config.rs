@@ -1,5 +1,6 @@
-//! What a load check runs: how many `tally serve` processes and SQL-native writers, on how many
-//! hot accounts, for how long, and how impatient the HTTP clients are. Every knob is bounded.
+//! What a load check runs: how many `tally serve` processes and SQL-native writers, which
+//! scenario (a few hot accounts, or a bank's customers and house accounts), for how long, and how
+//! impatient the HTTP clients are. Every knob is bounded.
 
 use crate::LoadError;
 use serde::Serialize;
@@ -13,6 +14,12 @@ pub const SQL_WRITERS_MAX: usize = 64;
 /// Hot accounts: at least two (a transfer needs two accounts), at most this many.
 pub const ACCOUNTS_MIN: usize = 2;
 pub const ACCOUNTS_MAX: usize = 10_000;
+/// Customers of the bank scenario: at least two (a payment needs a payer and a payee).
+pub const CUSTOMERS_MIN: usize = 2;
+pub const CUSTOMERS_MAX: usize = 100_000;
+/// House accounts of the bank scenario: the fees account and at least one settlement account.
+pub const HOUSE_ACCOUNTS_MIN: usize = 2;
+pub const HOUSE_ACCOUNTS_MAX: usize = 16;
 /// The steepest account distribution (at 10, the first account takes 99.9% of 4).
 pub const ZIPF_EXPONENT_MAX: f64 = 10.0;
 /// HTTP clients per process at most; each is a task with connections of its own.
@@ -39,11 +46,25 @@ const _: () = assert!(CLIENT_TIMEOUT_MIN.as_millis() < CLIENT_TIMEOUT_MAX.as_mil
 const _: () = assert!(STALL_TIMEOUT_MIN.as_millis() < STALL_TIMEOUT_MAX.as_millis());
 const _: () = assert!(PROCESSES_MAX * CLIENTS_PER_PROCESS_MAX <= 100_000, "client tasks stay countable");
 
+/// What the writers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Single transfers among `accounts` hot accounts (a quarter of them small, see `setup`).
+    HotAccounts,
+    /// A bank (`bank`): `customers` customer accounts that may not go negative and
+    /// `house_accounts` bank-owned ones (fees, settlement). Customer-to-customer payments, each
+    /// with its fee to the fees account as one atomic request (a linked pair), and deposits and
+    /// withdrawals between settlement and customers.
+    Bank,
+}
+
 /// How much work a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Workload {
-    /// This many transfers in all, HTTP and SQL together, drawn from one pool.
+    /// This many transfers in all, HTTP and SQL together, drawn from one pool (in the bank
+    /// scenario a payment and its fee, sent together, count as one).
     Transfers(u64),
     /// New transfers for this long; transfers already started are then decided.
     #[serde(serialize_with = "serialize_seconds")]
@@ -68,8 +89,14 @@ pub struct LoadConfig {
     pub sql_writers: usize,
     /// Hot accounts every writer moves money among.
     pub accounts: usize,
-    /// How the writers pick accounts: account `i` (from 0) with weight `1 / (i + 1)^s`. 0 is
-    /// uniform; 2 sends about 70% of the money through the first of 4 accounts.
+    pub scenario: Scenario,
+    /// Customers of the bank scenario.
+    pub customers: usize,
+    /// House accounts of the bank scenario: the fees account, then settlement accounts.
+    pub house_accounts: usize,
+    /// How the writers pick accounts (hot accounts, or customers in the bank scenario): account
+    /// `i` (from 0) with weight `1 / (i + 1)^s`. 0 is uniform; 2 sends about 70% of the money
+    /// through the first of 4 accounts.
     pub zipf_exponent: f64,
     /// HTTP clients per process. A client's first try goes to its own process; every
     /// resubmission goes to another one.
@@ -118,6 +145,9 @@ impl LoadConfig {
             processes: 1,
             sql_writers: 0,
             accounts: 8,
+            scenario: Scenario::HotAccounts,
+            customers: 1_000,
+            house_accounts: 4,
             zipf_exponent: 0.0,
             clients_per_process: 24,
             workload: Workload::Duration(Duration::from_secs(30)),
@@ -150,6 +180,15 @@ impl LoadConfig {
         }
         if !(ACCOUNTS_MIN..=ACCOUNTS_MAX).contains(&self.accounts) {
             return invalid(format!("accounts must be {ACCOUNTS_MIN} to {ACCOUNTS_MAX}, got {}", self.accounts));
+        }
+        if !(CUSTOMERS_MIN..=CUSTOMERS_MAX).contains(&self.customers) {
+            return invalid(format!("customers must be {CUSTOMERS_MIN} to {CUSTOMERS_MAX}, got {}", self.customers));
+        }
+        if !(HOUSE_ACCOUNTS_MIN..=HOUSE_ACCOUNTS_MAX).contains(&self.house_accounts) {
+            return invalid(format!(
+                "house accounts must be {HOUSE_ACCOUNTS_MIN} to {HOUSE_ACCOUNTS_MAX}, got {}",
+                self.house_accounts
+            ));
         }
         if !(0.0..=ZIPF_EXPONENT_MAX).contains(&self.zipf_exponent) {
             return invalid(format!("zipf exponent must be 0 to {ZIPF_EXPONENT_MAX}, got {}", self.zipf_exponent));
@@ -232,6 +271,10 @@ mod tests {
             (Box::new(|c| c.processes = PROCESSES_MAX + 1), "processes"),
             (Box::new(|c| c.sql_writers = SQL_WRITERS_MAX + 1), "sql writers"),
             (Box::new(|c| c.accounts = 1), "accounts"),
+            (Box::new(|c| c.customers = 1), "customers"),
+            (Box::new(|c| c.customers = CUSTOMERS_MAX + 1), "customers"),
+            (Box::new(|c| c.house_accounts = 1), "house accounts"),
+            (Box::new(|c| c.house_accounts = HOUSE_ACCOUNTS_MAX + 1), "house accounts"),
             (Box::new(|c| c.zipf_exponent = -1.0), "zipf"),
             (Box::new(|c| c.zipf_exponent = f64::INFINITY), "zipf"),
             (Box::new(|c| c.clients_per_process = CLIENTS_PER_PROCESS_MAX + 1), "clients"),

@@ -28,11 +28,24 @@ const ANNOUNCEMENT: &str = "Tally serves http://";
 /// The end of a child's stderr, filled by its drain thread.
 type StderrTail = Arc<Mutex<VecDeque<u8>>>;
 
+/// A process's engine figures, from its `/metrics` (`tally_engine_batches_committed`,
+/// `tally_engine_reruns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EngineFigures {
+    /// Batches the engine committed.
+    pub batches: u64,
+    /// Batches that speculation could not commit (another writer changed an account under
+    /// them) and that ran again through the locking path: the fallbacks.
+    pub reruns: u64,
+}
+
 /// How one process ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProcessExit {
     pub index: usize,
     pub addr: String,
+    /// Read just before it was stopped; `None` when `/metrics` did not answer.
+    pub engine: Option<EngineFigures>,
     /// `exit 0`, `exit 1`, `signal 9`, ...
     pub status: String,
     /// It exited by itself, successfully, within the stop timeout after SIGTERM.
@@ -122,6 +135,7 @@ impl Fleet {
                 index: process.index,
                 addr: process.addr.to_string(),
                 status: describe(status),
+                engine: None,
                 graceful,
                 stop_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 stderr_tail: String::new(),

@@ -1,7 +1,7 @@
 //! A load check for Tally: the ledger under the concurrency real deployments have, then proof
 //! that it kept every promise.
 //!
-//! [`run`] opens hot accounts on a database, starts `tally serve` processes on it (children of
+//! [`run`] opens hot accounts, or a bank's customers and house accounts (`bank`), on a database, starts `tally serve` processes on it (children of
 //! this process, killed whenever the check ends), and drives them with HTTP clients that time
 //! out quickly and resubmit the same transfer to another process, hedging some transfers on two
 //! processes at once, while SQL-native writers call the seed's `compat.transfer_money` on the
@@ -9,11 +9,17 @@
 //!
 //! 1. every acknowledged transfer (HTTP and SQL) is in the journal exactly once with the
 //!    acknowledged result, and the answers each transfer got agree (`verify`);
-//! 2. the ledger agrees with itself (`tally_recon::check_ledger`: trial balance, every account
+//!    in the bank scenario, every account's balance is its opening balance plus the
+//!    acknowledged transfers, and no customer is negative (`verify::balances`);
+//! 2. the books reconcile: the ledger agrees with itself (`tally_recon::check_ledger`: trial balance, every account
 //!    against its journal, audit and event completeness);
 //! 3. the run was live: it ended within its deadline, never went the stall timeout without
 //!    deciding a transfer, and decided every transfer it started;
 //! 4. every process exited by itself on SIGTERM.
+//!
+//! Just before the processes are stopped, each one's engine figures are read from its
+//! `/metrics`: batches committed, and batches re-run through the locking path because another
+//! writer changed their accounts (the fallbacks that several processes on shared accounts cause).
 //!
 //! A hang never stalls the check: the load phase has a hard deadline and a stall detector, and
 //! what the database sessions were waiting for at that moment goes into the report. Every other
@@ -25,6 +31,7 @@
 //! first); the children listen on loopback. Everything the run writes carries its run id, so
 //! several runs may share a database.
 
+pub mod bank;
 pub mod config;
 mod fleet;
 mod http;
@@ -34,8 +41,8 @@ mod shared;
 mod sql;
 mod verify;
 
-pub use config::{LoadConfig, Workload};
-pub use fleet::ProcessExit;
+pub use config::{LoadConfig, Scenario, Workload};
+pub use fleet::{EngineFigures, ProcessExit};
 pub use report::{Check, Ending, LoadReport};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -112,7 +119,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         if !before.is_clean() {
             return Err(LoadError::LedgerNotClean(before.findings.len()));
         }
-        let prepared = setup::prepare(&store, config.accounts).await?;
+        let prepared = setup::prepare(&store, config).await?;
         let fleet = fleet::Fleet::start(&config.tally_bin, &config.database_url, config.processes).await?;
         Ok((prepared, fleet))
     })
@@ -129,10 +136,14 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             .map_err(|source| LoadError::SqlConnect { index, source })?;
         writers.push(writer);
     }
+    let mix = match config.scenario {
+        Scenario::HotAccounts => shared::Mix::HotAccounts(picker),
+        Scenario::Bank => shared::Mix::Bank(bank::BankMix::new(picker, &prepared.house)),
+    };
     let targets = Arc::new(http::Targets {
         addrs: addrs.clone(),
         authorization: prepared.authorization.clone(),
-        picker,
+        mix,
         client_timeout: config.client_timeout,
         hedge_fraction: config.hedge_fraction,
     });
@@ -141,15 +152,43 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let shared = Arc::new(shared::Shared::new(config.workload));
     let (ending, sessions) = drive(config, &store, &shared, targets, writers, deadline).await;
     let load_seconds = shared.started_at.elapsed().as_secs_f64();
-    let processes = fleet.stop(config.stop_timeout).await;
+    let mut engines = Vec::with_capacity(addrs.len());
+    for addr in &addrs {
+        engines.push(http::engine_figures(*addr, &prepared.authorization).await);
+    }
+    let mut processes = fleet.stop(config.stop_timeout).await;
+    for (process, engine) in processes.iter_mut().zip(engines) {
+        process.engine = engine;
+    }
 
     let http_records = std::mem::take(&mut *shared.http_records.lock().expect("records lock"));
     let sql_records = std::mem::take(&mut *shared.sql_records.lock().expect("records lock"));
-    let (journal, answers, ledger) = tokio::time::timeout(VERIFY_TIMEOUT, async {
+    let http = http_summary(&shared, &http_records, load_seconds);
+    let sql = sql_summary(&shared, config.sql_writers, sql_records.len() as u64, load_seconds);
+    let (journal, answers, balances, ledger) = tokio::time::timeout(VERIFY_TIMEOUT, async {
         let journal = verify::journal(&store, &http_records, &sql_records).await?;
         let answers = verify::answers(&http_records);
+        let balances = match config.scenario {
+            Scenario::HotAccounts => None,
+            Scenario::Bank => {
+                // A transfer no client heard about, or a SQL call that failed (maybe at COMMIT),
+                // may or may not have moved money: then balances cannot be compared exactly.
+                let comparable = http.undecided == 0 && sql.errors.is_empty() && ending == Ending::Finished;
+                let fees = prepared.house[bank::FEES_HOUSE_INDEX];
+                let check = verify::balances(
+                    &store,
+                    &prepared.opening_minor,
+                    &prepared.accounts,
+                    fees,
+                    &http_records,
+                    &sql_records,
+                    comparable,
+                );
+                Some(check.await?)
+            }
+        };
         let ledger = tally_recon::check_ledger(&recon).await?;
-        Ok::<_, LoadError>((journal, answers, ledger))
+        Ok::<_, LoadError>((journal, answers, balances, ledger))
     })
     .await
     .map_err(|_| LoadError::Timeout { what: "checking the ledger after the load", limit: VERIFY_TIMEOUT })??;
@@ -162,11 +201,12 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         total_seconds: 0.0,
         deadline_seconds: deadline.as_secs_f64(),
         ending,
-        http: http_summary(&shared, &http_records, load_seconds),
-        sql: sql_summary(&shared, config.sql_writers, sql_records.len() as u64, load_seconds),
+        http,
+        sql,
         latency: latency(&shared),
         journal,
         answers,
+        balances,
         ledger: report::LedgerCheck {
             accounts: ledger.accounts,
             transfers: ledger.transfers,
@@ -265,19 +305,30 @@ fn http_summary(shared: &shared::Shared, records: &[shared::HttpRecord], load_se
     let transfers = counters.started.load(Ordering::Relaxed);
     let mut applied = 0;
     let mut rejected = std::collections::BTreeMap::new();
+    let mut by_kind: std::collections::BTreeMap<String, report::KindCounts> = std::collections::BTreeMap::new();
     for record in records {
+        let kind = by_kind.entry(record.kind.as_str().to_owned()).or_default();
         match record.ack() {
-            Some(shared::Ack::Applied) => applied += 1,
-            Some(shared::Ack::Rejected(result)) => *rejected.entry(result.code().to_owned()).or_default() += 1,
+            Some(shared::Ack::Applied) => {
+                applied += 1;
+                kind.applied += 1;
+            }
+            Some(shared::Ack::Rejected(result)) => {
+                *rejected.entry(result.code().to_owned()).or_default() += 1;
+                *kind.rejected.entry(result.code().to_owned()).or_default() += 1;
+            }
             None => {}
         }
     }
     let acknowledged = applied + rejected.values().sum::<u64>();
+    // A linked pair is one operation with two records.
+    let paired = records.iter().filter(|r| r.linked_with.is_some()).count() as u64;
+    let operations = records.len() as u64 - paired / 2;
     report::HttpSummary {
         transfers,
         applied,
         rejected,
-        undecided: transfers - records.len() as u64,
+        undecided: transfers - operations,
         requests: counters.requests.load(Ordering::Relaxed),
         resubmissions: counters.resubmissions.load(Ordering::Relaxed),
         hedged: counters.hedged.load(Ordering::Relaxed),
@@ -285,6 +336,8 @@ fn http_summary(shared: &shared::Shared, records: &[shared::HttpRecord], load_se
         connection_errors: counters.connection_errors.load(Ordering::Relaxed),
         retry_statuses: counters.retry_statuses.lock().expect("counter lock").clone(),
         acknowledged_per_second: per_second(acknowledged, load_seconds),
+        operations_per_second: per_second(operations, load_seconds),
+        by_kind,
     }
 }
 
@@ -329,6 +382,17 @@ fn checks(report: &LoadReport) -> Vec<Check> {
             answers.answers, answers.transfers, answers.inconsistent
         ),
     };
+    let balances = report.balances.as_ref().map(|balances| Check {
+        name: "balances_as_acknowledged",
+        passed: balances.comparable && balances.mismatched == 0 && balances.negative_customers == 0,
+        detail: format!(
+            "{} accounts{}: {} with another balance than the acknowledged transfers make, {} customers negative",
+            balances.accounts,
+            if balances.comparable { "" } else { " (NOT COMPARABLE: some transfer's outcome is unknown)" },
+            balances.mismatched,
+            balances.negative_customers
+        ),
+    });
     let findings = &report.ledger.findings;
     let mut by_check: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for finding in findings {
@@ -383,5 +447,8 @@ fn checks(report: &LoadReport) -> Vec<Check> {
             )
         },
     };
-    vec![acknowledged_in_journal, answers_consistent, ledger_consistent, live, processes_stopped]
+    let mut checks = vec![acknowledged_in_journal, answers_consistent];
+    checks.extend(balances);
+    checks.extend([ledger_consistent, live, processes_stopped]);
+    checks
 }

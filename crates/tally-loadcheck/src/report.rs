@@ -1,7 +1,7 @@
 //! A run's report: what ran, how fast, and each check with whether it passed and why not. A
 //! value (serde-serializable for `--json`), rendered as a table for people.
 
-use crate::config::{LoadConfig, Workload};
+use crate::config::{LoadConfig, Scenario, Workload};
 use crate::fleet::ProcessExit;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
@@ -26,12 +26,13 @@ pub enum Ending {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpSummary {
-    /// Transfers started by the HTTP clients.
+    /// Operations started by the HTTP clients: a single transfer, or a linked pair (a bank
+    /// payment and its fee) sent in one request.
     pub transfers: u64,
     /// Decided by an answer: applied (`ok`/`exists`), or refused by a rule.
     pub applied: u64,
     pub rejected: BTreeMap<String, u64>,
-    /// Given up after the most attempts, or cut off by the deadline, without an answer.
+    /// Operations given up after the most attempts, or cut off by the deadline, without an answer.
     pub undecided: u64,
     pub requests: u64,
     /// Transfers sent again (same id and fields) to another process.
@@ -42,7 +43,20 @@ pub struct HttpSummary {
     pub connection_errors: u64,
     /// 408, 429 and 5xx answers, by status.
     pub retry_statuses: BTreeMap<String, u64>,
+    /// Acknowledged transfers (applied or refused by a rule) per second of the load phase.
     pub acknowledged_per_second: f64,
+    /// Decided operations (a single transfer, or a linked pair in one request) per second.
+    pub operations_per_second: f64,
+    /// Applied and refused, by what the transfer was (`transfer`; or `payment`, `fee`,
+    /// `deposit`, `withdrawal` in the bank scenario).
+    pub by_kind: BTreeMap<String, KindCounts>,
+}
+
+/// One kind of transfer's acknowledgements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    pub applied: u64,
+    pub rejected: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,6 +104,23 @@ pub struct AnswerCheck {
     pub examples: Vec<String>,
 }
 
+/// The bank scenario's accounts after the run against what the clients were told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BalanceCheck {
+    /// Accounts of the run compared (customers, house accounts).
+    pub accounts: u64,
+    /// Whether every transfer's outcome is known, so that balances can be compared exactly;
+    /// when not, only what needs no comparison is checked (found, nothing pending, not negative).
+    pub comparable: bool,
+    /// Accounts whose balance is not its opening balance plus the acknowledged applied
+    /// transfers (or that are missing, or hold pending amounts).
+    pub mismatched: u64,
+    pub negative_customers: u64,
+    /// What the fees account gained during the load, in minor units.
+    pub fees_collected_minor: i128,
+    pub examples: Vec<String>,
+}
+
 /// `tally_recon::check_ledger` after the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerCheck {
@@ -102,8 +133,8 @@ pub struct LedgerCheck {
 /// One check and its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// Stable name: `acknowledged_in_journal`, `answers_consistent`, `ledger_consistent`,
-    /// `live`, `processes_stopped`.
+    /// Stable name: `acknowledged_in_journal`, `answers_consistent`, `balances_as_acknowledged`
+    /// (bank scenario), `ledger_consistent`, `live`, `processes_stopped`.
     pub name: &'static str,
     pub passed: bool,
     pub detail: String,
@@ -126,7 +157,11 @@ pub struct LoadReport {
     pub latency: Latency,
     pub journal: JournalCheck,
     pub answers: AnswerCheck,
+    /// The bank scenario's balances; `None` for hot accounts.
+    pub balances: Option<BalanceCheck>,
     pub ledger: LedgerCheck,
+    /// Each process's exit and its engine's figures, read from its `/metrics` just before it
+    /// was stopped.
     pub processes: Vec<ProcessExit>,
     /// When the run hung: the database sessions inside a transaction at that moment, and whom
     /// each waited for. A session `idle in transaction` that blocks others waits for its Tally
@@ -146,17 +181,33 @@ impl LoadReport {
         self.checks.iter().filter(|check| !check.passed).collect()
     }
 
-    /// One line: the verdict, the workload, throughput and the failed checks.
+    /// Engine batches and re-runs over every process whose `/metrics` could be read.
+    pub fn engine_totals(&self) -> (u64, u64) {
+        let figures = self.processes.iter().filter_map(|p| p.engine);
+        figures.fold((0, 0), |(batches, reruns), f| (batches + f.batches, reruns + f.reruns))
+    }
+
+    /// One line: the verdict, the workload, throughput, the engines' fallbacks and the failed
+    /// checks.
     pub fn summary(&self) -> String {
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
         let failed: Vec<&str> = self.failures().iter().map(|c| c.name).collect();
+        let (batches, reruns) = self.engine_totals();
+        let per_process: Vec<String> = self
+            .processes
+            .iter()
+            .map(|p| p.engine.map_or("?".into(), |f| format!("{}/{}", f.reruns, f.batches)))
+            .collect();
         format!(
-            "{verdict} in {:.1} s (load {:.1} s): {} HTTP + {} SQL acknowledged, {:.0}/s{}",
+            "{verdict} in {:.1} s (load {:.1} s): {} HTTP + {} SQL acknowledged, {:.0}/s; \
+             engine re-runs/batches {reruns}/{batches} ({}; per process {}){}",
             self.total_seconds,
             self.load_seconds,
             self.http.applied + self.http.rejected.values().sum::<u64>(),
             self.sql.applied + self.sql.rejected.values().sum::<u64>(),
             self.http.acknowledged_per_second + self.sql.acknowledged_per_second,
+            percent(reruns, batches),
+            per_process.join(" "),
             if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
         )
     }
@@ -204,15 +255,70 @@ impl LoadReport {
             format!("{:.1} / {:.1} / {:.1} ms", self.latency.p50_ms, self.latency.p99_ms, self.latency.max_ms),
             "(both)".into(),
         ]);
+        if self.http.by_kind.len() > 1 {
+            for (kind, counts) in &self.http.by_kind {
+                figures.add_row([
+                    format!("{kind}s applied / refused"),
+                    format!("{} / {}", counts.applied, self::counts(&counts.rejected)),
+                    String::new(),
+                ]);
+            }
+            figures.add_row([
+                "operations/s (a payment and its fee: one)".into(),
+                format!("{:.0}", self.http.operations_per_second),
+                String::new(),
+            ]);
+        }
+        if let Some(balances) = &self.balances {
+            figures.add_row([
+                "fees collected".into(),
+                tally_core::format_amount(balances.fees_collected_minor, crate::setup::SCALE),
+                String::new(),
+            ]);
+        }
+        let mut engines = Table::new();
+        engines.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "process",
+            "engine batches",
+            "re-runs (locking fallback)",
+            "re-run share",
+            "exit",
+        ]);
+        for process in &self.processes {
+            let (batches, reruns, share) = match process.engine {
+                Some(f) => (f.batches.to_string(), f.reruns.to_string(), percent(f.reruns, f.batches)),
+                None => ("?".into(), "?".into(), "metrics not read".into()),
+            };
+            engines.add_row([
+                format!("{} {}", process.index, process.addr),
+                batches,
+                reruns,
+                share,
+                process.status.clone(),
+            ]);
+        }
+        let (batches, reruns) = self.engine_totals();
+        engines.add_row([
+            "all".into(),
+            batches.to_string(),
+            reruns.to_string(),
+            percent(reruns, batches),
+            String::new(),
+        ]);
+        let accounts = match c.scenario {
+            Scenario::HotAccounts => format!("{} hot accounts", c.accounts),
+            Scenario::Bank => format!("a bank of {} customers and {} house accounts", c.customers, c.house_accounts),
+        };
         let mut text = format!(
-            "load check {}: {workload} on {} hot accounts, client timeout {:.0} ms, hedge {:.0}%, seed {}\n{checks}\n{figures}",
+            "load check {}: {workload} on {accounts} (Zipf {}), client timeout {:.0} ms, hedge {:.0}%, seed {}\n{checks}\n{figures}\n{engines}",
             self.run_id,
-            c.accounts,
+            c.zipf_exponent,
             c.client_timeout.as_secs_f64() * 1_000.0,
             c.hedge_fraction * 100.0,
             c.seed
         );
-        for example in self.journal.examples.iter().chain(&self.answers.examples) {
+        let balance_examples = self.balances.iter().flat_map(|b| &b.examples);
+        for example in self.journal.examples.iter().chain(&self.answers.examples).chain(balance_examples) {
             text.push_str(&format!("\n  {example}"));
         }
         for finding in self.ledger.findings.iter().take(EXAMPLES_MAX) {
@@ -239,6 +345,14 @@ impl LoadReport {
         text.push_str(&format!("\n{}", self.summary()));
         text
     }
+}
+
+/// `part` as a percentage of `whole`, one decimal.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
 }
 
 /// `code: n` pairs, or `0`.

@@ -69,6 +69,11 @@ impl AccountPicker {
         self.cumulative.partition_point(|&c| c <= draw).min(self.accounts.len() - 1)
     }
 
+    /// One account.
+    pub fn pick(&self, rng: &mut fastrand::Rng) -> AccountId {
+        self.accounts[self.index(rng)]
+    }
+
     /// A debit and a different credit account.
     pub fn pair(&self, rng: &mut fastrand::Rng) -> (AccountId, AccountId) {
         let debit = self.index(rng);
@@ -77,6 +82,25 @@ impl AccountPicker {
             credit = self.index(rng);
         }
         (self.accounts[debit], self.accounts[credit])
+    }
+}
+
+/// What the HTTP clients send: the scenario's operations.
+#[derive(Debug, Clone)]
+pub enum Mix {
+    /// Single transfers between two hot accounts.
+    HotAccounts(AccountPicker),
+    Bank(crate::bank::BankMix),
+}
+
+impl Mix {
+    pub fn next(&self, rng: &mut fastrand::Rng) -> crate::bank::Operation {
+        match self {
+            Mix::HotAccounts(picker) => {
+                crate::bank::Operation::single(crate::bank::Kind::Transfer, TransferSpec::random(rng, picker))
+            }
+            Mix::Bank(bank) => bank.next(rng),
+        }
     }
 }
 
@@ -116,6 +140,10 @@ impl Answer {
 #[derive(Debug, Clone)]
 pub struct HttpRecord {
     pub spec: TransferSpec,
+    pub kind: crate::bank::Kind,
+    /// The other transfer of its linked pair (a payment's fee, a fee's payment): sent in one
+    /// atomic request, so both are applied or neither.
+    pub linked_with: Option<Uuid>,
     pub answers: Vec<Answer>,
 }
 

@@ -13,6 +13,12 @@ use tokio::task::JoinSet;
 /// Every concurrent test must finish well within this, or it is stuck.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// An engine that speculates again right after every fallback, never cooling down: what the
+/// tests of races between speculation and other writers need, so that every batch speculates.
+fn always_speculating() -> EngineConfig {
+    EngineConfig { speculation_cooldown: Duration::ZERO, expiry_sweep_interval: None, ..EngineConfig::default() }
+}
+
 async fn submit(engine: &Engine, requests: Vec<TransferRequest>) -> Vec<Outcome> {
     let submissions: Vec<Submission> =
         requests.into_iter().map(|request| Submission { request, actor: ACTOR.into() }).collect();
@@ -414,7 +420,10 @@ fn random_transfers(rng: &mut fastrand::Rng, wallets: &[AccountId], count: usize
 async fn two_engines_on_one_database_refuse_nothing_and_lose_nothing() {
     let ledger = ledger().await;
     let (_, wallets) = funded_wallets(&ledger, 6, 1_000_000).await;
-    let engines = [Engine::new(ledger.db.store.clone()), Engine::new(ledger.db.store.clone())];
+    let engines = [
+        Engine::start(ledger.db.store.clone(), always_speculating()),
+        Engine::start(ledger.db.store.clone(), always_speculating()),
+    ];
     let wallets = Arc::new(wallets);
     let mut tasks = JoinSet::new();
     for task in 0..24usize {
@@ -484,6 +493,61 @@ async fn a_single_engine_never_falls_back() {
     }
     join_all(tasks).await;
     assert_eq!(ledger.engine.stats().reruns, 0, "speculation failed without any other writer");
+    ledger.assert_consistent().await;
+}
+
+/// One transfer of 1 from `from` to `to` through `engine`.
+async fn pay(engine: &Engine, from: AccountId, to: AccountId) -> TransferResult {
+    submit(engine, vec![posted(from, to, 1)]).await[0].result
+}
+
+/// After another writer surprised its speculation, an engine decides through the locking path
+/// for the cool-down, so that the other writer's next changes cost it no re-run, and speculates
+/// again once the cool-down has passed, until the next surprise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_surprise_the_engine_locks_for_the_cooldown_then_speculates_again() {
+    const COOLDOWN: Duration = Duration::from_secs(2);
+    let config =
+        EngineConfig { speculation_cooldown: COOLDOWN, expiry_sweep_interval: None, ..EngineConfig::default() };
+    let ledger = ledger_with(config).await;
+    let (_, wallets) = funded_wallets(&ledger, 2, 1_000_000).await;
+    let (a, b) = (wallets[0], wallets[1]);
+    let ours = &ledger.engine;
+    let other = Engine::start(ledger.db.store.clone(), config);
+    assert_eq!(pay(ours, a, b).await, TransferResult::Ok);
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (0, 0), "alone, it speculates");
+
+    // The other engine changes both wallets under ours: our next speculation fails and runs again.
+    assert_eq!(pay(&other, a, b).await, TransferResult::Ok);
+    let surprised = tokio::time::Instant::now();
+    assert_eq!(pay(ours, b, a).await, TransferResult::Ok);
+    // The cool-down started after `surprised` and before this answer.
+    let rerun_answered = tokio::time::Instant::now();
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (1, 0));
+    // During the cool-down the other engine's changes cost ours nothing: it does not speculate.
+    for _ in 0..3 {
+        assert_eq!(pay(&other, a, b).await, TransferResult::Ok);
+        assert_eq!(pay(ours, b, a).await, TransferResult::Ok);
+    }
+    assert!(surprised.elapsed() < COOLDOWN, "too slow for this test: the cool-down ended before the checks");
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (1, 3));
+
+    // After it, alone again, ours speculates: no locking-path batch, no re-run.
+    tokio::time::sleep_until(rerun_answered + COOLDOWN).await;
+    for _ in 0..3 {
+        assert_eq!(pay(ours, a, b).await, TransferResult::Ok);
+    }
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (1, 3));
+    // Until the other engine surprises it again.
+    assert_eq!(pay(&other, a, b).await, TransferResult::Ok);
+    assert_eq!(pay(ours, b, a).await, TransferResult::Ok);
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (2, 3));
+    assert_eq!(pay(ours, b, a).await, TransferResult::Ok);
+    assert_eq!((ours.stats().reruns, ours.stats().cooldown_batches), (2, 4));
+    other.shutdown().await;
+    // Funded with 1,000,000 each; the two engines moved 9 from a to b and 6 back.
+    assert_eq!(ledger.balance(a).await + ledger.balance(b).await, 2_000_000);
+    assert_eq!(ledger.balance(b).await - ledger.balance(a).await, 2 * (9 - 6));
     ledger.assert_consistent().await;
 }
 
@@ -577,7 +641,7 @@ async fn sql_writer_round(round: usize) {
     const SQL_WRITERS: u64 = 4;
     const PER_TASK: usize = 100;
     const PAUSE_MAX: Duration = Duration::from_millis(2);
-    let ledger = ledger().await;
+    let ledger = ledger_with(always_speculating()).await;
     let (_bank, wallets) = funded_wallets(&ledger, 2 + round % 3, 10_000_000).await;
     let wallets = Arc::new(wallets);
     let mut engine_tasks = JoinSet::new();
@@ -663,7 +727,8 @@ async fn same_id_round(round: usize) {
     const RESUBMIT_AFTER_MAX: Duration = Duration::from_millis(3);
     let ledger = ledger().await;
     let (_, wallets) = funded_wallets(&ledger, 4, 10_000_000).await;
-    let engines: Arc<Vec<Engine>> = Arc::new((0..ENGINES).map(|_| Engine::new(ledger.db.store.clone())).collect());
+    let engines: Arc<Vec<Engine>> =
+        Arc::new((0..ENGINES).map(|_| Engine::start(ledger.db.store.clone(), always_speculating())).collect());
     let wallets = Arc::new(wallets);
     let mut clients = JoinSet::new();
     for client in 0..CLIENTS {
