@@ -76,6 +76,7 @@ pub struct Metrics {
     engine_transfers: Gauge,
     engine_queue: Gauge,
     engine_reruns: Gauge,
+    engine_cooldown_batches: Gauge,
     engine_mean_batch: Gauge,
     /// Read-only requests by where they ran, when a replica is configured.
     reads: Family<ReadLabels, Counter>,
@@ -100,6 +101,7 @@ impl Metrics {
         let engine_transfers = Gauge::default();
         let engine_queue = Gauge::default();
         let engine_reruns = Gauge::default();
+        let engine_cooldown_batches = Gauge::default();
         let engine_mean_batch = Gauge::default();
         registry.register(
             "engine_batches_committed",
@@ -109,6 +111,11 @@ impl Metrics {
         registry.register("engine_transfers_committed", "Transfers in those batches", engine_transfers.clone());
         registry.register("engine_queue_depth", "Transfers accepted and not yet answered", engine_queue.clone());
         registry.register("engine_reruns", "Batches re-run through the locking path", engine_reruns.clone());
+        registry.register(
+            "engine_cooldown_batches",
+            "Batches decided through the locking path because a batch was re-run shortly before (the cool-down)",
+            engine_cooldown_batches.clone(),
+        );
         registry.register(
             "engine_mean_batch_size",
             "Transfers per committed batch, on average",
@@ -132,6 +139,7 @@ impl Metrics {
             engine_transfers,
             engine_queue,
             engine_reruns,
+            engine_cooldown_batches,
             engine_mean_batch,
         }
     }
@@ -166,6 +174,7 @@ impl Metrics {
         self.engine_transfers.set(gauge(stats.transfers));
         self.engine_queue.set(gauge(stats.queued_transfers));
         self.engine_reruns.set(gauge(stats.reruns));
+        self.engine_cooldown_batches.set(gauge(stats.cooldown_batches));
         self.engine_mean_batch.set(gauge(stats.transfers.checked_div(stats.batches).unwrap_or(0)));
         let mut text = String::new();
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
