@@ -27,7 +27,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ use tally_store::{JournalRow, NewAccount, NewApiKey, Role, Store};
 use uuid::Uuid;
 
 mod support;
-use support::{Serve, path, tally};
+use support::{Serve, path, tally, tally_output};
 
 /// HTTP clients, each with one transfer at a time.
 const CLIENTS: usize = 8;
@@ -525,12 +524,7 @@ fn standby_commands_and_resolve_within_refuse_what_they_cannot_do() {
     let root = std::env::temp_dir().join(format!("tally-failover-refused-{}", Uuid::new_v4().simple()));
     let (nowhere, target) = (root.join("nowhere"), root.join("target"));
     let refused = |args: &[&str], code: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(args)
-            .env_remove("DATABASE_URL")
-            .env_remove("TALLY_DATA_DIR")
-            .output()
-            .expect("run tally");
+        let out = tally_output(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "tally {args:?}: {stderr}");
         assert!(stderr.contains(code), "tally {args:?} should say {code}: {stderr}");

@@ -11,14 +11,20 @@ use std::time::{Duration, Instant};
 /// How long `tally serve` may take to announce its address, and to exit on SIGTERM.
 pub const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs a `tally` command to completion and returns its stdout; fails the test on failure.
-pub fn tally(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+/// Runs a `tally` command to completion, with no database named by the environment, and
+/// returns what it printed and how it exited.
+pub fn tally_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("TALLY_DATA_DIR")
         .output()
-        .expect("run tally");
+        .expect("run tally")
+}
+
+/// Runs a `tally` command to completion and returns its stdout; fails the test on failure.
+pub fn tally(args: &[&str]) -> String {
+    let out = tally_output(args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tally {args:?} failed ({}):\n{stdout}\n{stderr}", out.status);
