@@ -41,7 +41,12 @@ fn http_error(error: impl std::fmt::Display) -> BenchError {
     BenchError::Http(error.to_string())
 }
 
-pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result<RunningServer, BenchError> {
+pub async fn start(
+    store: &Store,
+    engine: &Engine,
+    connections: usize,
+    listen: SocketAddr,
+) -> Result<RunningServer, BenchError> {
     let generated = generate_key();
     let key = NewApiKey {
         ledgers: Vec::new(),
@@ -52,8 +57,14 @@ pub async fn start(store: &Store, engine: &Engine, connections: usize) -> Result
         accounts: Vec::new(),
     };
     store.create_api_key(&key, BENCH_ACTOR).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // The key is this run's own, on the benchmark's own database.
+    eprintln!(
+        "bench: the API server listens on http://{addr}; watch the run live in its console at \
+         http://{addr}/console/#/live with the key {} (role operator)",
+        generated.key
+    );
     let config = ServerConfig {
         listen: addr,
         // The benchmark measures the server, not its rate limiter.

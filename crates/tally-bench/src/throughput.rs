@@ -86,6 +86,10 @@ pub struct BenchConfig {
     /// A streaming replica of the benchmark's database, whose lag is sampled during the load
     /// (issue 14).
     pub replica_url: Option<String>,
+    /// Where the API server of `BenchMode::Http` listens (`None`: a free loopback port). Its
+    /// address, operator console and key are printed when it starts, so the run can be
+    /// watched live in the console.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl BenchConfig {
@@ -112,6 +116,9 @@ impl BenchConfig {
         }
         if self.mode == BenchMode::Http && self.pending_percent > 0 {
             return invalid("--mode http sends posted transfers only: --pending-percent must be 0".into());
+        }
+        if self.http_listen.is_some() && self.mode != BenchMode::Http {
+            return invalid("--listen is where the API server of --mode http listens: add --mode http".into());
         }
         if !(self.zipf_exponent > 0.0 && self.zipf_exponent <= 5.0) {
             return invalid("--zipf-exponent must be in (0, 5]".into());
@@ -150,7 +157,8 @@ async fn measure(conninfo: &str, config: &BenchConfig) -> Result<BenchReport, Be
     let accounts = open_accounts(&db, config.accounts).await?;
     let server = match config.mode {
         BenchMode::Http => {
-            let server = http::start(&store, &db.engine, config.concurrency).await?;
+            let listen = config.http_listen.unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            let server = http::start(&store, &db.engine, config.concurrency, listen).await?;
             db.http = Some(server.target.clone());
             Some(server)
         }
@@ -519,6 +527,7 @@ mod tests {
             seed: Some(1),
             events_out: EventsOutConfig::default(),
             replica_url: None,
+            http_listen: None,
         }
     }
 
@@ -532,6 +541,7 @@ mod tests {
             BenchConfig { concurrency: 0, ..config() },
             BenchConfig { pending_percent: 101, ..config() },
             BenchConfig { mode: BenchMode::Http, pending_percent: 10, ..config() },
+            BenchConfig { http_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))), ..config() },
             BenchConfig { zipf_exponent: 0.0, ..config() },
             BenchConfig { linger: tally_engine::BATCH_LINGER_MAX + Duration::from_micros(1), ..config() },
             BenchConfig {

@@ -81,6 +81,7 @@ fn short_run(mode: BenchMode) -> BenchConfig {
         seed: Some(7),
         events_out: EventsOutConfig::default(),
         replica_url: None,
+        http_listen: None,
     }
 }
 

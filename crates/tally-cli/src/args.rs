@@ -303,6 +303,10 @@ pub struct BenchArgs {
     /// http: through the HTTP API on a loopback port (posted transfers only).
     #[arg(long, value_enum, default_value = "engine")]
     pub mode: BenchMode,
+    /// With --mode http: where the API server listens (default: a free loopback port). It
+    /// prints its operator console's address and key, to watch the run live.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Accounts to open and fund before the run.
     #[arg(long, default_value_t = 100_000)]
     pub accounts: usize,
@@ -654,6 +658,10 @@ pub struct ServeArgs {
     /// primary (up to 10s).
     #[arg(long, value_name = "DURATION", default_value = "500ms", requires = "replica_url")]
     pub replica_wait: String,
+    /// Serve the operator console (`/console/`) from this directory (a build of `console/`)
+    /// instead of the copy built into this binary: for working on the console.
+    #[arg(long, value_name = "DIR", env = "TALLY_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Dispatch no webhooks in this process (by default it does, unless another process on the

@@ -45,6 +45,7 @@ pub async fn bench(cli: &Cli, out: &Output, args: &BenchArgs) -> Result<()> {
             webhook_sink: args.webhook_sink,
         },
         replica_url: args.replica_url.clone(),
+        http_listen: args.listen,
     };
     let report = tally_bench::run_bench(&database(cli)?, &config).await?;
     report.write_json(&args.json_out)?;

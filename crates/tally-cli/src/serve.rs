@@ -108,6 +108,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         webhooks: if args.no_webhooks { None } else { Some(crate::relay::webhook_config(&args.webhook)?) },
         nats: crate::relay::nats_config(&args.nats)?,
         replica: replica_config(args)?,
+        console_dir: args.console_dir.clone(),
         ..ServerConfig::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;
@@ -192,7 +193,9 @@ pub async fn serve(db: &Database, args: &ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    println!("Tally serves {scheme}://{} (Ctrl-C or SIGTERM stops it gracefully)", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("Tally serves {scheme}://{addr} (Ctrl-C or SIGTERM stops it gracefully)");
+    println!("  operator console: {scheme}://{addr}/console/ (sign in with an API key)");
     match tally_server::serve(listener, db.store.clone(), db.engine.clone(), config, tls, stop).await? {
         tally_server::Shutdown::Complete => println!("stopped: every accepted request was answered"),
         tally_server::Shutdown::Abandoned => println!(

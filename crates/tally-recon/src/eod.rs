@@ -945,6 +945,63 @@ pub async fn latest_report(recon: &Recon, day: Date) -> Result<Option<StoredRun>
     }))
 }
 
+/// The most runs `recent_runs` lists at once.
+pub const RUNS_PAGE_MAX: i64 = 200;
+
+/// One end-of-day run as listed, newest first.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: Uuid,
+    /// The ledger day, `YYYY-MM-DD`.
+    pub day: String,
+    /// `running`, `clean`, `findings` or `failed`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Findings in the whole report (every ledger).
+    pub findings: Option<i64>,
+    pub actor: String,
+    /// The report, when asked for.
+    pub report: Option<DayReport>,
+}
+
+/// End-of-day runs, newest first, started before run `before` (run ids are UUIDv7, ordered by
+/// their start), at most `limit` (1 to `RUNS_PAGE_MAX`); with their reports when
+/// `with_reports`.
+pub async fn recent_runs(
+    recon: &Recon,
+    before: Option<Uuid>,
+    limit: i64,
+    with_reports: bool,
+) -> Result<Vec<RunSummary>, ReconError> {
+    let limit = limit.clamp(1, RUNS_PAGE_MAX);
+    let client = recon.client().await?;
+    let rows = client
+        .query(
+            "SELECT id, day::text, status, started_at, finished_at, findings, actor, CASE WHEN $3 THEN report END
+             FROM reconciliation_runs
+             WHERE kind = 'end_of_day' AND ($1::uuid IS NULL OR id < $1)
+             ORDER BY id DESC LIMIT $2",
+            &[&before, &limit, &with_reports],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| RunSummary {
+            run_id: row.get(0),
+            day: row.get(1),
+            status: row.get(2),
+            started_at: rfc3339(row.get(3)),
+            finished_at: row.get::<_, Option<SystemTime>>(4).map(rfc3339),
+            findings: row.get(5),
+            actor: row.get(6),
+            report: row
+                .get::<_, Option<serde_json::Value>>(7)
+                .map(|v| serde_json::from_value(v).expect("reports we wrote parse")),
+        })
+        .collect())
+}
+
 /// A stored run: running, finished with its report, or failed with its error.
 #[derive(Debug, Clone)]
 pub struct StoredRun {

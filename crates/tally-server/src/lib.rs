@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
@@ -50,17 +51,17 @@ use utoipa::OpenApi;
         accounts::balance, accounts::history,
         transfers::create, transfers::batch, transfers::post_pending, transfers::void_pending, transfers::reverse,
         transfers::show, transfers::list,
-        feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::show,
+        feed::audit, feed::events, feed::stream, reconciliations::run, reconciliations::list, reconciliations::show,
         statements::import, statements::show, statements::list,
         webhooks::create, webhooks::list, webhooks::show, webhooks::delete, webhooks::disable, webhooks::enable,
         webhooks::deliveries, webhooks::delivery, webhooks::redeliver,
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::whoami,
     ),
     components(schemas(views::AccountView, views::BalanceView, views::TransferView, views::TransferOutcome,
         views::BatchView, views::HistoryView, views::AuditView, views::EventView, views::NewAccountBody,
         views::StatusBody, views::TransferBody, views::BatchBody, views::ActionBody, views::ResolveBody, ErrorBody,
         reconciliations::ReconciliationBody, reconciliations::ReconciliationView, statements::StatementView,
-        statements::StatementListView,
+        statements::StatementListView, reconciliations::RunSummaryView, ops::WhoAmIView,
         views::NewLedgerBody, views::LedgerView, views::NewWebhookBody, views::WebhookView, views::CreatedWebhookView, views::DeliveryView, views::AttemptView)),
     modifiers(&BearerAuth),
 )]
@@ -195,7 +196,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(feed::audit))
         .route("/v1/events", get(feed::events))
         .route("/v1/events/stream", get(feed::stream))
-        .route("/v1/reconciliations", post(reconciliations::run))
+        .route("/v1/reconciliations", post(reconciliations::run).get(reconciliations::list))
         .route("/v1/reconciliations/{date}", get(reconciliations::show))
         .route(
             "/v1/statements",
@@ -211,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/webhooks/{id}/deliveries/{seq}", get(webhooks::delivery))
         .route("/v1/webhooks/{id}/deliveries/{seq}/redeliver", post(webhooks::redeliver))
+        .route("/v1/whoami", get(ops::whoami))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
@@ -218,6 +220,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/console", get(console::root))
+        .route("/console/", get(console::index))
+        .route("/console/{*path}", get(console::file))
         .merge(authenticated)
         .fallback(fallback)
         .method_not_allowed_fallback(|| async {

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub nats: Option<tally_relay::NatsConfig>,
     /// Send read-only endpoints to a streaming replica (`None`: every read on the primary).
     pub replica: Option<ReplicaConfig>,
+    /// Serve the console from this directory instead of the copy built into the binary.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             webhooks: Some(tally_relay::WebhookConfig::default()),
             nats: None,
             replica: None,
+            console_dir: None,
         }
     }
 }

@@ -243,15 +243,36 @@ impl Store {
 
     /// Audit rows after the `after` cursor (an audit id), oldest first.
     pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_page_of(None, after, limit).await
+    }
+
+    /// `audit_page`, only the rows about `entity` when it is given: rows whose entity is that id
+    /// and, for a transfer, the row of the batch that committed it.
+    pub async fn audit_page_of(
+        &self,
+        entity: Option<Uuid>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = limit.clamp(1, PAGE_SIZE_MAX);
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, at, actor, db_user, action, entity_type, entity_id, before, after
-                 FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await?;
+        const COLUMNS: &str = "id, at, actor, db_user, action, entity_type, entity_id, before, after";
+        let rows = match entity {
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2");
+                client.query(&sql, &[&after, &limit]).await?
+            }
+            Some(entity) => {
+                // Both arms use the index on entity_id.
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_log
+                     WHERE id > $1 AND (entity_id = $3::uuid::text
+                           OR entity_id = (SELECT batch_id::text FROM transfers WHERE id = $3::uuid))
+                     ORDER BY id LIMIT $2"
+                );
+                client.query(&sql, &[&after, &limit, &entity]).await?
+            }
+        };
         Ok(rows
             .iter()
             .map(|row| AuditRecord {
@@ -396,6 +417,18 @@ pub struct SessionActivity {
 impl Store {
     /// The journal rows under these transfer ids (at most `JOURNAL_ROWS_IDS_MAX`), in no
     /// particular order; ids that were never decided are absent.
+    /// The transfers that act on transfer `id`: the post or void of a hold, and a reversal
+    /// (at most one of each, by the journal's unique indexes), oldest first.
+    pub async fn related_transfers(&self, id: Uuid) -> Result<Vec<JournalRow>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {} FROM transfers t WHERE t.related_id = $1 AND t.kind IN ('post_pending', 'void_pending', 'reversal')
+             ORDER BY t.seq",
+            crate::posting::TRANSFER_COLUMNS
+        );
+        Ok(client.query(&sql, &[&id]).await?.iter().map(journal_row_from_row).collect())
+    }
+
     pub async fn journal_rows(&self, ids: &[Uuid]) -> Result<Vec<JournalRow>, StoreError> {
         assert!(ids.len() <= JOURNAL_ROWS_IDS_MAX, "{} ids above JOURNAL_ROWS_IDS_MAX", ids.len());
         let client = self.client().await?;

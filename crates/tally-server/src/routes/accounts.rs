@@ -131,7 +131,7 @@ pub struct ListQuery {
     pub cursor: Option<Uuid>,
 }
 
-fn page_limit(limit: Option<i64>, max: i64) -> Result<i64, ApiError> {
+pub fn page_limit(limit: Option<i64>, max: i64) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(PAGE_SIZE_DEFAULT);
     if !(1..=max).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", format!("limit must be 1 to {max}")));

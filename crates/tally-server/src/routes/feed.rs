@@ -28,6 +28,9 @@ pub struct AuditQuery {
     pub after: Option<i64>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// An account or transfer id: only the rows about it (for a transfer, also the row of the
+    /// batch that committed it).
+    pub entity: Option<uuid::Uuid>,
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
@@ -40,9 +43,9 @@ pub async fn audit(
 ) -> Result<(crate::replica::Served, axum::Json<Page<AuditView>>), ApiError> {
     principal.require(AUDITORS)?;
     let limit = limit_of(query.limit)?;
-    let after = query.after.unwrap_or(0);
+    let (after, entity) = (query.after.unwrap_or(0), query.entity);
     let (served, rows) =
-        state.read(&headers, |reads| async move { Ok(reads.store.audit_page(after, limit).await?) }).await?;
+        state.read(&headers, |reads| async move { Ok(reads.store.audit_page_of(entity, after, limit).await?) }).await?;
     let next_cursor = rows.last().map(|row| row.id.to_string());
     Ok((served, axum::Json(Page { data: rows.into_iter().map(AuditView::from).collect(), next_cursor })))
 }

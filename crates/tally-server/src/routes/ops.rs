@@ -57,3 +57,30 @@ pub async fn metrics(
 pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(crate::openapi())
 }
+
+/// The caller as the API sees it: what the console shows follows its role.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WhoAmIView {
+    /// The key's name.
+    pub name: String,
+    /// `admin`, `operator`, `auditor` or `reader`.
+    pub role: String,
+    /// What the audit trail records for this caller's changes.
+    pub actor: String,
+    /// The ledgers the key is scoped to, by id (empty: every ledger).
+    pub ledgers: Vec<i32>,
+    /// A reader's accounts (empty for the other roles).
+    pub accounts: Vec<uuid::Uuid>,
+}
+
+#[utoipa::path(get, path = "/v1/whoami", tag = "operations",
+    responses((status = 200, body = WhoAmIView, description = "The authenticated caller")), security(("bearer" = [])))]
+pub async fn whoami(Extension(principal): Extension<Principal>) -> axum::Json<WhoAmIView> {
+    axum::Json(WhoAmIView {
+        name: principal.name.clone(),
+        role: principal.role.as_str().to_owned(),
+        actor: principal.actor(),
+        ledgers: principal.ledgers.iter().map(|ledger| ledger.0).collect(),
+        accounts: principal.accounts.clone(),
+    })
+}

@@ -9,6 +9,7 @@ use crate::auth::{EVENT_READERS, Principal};
 use crate::body::{Json, Path, Query};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::Page;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -154,6 +155,81 @@ pub async fn run(
             Ok(response)
         }
     }
+}
+
+/// Which runs to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page (a run id).
+    pub cursor: Option<Uuid>,
+    /// A ledger id or code: status and findings as that ledger sees them.
+    pub ledger: Option<String>,
+}
+
+/// Runs listed at once by default.
+pub const RUNS_PAGE_DEFAULT: i64 = 50;
+
+/// One end-of-day run in the list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunSummaryView {
+    pub run_id: Uuid,
+    pub day: String,
+    /// `running`, `clean`, `findings` or `failed`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Findings in the report (restricted to the ledgers asked for or the key's).
+    pub findings: Option<i64>,
+    pub actor: String,
+}
+
+#[utoipa::path(operation_id = "list_reconciliations", get, path = "/v1/reconciliations", tag = "reconciliation",
+    params(RunsQuery),
+    responses((status = 200, body = Page<RunSummaryView>, description = "End-of-day runs, newest first"),
+              (status = 403, description = "ledger_forbidden: the key is scoped to other ledgers")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<RunsQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<(crate::replica::Served, axum::Json<Page<RunSummaryView>>), ApiError> {
+    principal.require(EVENT_READERS)?;
+    let limit =
+        crate::routes::accounts::page_limit(query.limit.or(Some(RUNS_PAGE_DEFAULT)), tally_recon::eod::RUNS_PAGE_MAX)?;
+    let ledgers = ledger_view(&state, &principal, query.ledger.as_deref()).await?;
+    let (cursor, with_reports) = (query.cursor, ledgers.is_some());
+    let (served, runs) = state
+        .read(&headers, |reads| async move {
+            Ok(tally_recon::eod::recent_runs(&reads.recon, cursor, limit, with_reports).await?)
+        })
+        .await?;
+    let next_cursor = (runs.len() as i64 == limit).then(|| runs.last().expect("a full page").run_id.to_string());
+    let data = runs
+        .into_iter()
+        .map(|run| {
+            // A restricted view's status and findings are its report's.
+            let (status, findings) = match run.report.map(|report| seen(report, &ledgers)) {
+                Some(report) => (report.status.as_str().to_owned(), Some(report.findings.len() as i64)),
+                None => (run.status, run.findings),
+            };
+            RunSummaryView {
+                run_id: run.run_id,
+                day: run.day,
+                status,
+                started_at: run.started_at,
+                finished_at: run.finished_at,
+                findings,
+                actor: run.actor,
+            }
+        })
+        .collect();
+    Ok((served, axum::Json(Page { data, next_cursor })))
 }
 
 #[utoipa::path(operation_id = "get_reconciliation", get, path = "/v1/reconciliations/{date}", tag = "reconciliation",

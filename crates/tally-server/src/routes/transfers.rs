@@ -375,6 +375,36 @@ pub struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[param(minimum = 1)]
     pub cursor: Option<i64>,
+    /// A transfer id: the transfers that act on it (the post or void of a hold, a reversal),
+    /// oldest first, in one page. It takes no other filter.
+    pub related: Option<Uuid>,
+}
+
+/// `GET /v1/transfers?related=ID`: the transfers a caller may read that act on transfer `id`.
+async fn list_related(
+    state: &AppState,
+    principal: &Principal,
+    query: &ListQuery,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<(Served, axum::Json<Page<TransferOutcome>>), ApiError> {
+    let alone = query.account.is_none()
+        && query.ledger.is_none()
+        && query.status.is_none()
+        && query.since.is_none()
+        && query.until.is_none()
+        && query.cursor.is_none();
+    if !alone {
+        return Err(ApiError::bad_request("invalid_query", "related= takes no other filter (limit aside)"));
+    }
+    let (served, rows) =
+        state.read(headers, |reads| async move { Ok(reads.store.related_transfers(id).await?) }).await?;
+    let limit = limit_of(query.limit)?;
+    let mut data = Vec::with_capacity(rows.len());
+    for row in rows.iter().filter(|row| readable_row(principal, row)).take(usize::try_from(limit).unwrap_or(0)) {
+        data.push(outcome_of_row(state, row).await?);
+    }
+    Ok((served, axum::Json(Page { data, next_cursor: None })))
 }
 
 fn timestamp(name: &str, text: Option<&str>) -> Result<Option<tally_core::Timestamp>, ApiError> {
@@ -395,6 +425,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<(Served, axum::Json<Page<TransferOutcome>>), ApiError> {
     principal.require(READERS)?;
+    if let Some(related) = query.related {
+        return list_related(&state, &principal, &query, related, &headers).await;
+    }
     let account = match query.account.as_deref() {
         Some(id_or_code) => {
             let record = crate::routes::accounts::readable(&state.store, &principal, id_or_code).await?;

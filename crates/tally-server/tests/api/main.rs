@@ -3,6 +3,7 @@
 
 mod accounts;
 mod battery;
+mod console;
 mod faults;
 mod feed;
 mod ledgers;

@@ -54,6 +54,8 @@ async fn the_openapi_description_lists_every_route_and_validates() {
         "/v1/transfers/{id}/void",
         "/v1/transfers/{id}/reverse",
         "/v1/audit",
+        "/v1/whoami",
+        "/v1/reconciliations",
         "/v1/events",
         "/v1/events/stream",
         "/healthz",
@@ -83,6 +85,8 @@ async fn the_openapi_description_lists_every_route_and_validates() {
         "CreatedWebhookView",
         "DeliveryView",
         "AttemptView",
+        "WhoAmIView",
+        "RunSummaryView",
     ] {
         assert!(schemas.contains_key(schema), "the schema {schema} is described");
     }

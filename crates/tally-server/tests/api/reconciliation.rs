@@ -342,3 +342,51 @@ async fn statements_are_listed_and_shown_by_ledger_and_a_scoped_key_sees_only_it
     let html = api.get(&format!("/v1/statements/{file}?format=html"), &eu_operator).await;
     assert!(html.body.as_str().unwrap().contains("<strong>Filtered:</strong>"));
 }
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_page_by_page_and_as_a_scoped_key_sees_them() {
+    let api = api().await;
+    eu_ledger(&api).await;
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10));
+    api.funded("wallet", "25.00").await;
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 24 * HOUR));
+    api.post("/v1/transfers", &api.operator, transfer("bank-wallet", "wallet", "1.00")).await;
+    api.db.store.set_clock(Timestamp(MARCH_10_AT_10 + 50 * HOUR));
+    let mut runs = Vec::new();
+    for day in ["2026-03-10", "2026-03-11"] {
+        let run = api.post("/v1/reconciliations", &api.auditor, json!({"date": day})).await;
+        assert_eq!((run.status, run.body["status"].as_str()), (StatusCode::OK, Some("clean")), "{}", run.body);
+        runs.push(run.body["run_id"].as_str().unwrap().to_owned());
+    }
+
+    let first = api.get("/v1/reconciliations?limit=1", &api.operator).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let run = &first.body["data"][0];
+    assert_eq!((run["run_id"].as_str(), run["day"].as_str()), (Some(runs[1].as_str()), Some("2026-03-11")));
+    assert_eq!((run["status"].as_str(), run["findings"].as_i64()), (Some("clean"), Some(0)));
+    assert_eq!(run["actor"], "key:auditor");
+    assert!(run["started_at"].is_string() && run["finished_at"].is_string(), "{run}");
+    let cursor = first.body["next_cursor"].as_str().expect("a full page has a cursor");
+    let second = api.get(&format!("/v1/reconciliations?limit=1&cursor={cursor}"), &api.operator).await;
+    assert_eq!(second.body["data"][0]["run_id"].as_str(), Some(runs[0].as_str()));
+    let cursor = second.body["next_cursor"].as_str().unwrap();
+    let third = api.get(&format!("/v1/reconciliations?limit=1&cursor={cursor}"), &api.operator).await;
+    assert_eq!((third.body["data"].clone(), third.body["next_cursor"].clone()), (json!([]), json!(null)));
+    let all = api.get("/v1/reconciliations", &api.auditor).await;
+    assert_eq!(all.body["data"].as_array().unwrap().len(), 2);
+
+    // A key scoped to `eu` sees each run as its ledger's part: clean, no findings.
+    let scoped = api.scoped_key("eu-auditor", Role::Auditor, vec![], vec![tally_core::LedgerId(2)]).await;
+    let seen = api.get("/v1/reconciliations", &scoped).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    assert_eq!(seen.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(seen.body["data"][0]["findings"], 0);
+    let refused = api.get("/v1/reconciliations?ledger=default", &scoped).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "ledger_forbidden"));
+    for bad in ["limit=0", "limit=201", "cursor=nope", "day=2026-03-10"] {
+        let reply = api.get(&format!("/v1/reconciliations?{bad}"), &api.auditor).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.body);
+    }
+    let reader = api.key("reader", Role::Reader, vec![]).await;
+    assert_eq!(api.get("/v1/reconciliations", &reader).await.status, StatusCode::FORBIDDEN);
+}

@@ -3,6 +3,7 @@
 use crate::support::*;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
+use tally_store::Role;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -245,5 +246,59 @@ async fn currency_errors_name_the_currencies_and_an_unknown_currency_writes_noth
         "the transfer is in USD; the debit account holds USD, the credit account EUR"
     );
     assert_eq!(api.balance("alice").await, "10.00");
+    api.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn related_lists_what_acts_on_a_transfer_and_its_audit_names_its_batch() {
+    let api = api().await;
+    let alice = api.funded("alice", "100.00").await;
+    api.open("shop", "USD", json!({})).await;
+    let mut hold = transfer("alice", "shop", "40.00");
+    hold["pending"] = json!(true);
+    assert_eq!(api.post("/v1/transfers", &api.operator, hold.clone()).await.status, StatusCode::CREATED);
+    let hold_id = hold["id"].as_str().unwrap();
+    let posted = api.post(&format!("/v1/transfers/{hold_id}/post"), &api.operator, json!({"amount": "25.00"})).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
+    let reverse = format!("/v1/transfers/{}/reverse", posted.body["id"].as_str().unwrap());
+    let reversed = api.call(Method::POST, &reverse, &api.operator, None).await;
+    assert_eq!(reversed.status, StatusCode::CREATED, "{}", reversed.body);
+
+    let of_hold = api.get(&format!("/v1/transfers?related={hold_id}"), &api.auditor).await;
+    assert_eq!(of_hold.status, StatusCode::OK, "{}", of_hold.body);
+    let kinds = |reply: &Reply| -> Vec<(String, String)> {
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["transfer"]["kind"].as_str().unwrap().to_owned(), o["id"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    assert_eq!(kinds(&of_hold), vec![("post_pending".to_owned(), posted.body["id"].as_str().unwrap().to_owned())]);
+    let of_post =
+        api.get(&format!("/v1/transfers?related={}", posted.body["id"].as_str().unwrap()), &api.operator).await;
+    assert_eq!(kinds(&of_post), vec![("reversal".to_owned(), reversed.body["id"].as_str().unwrap().to_owned())]);
+    let nothing =
+        api.get(&format!("/v1/transfers?related={}", reversed.body["id"].as_str().unwrap()), &api.operator).await;
+    assert_eq!(nothing.body["data"], json!([]));
+    let mixed = api.get(&format!("/v1/transfers?related={hold_id}&status=posted"), &api.operator).await;
+    assert_eq!((mixed.status, mixed.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+    // A reader of neither account sees none of them.
+    let stranger = api.open("stranger", "USD", json!({})).await;
+    let reader = api.key("stranger-app", Role::Reader, vec![stranger]).await;
+    assert_eq!(api.get(&format!("/v1/transfers?related={hold_id}"), &reader).await.body["data"], json!([]));
+
+    // The hold's audit: the batch that committed it, and its resolution by the post.
+    let audit = api.get(&format!("/v1/audit?entity={hold_id}"), &api.auditor).await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.body);
+    let actions: Vec<&str> =
+        audit.body["data"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["transfer.batch", "transfer.resolve"], "{}", audit.body);
+    assert!(audit.body["data"].as_array().unwrap().iter().all(|r| r["actor"] == "key:operator"));
+    // An account's audit: its opening only, not every row.
+    let account = api.get(&format!("/v1/audit?entity={alice}"), &api.auditor).await;
+    let rows = account.body["data"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["entity_id"] == json!(alice.to_string())), "{}", account.body);
+    assert_eq!(api.get(&format!("/v1/audit?entity={hold_id}"), &api.operator).await.status, StatusCode::FORBIDDEN);
     api.assert_consistent().await;
 }
