@@ -255,7 +255,8 @@ describe('operator console', { timeout: 600_000 }, () => {
     await admin.waitForSelector('.badge.status-frozen');
     assert.equal(await admin.textContent('[data-testid=freeze-toggle]'), 'Unfreeze account');
     await admin.click('[data-testid=freeze-toggle]');
-    await admin.waitForSelector('[data-testid=freeze-toggle]:has-text("Freeze account")');
+    await admin.waitForFunction(() => document.querySelector('[data-testid=freeze-toggle]')?.textContent === 'Freeze account');
+    await admin.waitForSelector('.badge.status-active');
     const bob = (await api(tally.url, keys.admin, 'GET', `/v1/accounts/${ids.bob}`)).body;
     assert.equal(bob.status, 'active');
   });
@@ -306,6 +307,7 @@ describe('operator console', { timeout: 600_000 }, () => {
     await shot(live, '05-live');
     await live.checkCsp();
     await live.context().close();
+    benchProxy?.close();
     if (bench) {
       const code = await bench.finished();
       const summary = /transfers\/s[^\n]*/.exec(bench.output());
@@ -315,7 +317,6 @@ describe('operator console', { timeout: 600_000 }, () => {
       const sent = await loaded;
       log(`load: ${sent} transfers in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
-    benchProxy?.close();
   });
 
   it('shows a statement import: matches and breaks', { timeout: 60_000 }, async () => {

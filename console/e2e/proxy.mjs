@@ -30,7 +30,9 @@ export function startProxy(dist, upstream) {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
-    forward.on('error', () => res.writeHead(502).end());
+    forward.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+    // A browser that goes away (a closed page's event stream) closes its upstream request too.
+    res.on('close', () => forward.destroy());
     req.pipe(forward);
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}`, close: () => { server.closeAllConnections(); server.close(); } })));

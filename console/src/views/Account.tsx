@@ -9,7 +9,7 @@ import { HISTORY_PAGE_SIZE, HOLDS_SHOWN } from '../limits';
 import { abilitiesOf } from '../roles';
 import { AccountLink, Amount, ErrorBox, Field, Json, Loading, Pager, Section, Status, TransferLink } from '../ui';
 
-function FreezeButton({ account, onChanged }: { account: AccountT; onChanged: () => void }) {
+function FreezeButton({ account, reloading, onChanged }: { account: AccountT; reloading: boolean; onChanged: () => void }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   if (account.status === 'closed') return null;
@@ -29,7 +29,7 @@ function FreezeButton({ account, onChanged }: { account: AccountT; onChanged: ()
   };
   return (
     <div class="actions">
-      <button type="button" class={action === 'freeze' ? 'danger' : ''} disabled={busy} onClick={act} data-testid="freeze-toggle">
+      <button type="button" class={action === 'freeze' ? 'danger' : ''} disabled={busy || reloading} onClick={act} data-testid="freeze-toggle">
         {action === 'freeze' ? 'Freeze account' : 'Unfreeze account'}
       </button>
       <ErrorBox error={error} />
@@ -204,7 +204,7 @@ export function Account({ id, me }: { id: string; me: WhoAmI }) {
                 </Field>
               )}
             </dl>
-            {can.freeze && <FreezeButton account={a} onChanged={account.reload} />}
+            {can.freeze && <FreezeButton account={a} reloading={account.loading} onChanged={account.reload} />}
           </Section>
           <BalanceCard id={a.id} key={`${a.id}-${a.version}`} />
           <Holds id={a.id} key={`h-${a.id}-${a.version}`} />

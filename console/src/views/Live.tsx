@@ -16,11 +16,19 @@ import type { ApiError } from '../api';
 
 const axisStroke = '#5b6472';
 const grid = { stroke: '#e6e8ec', width: 1 };
+/** The time axis: whole seconds, as HH:MM:SS UTC. */
+const timeAxis: uPlot.Axis = {
+  stroke: axisStroke,
+  grid,
+  space: 70,
+  incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600],
+  values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(11, 19)),
+};
 
 const throughputOptions: Omit<uPlot.Options, 'width' | 'height'> = {
   scales: { x: { time: true }, tps: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] }, batch: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
   axes: [
-    { stroke: axisStroke, grid },
+    timeAxis,
     { scale: 'tps', label: 'transfers/s', stroke: axisStroke, grid, size: 60 },
     { scale: 'batch', label: 'mean batch size', side: 1, stroke: axisStroke, grid: { show: false }, size: 50 },
   ],
@@ -34,7 +42,7 @@ const throughputOptions: Omit<uPlot.Options, 'width' | 'height'> = {
 const latencyOptions: Omit<uPlot.Options, 'width' | 'height'> = {
   scales: { x: { time: true }, ms: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] }, queue: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
   axes: [
-    { stroke: axisStroke, grid },
+    timeAxis,
     { scale: 'ms', label: 'p99 ms', stroke: axisStroke, grid, size: 60 },
     { scale: 'queue', label: 'queue depth', side: 1, stroke: axisStroke, grid: { show: false }, size: 50 },
   ],

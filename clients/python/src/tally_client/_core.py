@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +72,23 @@ USER_AGENT = "tally-client-python/0.1"
 Amount = Decimal | int | str
 
 
+def new_id() -> uuid.UUID:
+    """A new transfer id: a UUIDv7 (RFC 9562 §5.7), ordered by time like the ids Tally makes
+    itself, so that the journal's index on ids grows at its end instead of everywhere.
+
+    ``uuid.uuid7`` where Python has it (3.14+); the same layout otherwise: 48 bits of Unix
+    milliseconds, the version, 74 random bits and the variant.
+    """
+    make = getattr(uuid, "uuid7", None)
+    if make is not None:
+        made: uuid.UUID = make()
+        return made
+    millis = time.time_ns() // 1_000_000 & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10))
+    rand_a, rand_b = (rand >> 62) & 0xFFF, rand & ((1 << 62) - 1)
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
 def decimal_text(value: Amount, name: str = "amount") -> str:
     """An amount as the API's decimal string. Floats are refused: they cannot hold cents exactly."""
     if isinstance(value, float) or isinstance(value, bool):
@@ -90,7 +109,7 @@ class NewTransfer:
     to: str
     amount: Amount
     currency: str
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=new_id)
     pending: bool = False
     timeout_seconds: int | None = None
     expected_from_version: int | None = None

@@ -219,7 +219,7 @@ class TallyClient:
             str(to),
             amount,
             currency,
-            id=id or uuid.uuid4(),
+            id=id or _core.new_id(),
             pending=pending,
             timeout_seconds=timeout_seconds,
             expected_from_version=expected_from_version,
