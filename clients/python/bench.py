@@ -7,7 +7,8 @@ Opens one unrestricted bank and ``--accounts`` USD wallets, then runs, one after
 - ``sync``: one thread, one ``TallyClient.transfer`` at a time (what the seed's
   ``TransactionProcessor.transfer`` does, one call after another);
 - ``async xC``: ``C`` tasks on one ``AsyncTallyClient``, each one transfer at a time;
-- ``async batch xC``: ``C`` tasks, each sending ``--batch`` transfers per request.
+- ``bare httpx xC``: the same requests from a bare ``httpx.AsyncClient`` (the library's own cost);
+- ``async batch xC``: ``C / 4`` tasks, each sending ``--batch`` transfers per request.
 
 and prints transfers/s with the latency of the calls (p50, p99). Every transfer is checked:
 the sum of the wallets' balances at the end equals what the bank sent them.
@@ -22,6 +23,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+
+import httpx
 
 from tally_client import AsyncTallyClient, NewTransfer, TallyClient
 
@@ -84,7 +87,8 @@ async def run_async(
             n = w
             while time.monotonic() < end:
                 at = time.monotonic()
-                moved += await call(n)
+                done = await call(n)  # (not `moved += await ...`: that reads `moved` before the await)
+                moved += done
                 latencies.append(time.monotonic() - at)
                 n += tasks
 
@@ -93,6 +97,33 @@ async def run_async(
         elapsed = time.monotonic() - started
     name = f"async, {tasks} tasks x 1" if batch == 1 else f"async, {tasks} tasks x batch of {batch}"
     return row(name, moved, elapsed, latencies), moved
+
+
+async def run_bare(url: str, key: str, bank: str, wallets: list[str], seconds: float, tasks: int) -> tuple[str, int]:
+    """The same requests as ``async xC`` from a bare ``httpx.AsyncClient``: what the HTTP library
+    costs without the client's code."""
+    latencies: list[float] = []
+    moved = 0
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers) as http:
+        end = time.monotonic() + seconds
+
+        async def worker(w: int) -> None:
+            nonlocal moved
+            n = w
+            while time.monotonic() < end:
+                body = {"id": str(uuid.uuid4()), "from": bank, "to": wallets[n % len(wallets)], "amount": str(AMOUNT), "currency": "USD"}
+                at = time.monotonic()
+                response = await http.post("/v1/transfers", json=body)
+                latencies.append(time.monotonic() - at)
+                assert response.status_code == 201, response.text
+                moved += 1
+                n += tasks
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(tasks)))
+        elapsed = time.monotonic() - started
+    return row(f"bare httpx (no tally-client), {tasks} tasks x 1", moved, elapsed, latencies), moved
 
 
 def main() -> None:
@@ -118,6 +149,7 @@ def main() -> None:
     scenarios: list[Callable[[], tuple[str, int]]] = [
         lambda: run_sync(args.url, args.key, bank, wallets, args.seconds),
         lambda: asyncio.run(run_async(args.url, args.key, bank, wallets, args.seconds, args.tasks, 1)),
+        lambda: asyncio.run(run_bare(args.url, args.key, bank, wallets, args.seconds, args.tasks)),
         lambda: asyncio.run(
             run_async(args.url, args.key, bank, wallets, args.seconds, max(1, args.tasks // 4), args.batch)
         ),

@@ -11,7 +11,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -383,7 +383,6 @@ describe('operator console', { timeout: 600_000 }, () => {
     await admin.click('text=← all runs');
     await admin.waitForSelector(`[data-testid=runs] a:has-text("${day}")`);
     await admin.checkCsp();
-    copyFileSync(join(SHOTS, '05-live.png'), join(CONSOLE, 'screenshot.png'));
   });
 
   it('reported no Content-Security-Policy violation', () => {
