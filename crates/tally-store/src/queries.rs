@@ -267,7 +267,7 @@ impl Store {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM audit_log
                      WHERE id > $1 AND (entity_id = $3::uuid::text
-                           OR entity_id = (SELECT batch_id::text FROM transfers WHERE id = $3::uuid))
+                           OR entity_id IN (SELECT batch_id::text FROM transfers WHERE id = $3::uuid))
                      ORDER BY id LIMIT $2"
                 );
                 client.query(&sql, &[&after, &limit, &entity]).await?
