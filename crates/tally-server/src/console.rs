@@ -90,7 +90,7 @@ async fn serve_file(state: &AppState, path: &str, request: &HeaderMap) -> Respon
         return secured((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let mime = HeaderValue::from_str(&file.mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    secured(([(header::CONTENT_TYPE, mime), (header::ETAG, etag)], file.body.into_owned()).into_response())
+    secured(([(header::CONTENT_TYPE, mime), (header::ETAG, etag)], axum::body::Body::from(file.body)).into_response())
 }
 
 /// `GET /console`: to the console's root, so that its relative paths resolve.

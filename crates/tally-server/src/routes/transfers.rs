@@ -397,9 +397,9 @@ async fn list_related(
     if !alone {
         return Err(ApiError::bad_request("invalid_query", "related= takes no other filter (limit aside)"));
     }
+    let limit = limit_of(query.limit)?;
     let (served, rows) =
         state.read(headers, |reads| async move { Ok(reads.store.related_transfers(id).await?) }).await?;
-    let limit = limit_of(query.limit)?;
     let mut data = Vec::with_capacity(rows.len());
     for row in rows.iter().filter(|row| readable_row(principal, row)).take(usize::try_from(limit).unwrap_or(0)) {
         data.push(outcome_of_row(state, row).await?);
